@@ -1,0 +1,84 @@
+"""One suite over every registered model: shapes, NaNs, gradients, declared metadata, names."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from zoo.registry import build_net, get_entry
+
+# Per-model exceptions, in one place. "input": a smaller test input for models without a fixed input
+# size (full ImageNet-size networks are slow on CPU); "backward": False skips the gradient test for
+# networks too large to train in a CPU test.
+TEST_OVERRIDES: dict[str, dict] = {}
+
+MODELS = zoo.list_models()
+
+
+def _test_input(name: str) -> tuple[int, ...]:
+    entry = get_entry(name)
+    return tuple(TEST_OVERRIDES.get(name, {}).get("input", entry.input_size)) if not entry.fixed_input_size else entry.input_size
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_shape_and_finite(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create(name).eval()
+    x = torch.rand(2, *_test_input(name))
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, get_entry(name).num_classes)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if TEST_OVERRIDES.get(m, {}).get("backward", True)])
+def test_backward_reaches_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create(name, num_classes=7)
+    x = torch.rand(2, *_test_input(name))
+    out = model(x)
+    assert out.shape == (2, 7)
+    out.sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient reached {missing}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_declared_num_params(name: str) -> None:
+    entry = get_entry(name)
+    net = build_net(name)
+    assert sum(p.numel() for p in net.parameters()) == entry.num_params
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_in_chans_option(name: str) -> None:
+    entry = get_entry(name)
+    model = zoo.create(name, in_chans=3).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, *_test_input(name)[1:]))
+    assert out.shape == (1, entry.num_classes)
+
+
+def test_list_models_pattern_and_pretrained() -> None:
+    assert "lenet5" in zoo.list_models("lenet*")
+    assert zoo.list_models("nothing-matches-this*") == []
+    assert set(zoo.list_models(pretrained=True)) <= set(zoo.list_models())
+    assert all("." in w for w in zoo.list_weights())
+
+
+def test_unknown_model_lists_closest_names() -> None:
+    with pytest.raises(zoo.UnknownModelError, match=r"unknown model 'lenet'.*closest: lenet5"):
+        zoo.create("lenet")
+    with pytest.raises(zoo.UnknownModelError, match="lenet5.fmnist"):
+        zoo.load("lenet5.imagenet")
+
+
+def test_duplicate_registration_is_refused() -> None:
+    from zoo.registry import register_model
+
+    with pytest.raises(ValueError, match="registered twice"):
+
+        @register_model(family="lenet", input_size=(1, 28, 28), num_classes=10, num_params=0)
+        def lenet5(**kwargs):  # noqa: F811
+            raise AssertionError("never built")

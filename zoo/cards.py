@@ -1,0 +1,136 @@
+"""Writing a weight folder (``model_cards/<arch.tag>/``) and rendering its model card.
+
+Every number in a card comes from ``metrics.json``, which the training run (or an evaluation run)
+wrote; the README is rendered from ``config.json`` + ``metrics.json`` and never edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from zoo.weights import CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, sha256_file
+
+
+def model_config(model: Any, name: str) -> dict[str, Any]:
+    """``config.json`` of a classification task: enough to rebuild it from the registry alone."""
+    hp = model.hparams
+    return {
+        "name": name,
+        "architecture": hp.model_name,
+        "library_name": "zoo",
+        "task": "image-classification",
+        "num_classes": hp.num_classes,
+        "in_chans": model.input_size[0],
+        "input_size": list(model.input_size),
+        "mean": model.mean.flatten().tolist(),
+        "std": model.std.flatten().tolist(),
+        "class_names": list(model.class_names),
+        "model_kwargs": dict(hp.model_kwargs or {}),
+    }
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The README.md of a weight folder, Hugging Face model-card style (YAML metadata first)."""
+    name = config["name"]
+    dataset = metrics.get("dataset", "")
+    front = {
+        "library_name": "zoo",
+        "license": metrics.get("license", "apache-2.0"),
+        "tags": ["image-classification", "zoo", "lightning", config["architecture"]],
+        "datasets": [dataset] if dataset else [],
+        "metrics": ["accuracy"],
+        "model-index": [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "image-classification"},
+                        "dataset": {"name": dataset, "type": dataset, "split": "test"},
+                        "metrics": [{"type": "accuracy", "value": round(100 * metrics["test_acc"], 2), "name": "top-1 accuracy"}],
+                    }
+                ],
+            }
+        ],
+    }
+    import yaml
+
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
+    lines += [
+        f"`{config['architecture']}` trained on {dataset} by the recipe `{metrics.get('recipe', '?')}`; every number "
+        "below was measured by that run and written to `metrics.json`.",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| test top-1 accuracy ({metrics.get('test_samples', '?')} images) | {_fmt_pct(metrics.get('test_acc'))} |",
+        f"| test top-5 accuracy | {_fmt_pct(metrics.get('test_acc5'))} |",
+        f"| best validation top-1 accuracy | {_fmt_pct(metrics.get('val_acc'))} |",
+        f"| parameters | {metrics.get('params', 0):,} |",
+        f"| FLOPs per image (forward) | {metrics.get('flops', 0):,} |",
+        f"| input | {' × '.join(str(s) for s in config['input_size'])}, pixels in [0, 1] |",
+        f"| epochs (best at) | {metrics.get('epochs', '?')} ({metrics.get('best_epoch', '?')}) |",
+        f"| training wall time | {metrics.get('wall_time_s', 0) / 60:.1f} min on {metrics.get('hardware', '?')} |",
+        f"| weights sha256 | `{metrics.get('sha256', '')}` |",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import zoo",
+        f'model = zoo.load("{name}")          # LightningModule in eval mode, normalisation inside',
+        f"probs = model.predict_proba(images)  # images: float (N, {', '.join(str(s) for s in config['input_size'])}) in [0, 1]",
+        "```",
+        "",
+        f"Classes: {', '.join(config['class_names'])}.",
+        "",
+        "Normalisation (inside the model): mean "
+        + ", ".join(f"{m:.4f}" for m in config["mean"])
+        + ", std "
+        + ", ".join(f"{s:.4f}" for s in config["std"])
+        + ".",
+    ]
+    confusion = metrics.get("confusion_matrix")
+    if confusion:
+        short = [c.split("/")[0][:8] for c in config["class_names"]]
+        lines += ["", "## Test confusion matrix (rows: true class, columns: predicted)", ""]
+        lines += ["| | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
+        lines += [f"| **{short[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(confusion)]
+    return "\n".join(lines) + "\n"
+
+
+def write_folder(folder: str | Path, state: dict[str, Any], config: dict[str, Any], metrics: dict[str, Any]) -> Path:
+    """Write a complete weight folder atomically: built beside the target, then swapped in.
+
+    ``metrics`` gets the weights file's sha256 and size. An existing folder is replaced only once
+    the new one is complete, so an interrupted run never leaves a half-written card behind.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        weights = staging / WEIGHTS_FILE
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(weights), metadata={"format": "pt"})
+        metrics = {**metrics, "sha256": sha256_file(weights), "file_size": weights.stat().st_size}
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        (staging / CARD_FILE).write_text(render_card(config, metrics))
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

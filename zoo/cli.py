@@ -1,0 +1,334 @@
+"""The ``zoo`` command.
+
+``zoo fit|validate|test|predict --config recipes/<recipe>.yaml`` is Lightning's own ``LightningCLI``
+(every ``--trainer.*``, ``--model.*``, ``--data.*`` flag works); zoo adds defaults (rich progress bar,
+best-val-accuracy checkpoint + ``last.ckpt``, LR monitor, CSV + TensorBoard logs, the resolved config
+saved with each run) and, with ``--card.name arch.tag``, turns the best checkpoint into a weight folder
+with a card when ``fit`` ends. The other commands (``list``, ``info``, ``classify``, ``evaluate``)
+are plain argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+log = logging.getLogger("zoo")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+# ---- LightningCLI ---------------------------------------------------------------------------------
+def hardware() -> str:
+    """A short description of what ran: accelerator, processor, core count, library versions."""
+    import lightning
+    import torch
+
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
+    else:
+        cpu = platform.processor() or platform.machine()
+        try:
+            cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        device = f"CPU {cpu}, {os.cpu_count()} cores"
+    return f"{device}; torch {torch.__version__}, lightning {lightning.__version__}"
+
+
+def _make_cli_class():
+    """Built lazily so that ``import zoo.cli`` (and ``zoo list``) does not import Lightning."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.cli import LightningCLI
+
+    class ZooCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults(
+                {
+                    "checkpoint.monitor": "val_acc",
+                    "checkpoint.mode": "max",
+                    "checkpoint.save_last": True,
+                    "checkpoint.filename": "best-{epoch:02d}-{val_acc:.4f}",
+                }
+            )
+            parser.add_argument("--card.name", type=str | None, default=None, help="export the best checkpoint as model_cards/<arch.tag> when fit ends")
+            parser.add_argument("--card.output_dir", type=str, default="model_cards", help="folder that receives the weight folder")
+            parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+            parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config.get(str(self.subcommand), self.config)
+            loggers = config.get("trainer", {}).get("logger")
+            version = os.environ.setdefault("ZOO_RUN_VERSION", time.strftime("%Y%m%d-%H%M%S"))
+            for logger in loggers if isinstance(loggers, list) else []:
+                init = logger.get("init_args", {}) if hasattr(logger, "get") else {}
+                if "version" in init and init["version"] is None:
+                    init["version"] = version
+
+        def before_fit(self) -> None:
+            self._fit_started = time.time()
+
+        def after_fit(self) -> None:
+            name = self.config.fit.card.name
+            if name:
+                export_card(self, name, Path(self.config.fit.card.output_dir), time.time() - self._fit_started)
+
+    defaults = {
+        "callbacks": [RichProgressBar(leave=True), LearningRateMonitor(logging_interval="step")],
+        "logger": [
+            {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "zoo", "version": None}},
+            {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "runs", "name": "zoo", "version": None, "default_hp_metric": False},
+            },
+        ],
+    }
+    return ZooCLI, defaults, L
+
+
+def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path | None:
+    """Best checkpoint → test + validate with it → ``output_dir/<name>/`` (weights, config, metrics, card)."""
+    from zoo.cards import model_config, write_folder
+    from zoo.inspect import count_flops
+    from zoo.registry import get_weights, split_name
+
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    arch, tag = split_name(name)
+    if arch != model.hparams.model_name or tag is None:
+        raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
+    best = trainer.checkpoint_callback.best_model_path or None
+    test = trainer.test(model, datamodule=data, ckpt_path=best or None, verbose=False)[0]
+    val = trainer.validate(model, datamodule=data, verbose=False)[0]
+    if not trainer.is_global_zero:
+        return None
+    match = re.search(r"epoch=(\d+)", Path(best).name) if best else None
+    recipes = cli.config.fit.get("config") or []
+    try:
+        weights_meta = get_weights(name)
+        license_ = weights_meta.license
+    except ZooError:  # a new tag that the registry does not list yet
+        license_ = "apache-2.0"
+    metrics = {
+        "name": name,
+        "dataset": getattr(data, "dataset_name", type(data).__name__),
+        "test_acc": test["test_acc"],
+        "test_acc5": test["test_acc5"],
+        "test_loss": test["test_loss"],
+        "test_samples": int(model.confusion_matrix.sum()),
+        "val_acc": val["val_acc"],
+        "val_loss": val["val_loss"],
+        "params": sum(p.numel() for p in model.net.parameters()),
+        "flops": count_flops(model.net, model.input_size),
+        "epochs": trainer.current_epoch,
+        "best_epoch": int(match.group(1)) + 1 if match else trainer.current_epoch,
+        "wall_time_s": round(wall_time, 1),
+        "hardware": hardware(),
+        "precision": str(trainer.precision),
+        "devices": trainer.num_devices,
+        "recipe": str(recipes[-1].relative if hasattr(recipes[-1], "relative") else recipes[-1]) if recipes else None,
+        "seed": cli.config.fit.get("seed_everything"),
+        "license": license_,
+        "date": time.strftime("%Y-%m-%d"),
+        "confusion_matrix": model.confusion_matrix.tolist(),
+    }
+    state = model.net.state_dict()
+    folder = write_folder(output_dir / name, state, model_config(model, name), metrics)
+    log.info("wrote %s (test top-1 %.2f%%)", folder, 100 * metrics["test_acc"])
+    return folder
+
+
+def run_lightning(argv: list[str]) -> None:
+    from zoo.tasks.classification import ImageClassifier
+
+    ZooCLI, defaults, L = _make_cli_class()
+    ZooCLI(
+        ImageClassifier,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        trainer_defaults=defaults,
+        save_config_kwargs={"overwrite": True},
+        args=argv,
+        auto_configure_optimizers=False,
+        parser_kwargs={"prog": "zoo", "description": "Train and evaluate zoo models (LightningCLI)."},
+    )
+
+
+# ---- zoo list / info / classify / evaluate --------------------------------------------------------
+def cmd_list(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="zoo list", description="List registered models and their weights.")
+    parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'res*'")
+    parser.add_argument("--pretrained", action="store_true", help="only models with trained weights")
+    args = parser.parse_args(argv)
+    from rich.table import Table
+
+    from zoo.registry import get_entry, list_models
+
+    table = Table("model", "family", "input", "params", "weights")
+    for name in list_models(args.pattern, pretrained=args.pretrained):
+        entry = get_entry(name)
+        table.add_row(name, entry.family, "×".join(map(str, entry.input_size)), f"{entry.num_params:,}",
+                      ", ".join(f"{name}.{t}" for t in entry.weights) or "–")
+    _console().print(table)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def cmd_info(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="zoo info", description="Per-layer table: output shape, parameters, FLOPs, activation memory.")
+    parser.add_argument("name", help="model name (zoo list) or arch.tag")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size for the memory totals")
+    parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="override the input size")
+    parser.add_argument("--num-classes", type=int, default=None)
+    args = parser.parse_args(argv)
+    from rich.table import Table
+
+    from zoo.inspect import layer_table
+    from zoo.registry import build_net, get_entry
+
+    entry = get_entry(args.name)
+    net = build_net(entry.name, num_classes=args.num_classes)
+    input_size = tuple(args.input_size) if args.input_size else tuple(getattr(net, "input_size", entry.input_size))
+    table = layer_table(net, input_size, batch_size=args.batch_size)
+    console = _console()
+    console.print(f"[bold]{entry.name}[/bold] ({entry.family}) — {entry.paper}" if entry.paper else f"[bold]{entry.name}[/bold]")
+    out = Table("layer", "type", "output (C×H×W)", "params", "% params", "FLOPs", "activations")
+    for row in table.rows:
+        out.add_row(row.name, row.kind, "×".join(map(str, row.output_shape)), f"{row.params:,}" if row.params else "",
+                    f"{100 * row.params / table.total_params:.1f}" if row.params else "", f"{row.flops:,}" if row.flops else "",
+                    f"{row.activations:,}")
+    console.print(out)
+    memory = table.memory()
+    doc = (sys.modules[type(net).__module__].__doc__ or "")
+    console.print(f"input {'×'.join(map(str, input_size))} · parameters [bold]{table.total_params:,}[/bold] · "
+                  f"FLOPs/image {table.total_flops:,} ({table.total_flops / 2e9:.3f} GMAC)")
+    console.print(f"activations per image {table.activations:,} values = {_human_bytes(table.activations * 4)} fp32")
+    console.print(f"at batch {args.batch_size}: weights {_human_bytes(memory['parameters'])}, stored for backward "
+                  f"{_human_bytes(memory['activations_for_backward'])}, training with SGD+momentum ≈ "
+                  f"{_human_bytes(memory['train_sgd_momentum'])}, with Adam ≈ {_human_bytes(memory['train_adam'])}")
+    note = re.search(r"The course's hand count[^\n]*(?:\n(?!\n)[^\n]*)*", doc)
+    if note:
+        console.print(note.group(0).replace("\n", " "))
+
+
+def read_image(path: str, channels: int):
+    """A file as a uint8 ``(C, H, W)`` tensor with the model's channel count (grey or RGB)."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    try:
+        return decode_image(path, mode=mode)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise ZooError(f"cannot read image {path} ({err}); give PNG or JPEG files") from None
+
+
+def cmd_classify(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="zoo classify", description="Classify image files with trained weights.")
+    parser.add_argument("weights", help="arch.tag (zoo list --pretrained) or a weight folder")
+    parser.add_argument("images", nargs="+", help="PNG/JPEG files")
+    parser.add_argument("--top-k", type=int, default=1)
+    args = parser.parse_args(argv)
+    import torch
+    from rich.table import Table
+    from torchvision.transforms.v2.functional import resize
+
+    import zoo
+
+    model = zoo.load(args.weights)
+    channels, height, width = model.input_size
+    images = []
+    for path in args.images:
+        image = read_image(path, channels)
+        if image.shape[1:] != (height, width):
+            image = resize(image, [height, width], antialias=True)
+        images.append(image)
+    probs = model.predict_proba(torch.stack(images).float() / 255)
+    top = probs.topk(min(args.top_k, probs.shape[1]), dim=1)
+    table = Table("image", "prediction", "confidence")
+    for path, values, indices in zip(args.images, top.values, top.indices):
+        table.add_row(Path(path).name, " / ".join(model.class_names[i] for i in indices.tolist()),
+                      " / ".join(f"{100 * v:.1f}%" for v in values.tolist()))
+    _console().print(table)
+
+
+def cmd_evaluate(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="zoo evaluate", description="Measure trained weights on the Fashion-MNIST test set (10,000 images).")
+    parser.add_argument("weights", help="arch.tag or a weight folder")
+    parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args(argv)
+    import zoo
+    from zoo.evaluate import evaluate_classifier
+
+    model = zoo.load(args.weights)
+    result = evaluate_classifier(model, root=args.data_root, batch_size=args.batch_size)
+    _console().print(f"{args.weights}: test top-1 {100 * result['test_acc']:.2f}%, top-5 {100 * result['test_acc5']:.2f}% "
+                     f"on {result['test_samples']:,} images")
+
+
+EXTRA_COMMANDS = {"list": cmd_list, "info": cmd_info, "classify": cmd_classify, "evaluate": cmd_evaluate}
+
+
+def overview() -> str:
+    return """usage: zoo COMMAND [options]     (zoo COMMAND --help for each)
+
+Training (LightningCLI; every --trainer.*, --model.*, --data.* flag works):
+  fit        train from a recipe:        zoo fit --config recipes/lenet5_fmnist.yaml
+  validate   validate a model/checkpoint
+  test       test a model/checkpoint
+  predict    run predict_step over a datamodule
+
+Models and weights:
+  list       registered models (zoo list 'res*' --pretrained)
+  info       per-layer table: shapes, parameters, FLOPs, memory (zoo info lenet5)
+  classify   classify image files (zoo classify lenet5.fmnist samples/*.png)
+  evaluate   re-measure shipped weights on the Fashion-MNIST test set
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(overview(), end="")
+        return
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in LIGHTNING_COMMANDS:
+            run_lightning(argv)
+        elif command in EXTRA_COMMANDS:
+            EXTRA_COMMANDS[command](rest)
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(command, [*LIGHTNING_COMMANDS, *EXTRA_COMMANDS], n=1)
+            raise ZooError(f"unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "; see zoo --help"))
+    except ZooError as err:
+        print(f"zoo: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Fashion-MNIST (Xiao, Rasul, Vollgraf 2017) as a LightningDataModule.
+
+Where the IDX files come from, first found wins:
+  1. ``root`` (``--data.root``), 2. ``$ZOO_DATA``, 3. ``/usr/share/datasets/fashion-mnist``
+  (Debian package ``dataset-fashion-mnist``), each searched as given and in torchvision's
+  ``FashionMNIST/raw`` layout, gzipped or not; 4. torchvision's download into ``root`` (or the zoo
+  cache) when ``download=True`` and the machine is online.
+
+The files are decoded once into uint8 tensors; batches are sliced from them (no PIL image per sample)
+and handed over as uint8 ``(N, 1, 28, 28)``: the task scales them to [0, 1] after the transfer to
+the device. Train/val is a fixed seeded 55,000/5,000 split of the 60,000 training images; test is
+the official 10,000.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from zoo.errors import DatasetNotFoundError
+
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: Path) -> Tensor:
+    """An IDX file (gzipped or not) as a uint8 tensor of the shape its header declares."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DatasetNotFoundError(f"{path} is not a uint8 IDX file; re-install the dataset")
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    return torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8).view(*shape)
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for folder in (directory, directory / "FashionMNIST" / "raw"):
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def candidate_dirs(root: str | os.PathLike | None) -> list[Path]:
+    dirs = [Path(root)] if root else []
+    if os.environ.get("ZOO_DATA"):
+        dirs.append(Path(os.environ["ZOO_DATA"]))
+    dirs.append(SYSTEM_DIR)
+    return dirs
+
+
+def default_download_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("ZOO_HOME", user_cache_dir("zoo"))) / "data"
+
+
+def load_split(split: str, root: str | os.PathLike | None = None, download: bool = False) -> tuple[Tensor, Tensor]:
+    """``(images uint8 (N, 28, 28), labels int64 (N,))`` of the ``train`` or ``test`` split."""
+    image_stem, label_stem = FILES[split]
+    for directory in candidate_dirs(root):
+        images, labels = _find(directory, image_stem), _find(directory, label_stem)
+        if images and labels:
+            return read_idx(images), read_idx(labels).long()
+    if download:
+        target = Path(root) if root else default_download_dir()
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(str(target), train=split == "train", download=True)
+        except Exception:  # offline: fall through to the message that says how to get the data
+            pass
+        else:
+            return load_split(split, target, download=False)
+    searched = ", ".join(str(d) for d in candidate_dirs(root))
+    raise DatasetNotFoundError(
+        f"Fashion-MNIST {split} files not found (searched {searched}): pass --data.root DIR with the IDX files, "
+        "set $ZOO_DATA, or `apt-get install dataset-fashion-mnist` (online, download=True fetches them)"
+    )
+
+
+def passthrough(batch: Any) -> Any:
+    """Collate function for datasets whose ``__getitems__`` already returns a whole batch."""
+    return batch
+
+
+class TensorImageDataset(Dataset):
+    """Images ``(N, H, W)`` or ``(N, C, H, W)`` uint8 + labels, sliced a batch at a time.
+
+    ``transform`` (transforms v2 on uint8 tensors) is applied per image, only when given.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, transform: Any = None) -> None:
+        self.images = images if images.ndim == 4 else images.unsqueeze(1)
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image = self.images[index]
+        return (self.transform(image) if self.transform else image), self.labels[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        index = torch.as_tensor(indices)
+        images = self.images[index]
+        if self.transform is not None:
+            images = torch.stack([self.transform(image) for image in images])
+        return images, self.labels[index]
+
+
+def train_augmentation(size: int = 28, padding: int = 2):
+    """Random shift (pad + crop) and horizontal flip on uint8 tensors: clothes are left/right symmetric."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomCrop(size, padding=padding), v2.RandomHorizontalFlip()])
+
+
+class FashionMNISTDataModule(L.LightningDataModule):
+    """Fashion-MNIST: 55k train / 5k val (seeded) / 10k test, uint8 batches ``(N, 1, 28, 28)``.
+
+    Args:
+        root: folder with the IDX files (see the module docstring for the search order).
+        batch_size: images per batch (per process under DDP).
+        num_workers: DataLoader worker processes; 0 is fastest for in-memory tensors on few cores.
+        val_size: images held out of the 60k training set for validation.
+        split_seed: seed of the train/val split (fixed, so every run validates on the same images).
+        augment: random shift + horizontal flip on training images.
+        download: let torchvision download the files when none are found (needs internet).
+    """
+
+    dataset_name = "fashion_mnist"
+    class_names = CLASS_NAMES
+    num_classes = 10
+    in_chans = 1
+
+    def __init__(
+        self,
+        root: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        augment: bool = False,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.datasets: dict[str, TensorImageDataset] = {}
+
+    def prepare_data(self) -> None:
+        for split in FILES:
+            load_split(split, self.hparams.root, self.hparams.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        hp = self.hparams
+        images, labels = load_split("train", hp.root, hp.download)
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
+        train, val = order[: len(labels) - hp.val_size], order[len(labels) - hp.val_size :]
+        self.datasets["train"] = TensorImageDataset(images[train], labels[train], train_augmentation() if hp.augment else None)
+        self.datasets["val"] = TensorImageDataset(images[val], labels[val])
+        self.datasets["test"] = TensorImageDataset(*load_split("test", hp.root, hp.download))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            collate_fn=passthrough,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,114 @@
+"""Per-layer table of a network: output shape, parameters, FLOPs and activation memory.
+
+The course's memory quiz, computed instead of guessed:
+  * parameters: ``C_out · (C_in · K_h · K_w + 1)`` per conv, read from the module itself;
+  * FLOPs: counted by ``torch.utils.flop_counter`` on a real forward pass (one multiply-add = 2 FLOPs);
+  * activations: every leaf layer's output is kept for the backward pass, so the memory stored for
+    backward ≈ Σ layer outputs × batch × bytes per value (the forward-only peak is far smaller);
+  * training state: parameters + gradients + optimizer state (SGD momentum: 1 copy, Adam: 2 copies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]  # without the batch dimension
+    params: int
+    flops: int  # per image
+
+    @property
+    def activations(self) -> int:
+        return int(torch.Size(self.output_shape).numel())
+
+
+@dataclass
+class NetworkTable:
+    rows: list[LayerRow]
+    input_size: tuple[int, ...]
+    total_params: int
+    total_flops: int  # per image, whole forward (ops outside leaf layers included)
+    batch_size: int = 1
+    bytes_per_value: int = 4
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def activations(self) -> int:
+        """Values stored for backward per image: the input and every leaf layer's output."""
+        return int(torch.Size(self.input_size).numel()) + sum(r.activations for r in self.rows)
+
+    def memory(self) -> dict[str, int]:
+        """Bytes at ``batch_size``: forward activations, and the training state per optimizer."""
+        params = self.total_params * self.bytes_per_value
+        stored = self.activations * self.batch_size * self.bytes_per_value
+        return {
+            "parameters": params,
+            "activations_for_backward": stored,
+            "activation_gradients_peak": stored,  # backward holds gradients the size of the activations
+            "train_sgd_momentum": stored + 3 * params,  # weights + grads + momentum
+            "train_adam": stored + 4 * params,  # weights + grads + 2 moments
+        }
+
+
+def layer_table(net: nn.Module, input_size: tuple[int, ...], batch_size: int = 1) -> NetworkTable:
+    """Run one forward pass of a single image through ``net`` and tabulate every leaf layer."""
+    rows: list[LayerRow] = []
+    hooks = []
+    counters: dict[str, FlopCounterMode] = {}
+
+    def before(name: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            counters[name] = FlopCounterMode(display=False)
+            counters[name].__enter__()
+
+        return hook
+
+    def after(name: str):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            counters[name].__exit__(None, None, None)
+            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+            rows.append(LayerRow(name, type(module).__name__, shape, params, counters[name].get_total_flops()))
+
+        return hook
+
+    for name, module in net.named_modules():
+        if name and not list(module.children()):
+            hooks.append(module.register_forward_pre_hook(before(name)))
+            hooks.append(module.register_forward_hook(after(name)))
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as total:
+            net(torch.zeros(1, *input_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        net.train(was_training)
+    return NetworkTable(
+        rows=rows,
+        input_size=tuple(input_size),
+        total_params=sum(p.numel() for p in net.parameters()),
+        total_flops=total.get_total_flops(),
+        batch_size=batch_size,
+    )
+
+
+def count_flops(net: nn.Module, input_size: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass of one image (2 per multiply-add)."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, *input_size))
+    finally:
+        net.train(was_training)
+    return counter.get_total_flops()

@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` families, one file each; importing a family registers its builders."""
