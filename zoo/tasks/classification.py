@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from zoo.errors import InputShapeError, WeightsError
+from zoo.hub import HubMixin
 from zoo.registry import build_net, get_entry
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ Optimizer = Literal["sgd", "adam", "adamw"]
 Scheduler = Literal["constant", "step", "exponential", "cosine", "sgdr", "plateau", "onecycle"]
 
 
-class ImageClassifier(L.LightningModule):
+class ImageClassifier(HubMixin, L.LightningModule):
     """Train, evaluate and run any registered classification network.
 
     Args:
@@ -145,9 +146,32 @@ class ImageClassifier(L.LightningModule):
         """Class probabilities ``(N, num_classes)`` for a batch of images in [0, 1]."""
         return self(x.to(self.device)).softmax(dim=-1)
 
-    def load_net_state(self, state: dict[str, Tensor]) -> None:
-        """Load a plain network state dict, naming every missing, unexpected or mis-shaped key."""
-        own = self.net.state_dict()
+    def load_net_state(
+        self, state: dict[str, Tensor], *, source_num_classes: int | None = None, source_in_chans: int | None = None
+    ) -> None:
+        """Load a plain network state dict, naming every missing, unexpected or mis-shaped key.
+
+        Weights saved with ``source_num_classes`` classes load into a model with another ``num_classes``
+        by keeping this model's fresh head; weights for ``source_in_chans`` channels get their first
+        convolution adapted (summed to 1 channel, or repeated and rescaled). Both are logged.
+        """
+        from zoo.weights import adapt_input_conv
+
+        own, state = self.net.state_dict(), dict(state)
+        num_classes, in_chans = self.hparams.num_classes, self.input_size[0]
+        fresh, adapted = [], []
+        for key, value in own.items():
+            theirs = state.get(key)
+            if theirs is None or theirs.shape == value.shape:
+                continue
+            if source_num_classes not in (None, num_classes) and theirs.shape[0] == source_num_classes \
+                    and value.shape[0] == num_classes and theirs.shape[1:] == value.shape[1:]:
+                state[key] = value  # the head: keep this model's initialisation
+                fresh.append(key)
+            elif source_in_chans not in (None, in_chans) and theirs.ndim == 4 and theirs.shape[1] == source_in_chans \
+                    and value.shape[1] == in_chans and theirs.shape[0] == value.shape[0] and theirs.shape[2:] == value.shape[2:]:
+                state[key] = adapt_input_conv(theirs, in_chans)
+                adapted.append(key)
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         mismatched = [
@@ -161,6 +185,12 @@ class ImageClassifier(L.LightningModule):
                 + " (were they saved for another architecture or num_classes?)"
             )
         self.net.load_state_dict(state)
+        name = self.hparams.model_name
+        if fresh:
+            log.info("%s: pretrained backbone loaded; new %d-class head %s (the weights have %d classes)",
+                     name, num_classes, ", ".join(fresh), source_num_classes)
+        if adapted:
+            log.info("%s: first convolution %s adapted from %d to %d input channels", name, ", ".join(adapted), source_in_chans, in_chans)
 
     # ---- training --------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
