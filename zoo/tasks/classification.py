@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Scheduler = Literal["constant", "step", "exponential", "cosine", "sgdr", "plateau", "onecycle"]
+Init = Literal["default", "kaiming", "xavier"]
 
 
 class ImageClassifier(HubMixin, L.LightningModule):
@@ -49,6 +50,9 @@ class ImageClassifier(HubMixin, L.LightningModule):
         min_lr: floor of ``cosine``/``sgdr``/``plateau``.
         label_smoothing: cross-entropy label smoothing.
         channels_last: keep activations in NHWC memory format (faster convolutions on many CPUs/GPUs).
+        init: weights of every conv/linear layer: ``default`` (the layers' own, PyTorch's scaled uniform),
+            ``kaiming`` (He et al. 2015, normal with variance 2/fan_in, made for ReLU) or ``xavier``
+            (Glorot & Bengio 2010, uniform with variance 2/(fan_in+fan_out), made for tanh); biases 0.
     """
 
     def __init__(
@@ -76,12 +80,15 @@ class ImageClassifier(HubMixin, L.LightningModule):
         min_lr: float = 0.0,
         label_smoothing: float = 0.0,
         channels_last: bool = False,
+        init: Init = "default",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         entry = get_entry(model_name)
         in_chans = entry.input_size[0] if in_chans is None else in_chans
         self.net = build_net(model_name, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
+        if init != "default":
+            initialize(self.net, init)
         mean = list(entry.mean if mean is None else mean)
         std = list(entry.std if std is None else std)
         if len(mean) != in_chans:  # e.g. grayscale statistics for an RGB copy: use their average per channel
@@ -223,7 +230,7 @@ class ImageClassifier(HubMixin, L.LightningModule):
         self.log("val_acc", self.val_acc, prog_bar=True)
         self.log("val_acc5", self.val_acc5)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits, targets = self._shared_step(batch)
         self.test_acc(logits, targets)
         self.test_acc5(logits, targets)
@@ -231,6 +238,7 @@ class ImageClassifier(HubMixin, L.LightningModule):
         self.log("test_loss", loss, sync_dist=True)
         self.log("test_acc", self.test_acc)
         self.log("test_acc5", self.test_acc5)
+        return logits  # for callbacks: zoo.callbacks.TestReport draws the mistakes
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
@@ -260,7 +268,10 @@ class ImageClassifier(HubMixin, L.LightningModule):
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=hp.gamma, patience=hp.plateau_patience, min_lr=hp.min_lr
             )
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"}}
+            configs = [{"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"}]
+            if hp.warmup_epochs:  # a per-step ramp beside the per-epoch plateau rule: both scale the same LR
+                configs.insert(0, {"scheduler": warmup_scheduler(optimizer, hp, self._steps()), "interval": "step"})
+            return [optimizer], configs
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": build_scheduler(optimizer, hp, self._steps()), "interval": "step"}}
 
     def _steps(self) -> tuple[int, int]:
@@ -274,7 +285,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, hp: Any, steps: tuple[int,
     """A per-step schedule from the task's hyper-parameters; epochs are converted to steps."""
     sched = torch.optim.lr_scheduler
     total, per_epoch = steps
-    warmup = min(int(hp.warmup_epochs * per_epoch), total - 1)
+    warmup = warmup_steps(hp, steps)
     if hp.scheduler == "onecycle":  # one-cycle has its own warm-up phase
         pct = warmup / total if warmup else 0.3
         return sched.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total, pct_start=pct)
@@ -293,8 +304,35 @@ def build_scheduler(optimizer: torch.optim.Optimizer, hp: Any, steps: tuple[int,
         raise ValueError(f"unknown scheduler {hp.scheduler!r}; choose one of {Scheduler.__args__}")
     if not warmup:
         return main
-    ramp = sched.LinearLR(optimizer, start_factor=1e-3, end_factor=1.0, total_iters=warmup)
-    return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+    return sched.SequentialLR(optimizer, [warmup_scheduler(optimizer, hp, steps), main], milestones=[warmup])
+
+
+def warmup_steps(hp: Any, steps: tuple[int, int]) -> int:
+    total, per_epoch = steps
+    return max(0, min(int(hp.warmup_epochs * per_epoch), total - 1))
+
+
+def warmup_scheduler(optimizer: torch.optim.Optimizer, hp: Any, steps: tuple[int, int]) -> torch.optim.lr_scheduler.LinearLR:
+    """Linear warm-up from lr/1000 to lr over ``warmup_epochs``, then a factor of 1."""
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-3, end_factor=1.0, total_iters=max(1, warmup_steps(hp, steps)))
+
+
+def initialize(net: nn.Module, scheme: str) -> None:
+    """Re-initialise every conv/linear weight with ``kaiming`` or ``xavier``; biases to zero.
+
+    Normalisation layers keep weight 1 / bias 0. Kaiming uses the ReLU gain for every layer, Xavier
+    gain 1: the course's rule of thumb (He for ReLU nets, Glorot for tanh nets), not a per-layer tuning.
+    """
+    for module in net.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            elif scheme == "xavier":
+                nn.init.xavier_uniform_(module.weight)
+            else:
+                raise ValueError(f"unknown init {scheme!r}; choose one of {Init.__args__}")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def count_params(module: nn.Module) -> int:

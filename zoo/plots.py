@@ -1,0 +1,170 @@
+"""The pictures of training: LR range test, LR schedule, train/val curves, confusion matrix, mistakes.
+
+Every function returns a ``matplotlib.figure.Figure`` built without pyplot (no GUI backend, no global
+state: safe in tests, servers and DataLoader workers); :func:`save` writes it as a PNG with the Agg
+canvas. Learning rates are drawn on a log axis wherever they span decades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from torch import Tensor
+
+
+def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG (creating the folder); returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None, current_lr: float | None,
+                     title: str, skip_begin: int = 10) -> Figure:
+    """Smoothed loss against learning rate from Lightning's LR finder, the suggestion marked.
+
+    The first ``skip_begin`` points are left out, as ``_LRFinder.suggestion`` leaves them out: the
+    finder's running average of the loss is still warming up there and reads too low.
+    """
+    fig, ax = new_figure(7, 4.5)
+    ax.plot(lrs[skip_begin:], losses[skip_begin:], color="tab:blue", linewidth=1.6, label="loss (running average)")
+    if suggestion is not None:
+        loss = losses[list(lrs).index(suggestion)]
+        ax.plot([suggestion], [loss], "o", color="tab:red", markersize=9)
+        ax.axvline(suggestion, color="tab:red", linestyle="--", linewidth=1, label=f"suggestion {suggestion:.2g} (steepest descent)")
+    if current_lr:
+        ax.axvline(current_lr, color="0.4", linestyle=":", linewidth=1.5, label=f"recipe lr {current_lr:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left")
+    return fig
+
+
+def schedule_figure(curves: dict[str, Sequence[float]], steps_per_epoch: int, title: str, log_scale: bool = False) -> Figure:
+    """Learning rate per optimizer step, epochs on the top axis; several schedules get a panel each."""
+    columns = min(4, len(curves))
+    rows = -(-len(curves) // columns)
+    fig, _ = new_figure(7 if columns == 1 else 3.6 * columns, 4.2 if rows == 1 else 2.9 * rows + 0.4)
+    fig.clear()
+    grid = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    for ax, (name, lrs) in zip(grid.flat, curves.items()):
+        ax.plot(range(len(lrs)), lrs, color="tab:blue", linewidth=1.6)
+        if log_scale:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        if len(curves) > 1:
+            ax.set_title(name, fontsize="medium")
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
+        top.set_xlabel("epoch", fontsize="small")
+    for ax in grid.flat[len(curves):]:
+        ax.set_axis_off()
+    for ax in grid[-1]:
+        ax.set_xlabel("optimizer step")
+    for ax in grid[:, 0]:
+        ax.set_ylabel("learning rate" + (" (log)" if log_scale else ""))
+    fig.suptitle(title if len(curves) > 1 else f"{title}\n{next(iter(curves))}")
+    return fig
+
+
+def curves_figure(runs: Sequence[dict[str, Any]], title: str) -> Figure:
+    """Loss, accuracy and learning rate of one or more runs (dicts from ``zoo.craft.read_metrics``).
+
+    One run: faint per-step training loss under the per-epoch means. Several runs: one colour each,
+    validation solid and training dashed, so the runs compare at a glance.
+    """
+    fig, (loss_ax, acc_ax, lr_ax) = new_figure(13, 4, ncols=3)
+    single = len(runs) == 1
+    for index, run in enumerate(runs):
+        color = f"C{index}"
+        label = "" if single else f"{run['label']} "
+        if single and run["train_loss_step"]:
+            x, y = run["train_loss_step"]
+            loss_ax.plot(x, y, color="tab:blue", alpha=0.25, linewidth=0.8, label="train (per step)")
+        for key, style, name in (("train_loss_epoch", "--", "train"), ("val_loss", "-", "val")):
+            if run[key]:
+                loss_ax.plot(*run[key], style, marker="o", markersize=3, color="tab:blue" if single and name == "train" else
+                             ("tab:orange" if single else color), label=f"{label}{name}")
+        for key, style, name in (("train_acc", "--", "train"), ("val_acc", "-", "val")):
+            if run[key]:
+                x, y = run[key]
+                acc_ax.plot(x, [100 * v for v in y], style, marker="o", markersize=3,
+                            color=("tab:blue" if name == "train" else "tab:orange") if single else color, label=f"{label}{name}")
+        if run["lr"]:
+            lr_ax.plot(*run["lr"], color="tab:green" if single else color, label=run["label"])
+    loss_ax.set(title="cross-entropy loss", xlabel="epoch", ylabel="loss")
+    acc_ax.set(title="top-1 accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    lr_ax.set(title="learning rate", xlabel="epoch", ylabel="learning rate")
+    for ax in (loss_ax, acc_ax, lr_ax):
+        ax.grid(True, alpha=0.3)
+    loss_ax.legend(fontsize="small")
+    acc_ax.legend(fontsize="small")
+    if not single:
+        lr_ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def confusion_figure(matrix: Tensor, class_names: Sequence[str], title: str) -> Figure:
+    """Counts of (true, predicted) pairs; colour is the share of each true class (row-normalised)."""
+    counts = matrix.cpu().numpy()
+    shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
+    num_classes = len(counts)
+    size = min(12, 3 + 0.55 * num_classes)
+    fig, ax = new_figure(size + 1, size)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    if num_classes <= 30:
+        ax.set_xticks(range(num_classes), class_names, rotation=45, ha="right")
+        ax.set_yticks(range(num_classes), class_names)
+    if num_classes <= 20:
+        for true in range(num_classes):
+            for pred in range(num_classes):
+                if counts[true, pred]:
+                    ax.text(pred, true, f"{counts[true, pred]:,}", ha="center", va="center", fontsize=8,
+                            color="white" if shares[true, pred] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    return fig
+
+
+def misclassified_figure(images: Tensor, true: Sequence[int], predicted: Sequence[int], confidence: Sequence[float],
+                         class_names: Sequence[str], title: str, columns: int = 8) -> Figure:
+    """A grid of uint8 images ``(N, C, H, W)``, each captioned ``true → predicted (confidence)``."""
+    count = len(images)
+    rows = max(1, -(-count // columns))
+    fig, axes = new_figure(1.6 * columns, 1.75 * rows + 0.5)
+    axes.remove()
+    grid = fig.subplots(rows, columns, squeeze=False)
+    for index, ax in enumerate(grid.flat):
+        ax.set_axis_off()
+        if index >= count:
+            continue
+        image = images[index].permute(1, 2, 0).numpy()
+        if image.shape[2] == 1:
+            ax.imshow(image[:, :, 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(image)
+        ax.set_title(f"{class_names[true[index]]}\n→ {class_names[predicted[index]]} ({100 * confidence[index]:.0f}%)",
+                     fontsize=7.5, color="tab:red")
+    fig.suptitle(title)
+    return fig
