@@ -48,6 +48,11 @@ class LeNet5(nn.Module):
 
     ``img_size`` 28 pads by 2 to LeCun's 32×32 field; 32 uses no padding. ``activation`` is
     ``"tanh"`` (1998) or ``"relu"``; ``pooling`` is ``"avg"`` (1998) or ``"max"``.
+
+    The course's regularisation switches, both off by default (the 1998 network has neither):
+    ``dropout`` before the output layer, and ``batch_norm``, a BatchNorm after C1, C3 and C5 (before
+    the activation, as in Ioffe & Szegedy 2015; +284 parameters, and batch statistics in training
+    mode vs running averages in eval mode).
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class LeNet5(nn.Module):
         activation: str = "tanh",
         pooling: str = "avg",
         dropout: float = 0.0,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         if img_size > 32 or img_size % 2:
@@ -69,12 +75,18 @@ class LeNet5(nn.Module):
         self.features = nn.Sequential()
         self.features.add_module("pad", nn.ZeroPad2d((32 - img_size) // 2))
         self.features.add_module("c1", nn.Conv2d(in_chans, 6, kernel_size=5))  # 6@28×28
+        if batch_norm:
+            self.features.add_module("bn1", nn.BatchNorm2d(6))
         self.features.add_module("act1", act())
         self.features.add_module("s2", pool(kernel_size=2, stride=2))  # 6@14×14
         self.features.add_module("c3", nn.Conv2d(6, 16, kernel_size=5))  # 16@10×10
+        if batch_norm:
+            self.features.add_module("bn3", nn.BatchNorm2d(16))
         self.features.add_module("act3", act())
         self.features.add_module("s4", pool(kernel_size=2, stride=2))  # 16@5×5
         self.features.add_module("c5", nn.Conv2d(16, 120, kernel_size=5))  # 120@1×1
+        if batch_norm:
+            self.features.add_module("bn5", nn.BatchNorm2d(120))
         self.features.add_module("act5", act())
         self.head = nn.Sequential()
         self.head.add_module("flatten", nn.Flatten())
