@@ -11,7 +11,17 @@ from zoo.registry import build_net, get_entry
 # Per-model exceptions, in one place. "input": a smaller test input for models without a fixed input
 # size (full ImageNet-size networks are slow on CPU); "backward": False skips the gradient test for
 # networks too large to train in a CPU test.
-TEST_OVERRIDES: dict[str, dict] = {}
+TEST_OVERRIDES: dict[str, dict] = {
+    "alexnet": {"backward": False},
+    "alexnet_tv": {"input": (3, 64, 64), "backward": False},
+    **{name: {"input": (3, 32, 32), "backward": False} for name in ("vgg11", "vgg13", "vgg16", "vgg19")},
+    **{f"{name}_bn": {"input": (3, 32, 32), "backward": False} for name in ("vgg11", "vgg13", "vgg16", "vgg19")},
+    "resnet18": {"input": (3, 64, 64)},
+    "resnet34": {"input": (3, 64, 64)},
+    "resnet50": {"input": (3, 64, 64)},
+    "resnet101": {"input": (3, 64, 64), "backward": False},
+    "resnet152": {"input": (3, 64, 64), "backward": False},
+}
 
 MODELS = zoo.list_models()
 

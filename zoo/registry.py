@@ -40,7 +40,7 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_FAMILY_MODULES = ("lenet",)
+_FAMILY_MODULES = ("lenet", "alexnet", "vgg", "resnet")
 
 
 def register_model(
@@ -154,4 +154,5 @@ def create(name: str, **kwargs: Any):
     entry = get_entry(name)
     from zoo.tasks import task_class
 
+    kwargs.setdefault("num_classes", entry.num_classes)  # the task's own default (10) fits only small-image models
     return task_class(entry.task).from_registry(entry.name, **kwargs)

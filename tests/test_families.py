@@ -1,0 +1,174 @@
+"""The course's reference numbers for AlexNet, VGG, ResNet and EfficientNet, and the ImageNet importers.
+
+Importer tests build torchvision's own model with random weights (no download), convert its state
+dict and compare outputs on the same input.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from zoo.errors import WeightsError
+from zoo.inspect import layer_table
+from zoo.registry import build_net, get_entry, get_weights
+
+
+def _meta_params(name: str, **kwargs) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_net(name, **kwargs).parameters())
+
+
+# ---- exact parameter counts -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("alexnet", 62_378_344),
+        ("alexnet_tv", 61_100_840),
+        ("vgg16", 138_357_544),
+        ("resnet18", 11_689_512),
+        ("resnet50", 25_557_032),
+        ("resnet152", 60_192_808),
+    ],
+)
+def test_course_parameter_counts(name: str, expected: int) -> None:
+    assert get_entry(name).num_params == expected
+    assert _meta_params(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "tv_name"),
+    [(f"vgg{d}{bn}", f"vgg{d}{bn}") for d in (11, 13, 16, 19) for bn in ("", "_bn")]
+    + [(f"resnet{d}", f"resnet{d}") for d in (18, 34, 50, 101, 152)]
+    + [("alexnet_tv", "alexnet")],
+)
+def test_parameter_counts_equal_torchvision(name: str, tv_name: str) -> None:
+    with torch.device("meta"):
+        theirs = sum(p.numel() for p in getattr(torchvision.models, tv_name)().parameters())
+    assert _meta_params(name) == theirs == get_entry(name).num_params
+
+
+def test_cifar_resnet_depths_are_6n_plus_2() -> None:
+    for depth in (20, 32, 56):
+        net = build_net(f"resnet{depth}")
+        weight_layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        shortcuts = 2  # the two 1×1 projection convs are not counted in 6n + 2
+        assert len(weight_layers) - shortcuts == depth
+    assert 0.27e6 <= get_entry("resnet20").num_params <= 0.275e6
+
+
+# ---- the AlexNet table of the course --------------------------------------------------------------
+ALEXNET_ROWS = [  # layer, output (C, H, W) or (features,), parameters
+    ("conv1", (96, 55, 55), 34_944),
+    ("pool1", (96, 27, 27), 0),
+    ("conv2", (256, 27, 27), 614_656),
+    ("pool2", (256, 13, 13), 0),
+    ("conv3", (384, 13, 13), 885_120),
+    ("conv4", (384, 13, 13), 1_327_488),
+    ("conv5", (256, 13, 13), 884_992),
+    ("pool5", (256, 6, 6), 0),
+    ("fc6", (4096,), 37_752_832),
+    ("fc7", (4096,), 16_781_312),
+    ("fc8", (1000,), 4_097_000),
+]
+
+
+@pytest.mark.parametrize("img_size", [227, 224])
+def test_alexnet_table_row_by_row(img_size: int) -> None:
+    net = build_net("alexnet", img_size=img_size)
+    table = layer_table(net, (3, img_size, img_size))
+    rows = {row.name.split(".")[-1]: row for row in table.rows}
+    assert [n for n, *_ in ALEXNET_ROWS] == [r.name.split(".")[-1] for r in table.rows if r.kind in ("Conv2d", "MaxPool2d", "Linear")]
+    for name, shape, params in ALEXNET_ROWS:
+        assert rows[name].output_shape == shape, name
+        assert rows[name].params == params, name
+    assert table.total_params == 62_378_344
+    fc_share = sum(r.params for r in table.rows if r.kind == "Linear") / table.total_params
+    assert fc_share == pytest.approx(0.94, abs=0.005)
+    assert rows["pool5"].activations == 9216
+
+
+def test_alexnet_rejects_other_sizes() -> None:
+    with pytest.raises(ValueError, match="227×227 or 224×224"):
+        build_net("alexnet", img_size=200)
+
+
+# ---- where VGG-16 keeps its parameters and its memory ------------------------------------------------
+def test_vgg16_memory_and_parameters() -> None:
+    table = layer_table(build_net("vgg16"), (3, 224, 224))
+    input_values = 3 * 224 * 224
+    # The course's count: the input and every conv / pool / FC output (a ReLU in place adds no tensor).
+    course_count = input_values + sum(r.activations for r in table.rows if r.kind in ("Conv2d", "MaxPool2d", "Linear"))
+    assert course_count == pytest.approx(15.26e6, rel=0.005)
+    # zoo info's count: every layer's output, ReLUs included (what autograd keeps for out-of-place ReLUs).
+    assert table.activations == pytest.approx(28.8e6, rel=0.005)
+    # The slide's total, 24M values ≈ 96 MB, lies between the two counts (docstring of zoo.models.vgg).
+    assert course_count < 24e6 < table.activations
+    assert 24e6 * 4 / 1e6 == pytest.approx(96)
+    fc = sum(r.params for r in table.rows if r.kind == "Linear")
+    assert fc / table.total_params > 0.89
+    first_two_stages = [r for r in table.rows if r.output_shape and len(r.output_shape) == 3 and r.output_shape[1] >= 112]
+    memory_share = sum(r.activations for r in first_two_stages) / table.activations
+    param_share = sum(r.params for r in first_two_stages) / table.total_params
+    assert memory_share == pytest.approx(0.70, abs=0.01) and param_share < 0.002
+
+
+# ---- torchvision importers ------------------------------------------------------------------------
+IMPORTERS = [  # zoo name, torchvision builder, input size
+    ("alexnet_tv", "alexnet", (3, 96, 96)),
+    ("vgg11", "vgg11", (3, 32, 32)),
+    ("vgg11_bn", "vgg11_bn", (3, 32, 32)),
+    ("resnet18", "resnet18", (3, 64, 64)),
+    ("resnet50", "resnet50", (3, 64, 64)),
+]
+
+
+def _randomise_batchnorm(model: torch.nn.Module) -> None:
+    """Non-trivial running statistics, so that a wrongly mapped BN buffer changes the outputs."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+
+
+@pytest.mark.parametrize(("name", "tv_name", "input_size"), IMPORTERS)
+def test_torchvision_importer_reproduces_outputs(name: str, tv_name: str, input_size: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, tv_name)(weights=None).eval()
+    _randomise_batchnorm(theirs)
+    weights = get_weights(f"{name}.tv_in1k")
+    assert weights.num_classes == 1000 and weights.class_names == "imagenet-1k"
+    assert weights.url.startswith("https://download.pytorch.org/models/") and weights.sha256 is None
+    ours = build_net(name, num_classes=1000).eval()
+    ours.load_state_dict(weights.convert(theirs.state_dict()))
+    x = torch.rand(2, *input_size)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5, rtol=0)
+
+
+def test_importer_converts_a_fine_tuned_head() -> None:
+    theirs = torchvision.models.resnet18(weights=None)
+    theirs.fc = torch.nn.Linear(512, 37)
+    state = get_weights("resnet18.tv_in1k").convert({"state_dict": {f"module.{k}": v for k, v in theirs.state_dict().items()}})
+    assert state["fc.weight"].shape == (37, 512)
+    build_net("resnet18", num_classes=37).load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", ["alexnet_tv", "vgg16", "resnet50"])
+def test_importer_refuses_another_architecture(name: str) -> None:
+    wrong = torchvision.models.resnet18(weights=None).state_dict() if name != "resnet50" else None
+    if wrong is None:
+        wrong = torchvision.models.resnet34(weights=None).state_dict()
+    with pytest.raises(WeightsError, match="not a torchvision|does not fit torchvision"):
+        get_weights(f"{name}.tv_in1k").convert(wrong)
+
+
+def test_importer_names_a_shape_mismatch() -> None:
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"][:32]
+    with pytest.raises(WeightsError, match=r"shape mismatch layer1\.0\.conv1\.weight"):
+        get_weights("resnet18.tv_in1k").convert(state)

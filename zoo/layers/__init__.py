@@ -1,0 +1,1 @@
+"""Building blocks and helpers shared by two or more model families."""

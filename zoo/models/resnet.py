@@ -1,0 +1,265 @@
+"""ResNet (He, Zhang, Ren, Sun 2015, "Deep residual learning for image recognition").
+
+Each block learns a residual ``F(x)`` added to its input: ``y = relu(F(x) + shortcut(x))``. When a
+stage halves the size and widens the channels, the shortcut is a 1×1 conv with stride 2 + BatchNorm
+(the paper's option B); otherwise it is the identity, so a block can always fall back to passing its
+input through, which is why 152 layers still train.
+
+* ``BasicBlock`` (ResNet-18/34): two 3×3 convs.
+* ``Bottleneck`` (ResNet-50/101/152): 1×1 reduces the channels 4×, 3×3 works on the narrow map, 1×1
+  expands back; the stride sits on the 3×3 conv (torchvision's "ResNet v1.5", +0.5% top-1 over the
+  paper, which strided the first 1×1).
+
+ImageNet networks (``resnet18`` … ``resnet152``): 7×7/2 stem conv + 3×3/2 max pool, four stages of
+64, 128, 256, 512 base channels, global average pool, one FC layer. Shapes at 224×224: stem 64×56×56,
+stages 56, 28, 14, 7. Parameter counts equal torchvision's (ResNet-18 11,689,512; ResNet-50
+25,557,032; ResNet-152 60,192,808) and so does the key layout, so torchvision's ImageNet weights load
+as they are (``resnet50.tv_in1k``).
+
+CIFAR networks (``resnet20``, ``resnet32``, ``resnet56``, section 4.2 of the paper): a 3×3 stem
+with no pooling, three stages of 16, 32, 64 channels with n BasicBlocks each (6n + 2 weight layers),
+for 28–32 pixel images: 28 → 28 → 14 → 7. The paper's CIFAR shortcut was option A (zero-padded
+identity, 0.27M parameters for ResNet-20); here the two widening shortcuts are the same 1×1 conv as in
+the ImageNet networks (+2.8K parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoo.layers.state_dict import convert_state_dict
+from zoo.registry import register_model
+from zoo.weights import Weights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
+PAPER = "He, Zhang, Ren, Sun 2015, Deep residual learning for image recognition"
+
+
+def _shortcut(in_chans: int, out_chans: int, stride: int) -> nn.Module | None:
+    """1×1 conv + BN where the block changes size or width (option B), else None (identity)."""
+    if stride == 1 and in_chans == out_chans:
+        return None
+    return nn.Sequential(nn.Conv2d(in_chans, out_chans, 1, stride=stride, bias=False), nn.BatchNorm2d(out_chans))
+
+
+class BasicBlock(nn.Module):
+    """3×3 conv-BN-ReLU, 3×3 conv-BN, + shortcut, ReLU. ``(N, in_chans, H, W)`` → ``(N, width, H/stride, W/stride)``."""
+
+    expansion = 1
+
+    def __init__(self, in_chans: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, width, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.downsample = _shortcut(in_chans, width, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1×1 reduce, 3×3 (strided), 1×1 expand ×4, + shortcut. ``(N, in_chans, H, W)`` → ``(N, 4·width, H/stride, W/stride)``."""
+
+    expansion = 4
+
+    def __init__(self, in_chans: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        out_chans = width * self.expansion
+        self.conv1 = nn.Conv2d(in_chans, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_chans, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_chans)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(in_chans, out_chans, stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """Stem, stages of residual blocks, global average pool, FC. ``(N, in_chans, H, W)`` → ``(N, num_classes)``.
+
+    Args:
+        block: ``BasicBlock`` or ``Bottleneck``.
+        depths: blocks per stage; the first block of every stage but the first has stride 2.
+        widths: base channels per stage (a Bottleneck stage outputs 4× as many).
+        stem: ``"imagenet"`` (7×7/2 conv + 3×3/2 max pool) or ``"cifar"`` (3×3 conv, no pool).
+        zero_init_residual: start every block's last BN at γ = 0, so each block begins as the identity.
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        depths: Sequence[int],
+        widths: Sequence[int] = (64, 128, 256, 512),
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        stem: str = "imagenet",
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_chans, widths[0], 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(in_chans, widths[0], 3, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        channels = widths[0]
+        for index, (depth, width) in enumerate(zip(depths, widths), start=1):
+            blocks = []
+            for position in range(depth):
+                stride = 2 if index > 1 and position == 0 else 1
+                blocks.append(block(channels, width, stride))
+                channels = width * block.expansion
+            self.add_module(f"layer{index}", nn.Sequential(*blocks))
+        self.num_stages = len(depths)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, (BasicBlock, Bottleneck)):
+                    last = module.bn3 if isinstance(module, Bottleneck) else module.bn2
+                    nn.init.zeros_(last.weight)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.fc.in_features, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, 64, H/4, W/4) ImageNet stem; (N, 16, H, W) CIFAR
+        for index in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{index}")(x)
+        return x  # (N, 512·expansion, H/32, W/32) ImageNet; (N, 64, H/4, W/4) CIFAR
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.forward_features(x)), 1))
+
+
+# ---- torchvision importer ------------------------------------------------------------------------
+def torchvision_converter(arch: str):
+    """The converter of a torchvision ``resnet*`` state dict into ``arch``: same keys, checked."""
+
+    def convert(state: dict[str, Any]) -> dict[str, Tensor]:
+        return convert_state_dict(
+            state, build=lambda num_classes: _IMAGENET_BUILDERS[arch](num_classes=num_classes),
+            head="fc.weight", source=f"torchvision {arch}",
+        )
+
+    convert.__name__ = f"convert_torchvision_{arch}"
+    return convert
+
+
+# torchvision's files: IMAGENET1K_V1 for the small nets, the better V2 recipe where it exists
+_TV_FILES = {
+    "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth", "resnet50": "resnet50-11ad3fa6.pth",
+    "resnet101": "resnet101-cd907fc2.pth", "resnet152": "resnet152-f82ba261.pth",
+}
+NUM_PARAMS = {
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160, "resnet152": 60_192_808,
+}
+
+
+def _register_imagenet(arch: str):
+    weights = Weights(
+        "tv_in1k", "imagenet-1k", license="bsd-3-clause", url=f"https://download.pytorch.org/models/{_TV_FILES[arch]}",
+        convert=torchvision_converter(arch), num_classes=1000, input_size=(3, 224, 224),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names="imagenet-1k",
+    )
+    return register_model(
+        family="resnet", input_size=(3, 224, 224), num_classes=1000, num_params=NUM_PARAMS[arch], weights=[weights],
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=PAPER,
+    )
+
+
+@_register_imagenet("resnet18")
+def resnet18(**kwargs) -> ResNet:
+    """ResNet-18: BasicBlocks 2-2-2-2."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
+
+
+@_register_imagenet("resnet34")
+def resnet34(**kwargs) -> ResNet:
+    """ResNet-34: BasicBlocks 3-4-6-3."""
+    return ResNet(BasicBlock, (3, 4, 6, 3), **kwargs)
+
+
+@_register_imagenet("resnet50")
+def resnet50(**kwargs) -> ResNet:
+    """ResNet-50: Bottlenecks 3-4-6-3."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
+
+
+@_register_imagenet("resnet101")
+def resnet101(**kwargs) -> ResNet:
+    """ResNet-101: Bottlenecks 3-4-23-3."""
+    return ResNet(Bottleneck, (3, 4, 23, 3), **kwargs)
+
+
+@_register_imagenet("resnet152")
+def resnet152(**kwargs) -> ResNet:
+    """ResNet-152: Bottlenecks 3-8-36-3."""
+    return ResNet(Bottleneck, (3, 8, 36, 3), **kwargs)
+
+
+_IMAGENET_BUILDERS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101, "resnet152": resnet152}
+
+
+# ---- CIFAR-style networks for 28-32 pixel images ---------------------------------------------------
+CIFAR_PARAMS = {"resnet20": 272_186, "resnet32": 466_618, "resnet56": 855_482}
+
+
+def _register_cifar(arch: str, weights: Sequence[Weights] = ()):
+    return register_model(
+        family="resnet", input_size=(1, 28, 28), num_classes=10, num_params=CIFAR_PARAMS[arch], weights=weights,
+        mean=FMNIST_MEAN, std=FMNIST_STD, paper=PAPER + " (section 4.2, CIFAR-10)",
+    )
+
+
+def _cifar(depth: int, **kwargs) -> ResNet:
+    n = (depth - 2) // 6
+    return ResNet(BasicBlock, (n, n, n), widths=(16, 32, 64), stem="cifar", **kwargs)
+
+
+@_register_cifar("resnet20")
+def resnet20(**kwargs) -> ResNet:
+    """CIFAR ResNet-20: 3 stages × 3 BasicBlocks of 16/32/64 channels."""
+    return _cifar(20, **kwargs)
+
+
+@_register_cifar("resnet32")
+def resnet32(**kwargs) -> ResNet:
+    """CIFAR ResNet-32: 3 stages × 5 BasicBlocks."""
+    return _cifar(32, **kwargs)
+
+
+@_register_cifar("resnet56")
+def resnet56(**kwargs) -> ResNet:
+    """CIFAR ResNet-56: 3 stages × 9 BasicBlocks."""
+    return _cifar(56, **kwargs)

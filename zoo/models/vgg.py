@@ -1,0 +1,231 @@
+"""VGG (Simonyan, Zisserman 2014, "Very deep convolutional networks for large-scale image recognition").
+
+Only 3×3 convolutions (stride 1, pad 1: the size stays) and 2×2 max pools (stride 2: the size halves),
+in five stages of 64, 128, 256, 512, 512 filters, then three FC layers. Two stacked 3×3 convs see a
+5×5 window, three see 7×7, with fewer parameters than one large kernel and a ReLU between each.
+Configurations A, B, D, E of the paper are ``vgg11``, ``vgg13``, ``vgg16``, ``vgg19`` (the number of
+weight layers); ``_bn`` adds BatchNorm after each conv (not in the paper, which trained the deeper
+nets starting from the shallower ones instead).
+
+Where the parameters and the memory are, for ``vgg16`` at 224×224 (``zoo info vgg16``)::
+
+    stage   output        conv params       stored outputs (conv + pool)
+    1       64×224×224        38,720        2 × 3.2M + 0.8M
+    2       128×112×112      221,440        2 × 1.6M + 0.4M
+    3       256×56×56      1,475,328        3 × 0.8M + 0.2M
+    4       512×28×28      5,899,776        3 × 0.4M + 0.1M
+    5       512×14×14      7,079,424        3 × 0.1M + 25K
+    fc      4096, 4096, 1000   123,642,856  9K
+                        total 138,357,544
+
+89% of the parameters sit in the three FC layers (fc6 alone: 25088·4096 = 102.8M), while 70% of
+the activation memory is in the first two stages (224×224 and 112×112 maps), whose convs hold 0.2%
+of the parameters.
+
+The course's hand count says "24M values ≈ 96 MB per image (forward)"; its own per-layer entries
+(input, every conv, pool and FC output) add up to 15.3M values = 61 MB, and counting each ReLU's
+output as a tensor of its own (what autograd keeps when the ReLU is not in place, and what
+``zoo info`` counts: every layer's output) gives 28.8M values = 115 MB: the slide's total lies
+between the two ways of counting.
+
+Like torchvision, an adaptive average pool to 7×7 sits before fc6, so inputs other than 224×224 work
+(and the layout — ``features.<i>``, ``classifier.0/3/6`` — is torchvision's, so its ImageNet weights
+load without renaming: ``vgg16.tv_in1k``).
+
+``vgg_lite`` keeps the VGG recipe (3×3 convs doubled per stage, 2×2 pools, three FC layers with
+dropout) for 28×28 Fashion-MNIST: three stages of 24, 48, 96 filters (28 → 14 → 7 → 3) with
+BatchNorm, and 256-wide FC layers — sized to train an epoch in well under a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from zoo.layers.state_dict import convert_state_dict
+from zoo.registry import register_model
+from zoo.weights import Weights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
+
+# Filters per conv, "M" for a 2×2 max pool: the columns A, B, D, E of the paper's Table 1.
+CONFIGS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+    "vgg_lite": [24, "M", 48, 48, "M", 96, 96, "M"],
+}
+
+NUM_PARAMS = {
+    "vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240,
+    "vgg11_bn": 132_868_840, "vgg13_bn": 133_053_736, "vgg16_bn": 138_365_992, "vgg19_bn": 143_678_248,
+}
+
+
+class VGG(nn.Module):
+    """A stack of 3×3 convs and 2×2 max pools, then three FC layers. ``(N, in_chans, H, W)`` → ``(N, num_classes)``.
+
+    Args:
+        config: filters per conv and ``"M"`` for max pools (see ``CONFIGS``).
+        batch_norm: BatchNorm after each conv.
+        pool_size: side of the adaptive average pool before fc6 (7 for 224×224 inputs).
+        hidden: width of the two hidden FC layers.
+    """
+
+    def __init__(
+        self,
+        config: Sequence[int | str],
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        batch_norm: bool = False,
+        pool_size: int = 7,
+        hidden: int = 4096,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_chans
+        for item in config:
+            if item == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                continue
+            layers.append(nn.Conv2d(channels, int(item), kernel_size=3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(int(item)))
+            layers.append(nn.ReLU(inplace=True))
+            channels = int(item)
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(pool_size)  # identity at the design size, keeps other sizes working
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * pool_size * pool_size, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        for module in self.modules():  # the initialisation torchvision's weights were trained from
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier[6] = nn.Linear(self.classifier[6].in_features, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)  # (N, 512, H/32, W/32) for the ImageNet configurations
+        return self.classifier(self.avgpool(x).flatten(1))
+
+
+# ---- torchvision importer ------------------------------------------------------------------------
+def torchvision_converter(arch: str):
+    """The converter of a torchvision ``vgg*`` state dict into ``arch``: same keys, checked."""
+
+    def convert(state: dict[str, Any]) -> dict[str, Tensor]:
+        return convert_state_dict(
+            state, build=lambda num_classes: _BUILDERS[arch](num_classes=num_classes),
+            head="classifier.6.weight", source=f"torchvision {arch}",
+        )
+
+    convert.__name__ = f"convert_torchvision_{arch}"
+    return convert
+
+
+_TV_FILES = {
+    "vgg11": "vgg11-8a719046.pth", "vgg13": "vgg13-19584684.pth", "vgg16": "vgg16-397923af.pth",
+    "vgg19": "vgg19-dcbb9e9d.pth", "vgg11_bn": "vgg11_bn-6002323d.pth", "vgg13_bn": "vgg13_bn-abd245e5.pth",
+    "vgg16_bn": "vgg16_bn-6c64b313.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth",
+}
+
+
+def _tv_weights(arch: str) -> list[Weights]:
+    return [
+        Weights(
+            "tv_in1k", "imagenet-1k", license="bsd-3-clause", url=f"https://download.pytorch.org/models/{_TV_FILES[arch]}",
+            convert=torchvision_converter(arch), num_classes=1000, input_size=(3, 224, 224),
+            mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names="imagenet-1k",
+        )
+    ]
+
+
+def _register(arch: str):
+    return register_model(
+        family="vgg", input_size=(3, 224, 224), num_classes=1000, num_params=NUM_PARAMS[arch], weights=_tv_weights(arch),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        paper="Simonyan, Zisserman 2014, Very deep convolutional networks for large-scale image recognition",
+    )
+
+
+@_register("vgg11")
+def vgg11(**kwargs) -> VGG:
+    """VGG configuration A: 8 convs + 3 FC."""
+    return VGG(CONFIGS["vgg11"], **kwargs)
+
+
+@_register("vgg13")
+def vgg13(**kwargs) -> VGG:
+    """VGG configuration B: 10 convs + 3 FC."""
+    return VGG(CONFIGS["vgg13"], **kwargs)
+
+
+@_register("vgg16")
+def vgg16(**kwargs) -> VGG:
+    """VGG configuration D: 13 convs + 3 FC, 138,357,544 parameters."""
+    return VGG(CONFIGS["vgg16"], **kwargs)
+
+
+@_register("vgg19")
+def vgg19(**kwargs) -> VGG:
+    """VGG configuration E: 16 convs + 3 FC."""
+    return VGG(CONFIGS["vgg19"], **kwargs)
+
+
+@_register("vgg11_bn")
+def vgg11_bn(**kwargs) -> VGG:
+    """VGG-11 with BatchNorm after each conv."""
+    return VGG(CONFIGS["vgg11"], batch_norm=True, **kwargs)
+
+
+@_register("vgg13_bn")
+def vgg13_bn(**kwargs) -> VGG:
+    """VGG-13 with BatchNorm after each conv."""
+    return VGG(CONFIGS["vgg13"], batch_norm=True, **kwargs)
+
+
+@_register("vgg16_bn")
+def vgg16_bn(**kwargs) -> VGG:
+    """VGG-16 with BatchNorm after each conv."""
+    return VGG(CONFIGS["vgg16"], batch_norm=True, **kwargs)
+
+
+@_register("vgg19_bn")
+def vgg19_bn(**kwargs) -> VGG:
+    """VGG-19 with BatchNorm after each conv."""
+    return VGG(CONFIGS["vgg19"], batch_norm=True, **kwargs)
+
+
+_BUILDERS = {
+    "vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19,
+    "vgg11_bn": vgg11_bn, "vgg13_bn": vgg13_bn, "vgg16_bn": vgg16_bn, "vgg19_bn": vgg19_bn,
+}
+
+VGG_LITE_PARAMS = 446_474
+
+
+@register_model(
+    family="vgg", input_size=(1, 28, 28), num_classes=10, num_params=VGG_LITE_PARAMS,
+    mean=FMNIST_MEAN, std=FMNIST_STD,
+    paper="Simonyan, Zisserman 2014, Very deep convolutional networks for large-scale image recognition",
+)
+def vgg_lite(**kwargs) -> VGG:
+    """VGG's recipe for 28×28 Fashion-MNIST: 24-48-48-96-96 3×3 convs with BatchNorm, 256-wide FC layers."""
+    return VGG(CONFIGS["vgg_lite"], **{"batch_norm": True, "pool_size": 3, "hidden": 256, **kwargs})
