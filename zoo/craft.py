@@ -364,7 +364,8 @@ def read_metrics(path: Path) -> dict[str, Any]:
         raise ZooError(f"{path} has no rows yet; let the run log at least one step")
 
     def column(key: str, rows=rows) -> list[tuple[float, float, float]]:
-        return [(float(r["epoch"]), float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+        """(epoch, step, value) of the rows that hold ``key``; the LR monitor's rows carry no epoch (NaN)."""
+        return [(float(r["epoch"] or "nan"), float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
 
     lr_key = next((k for k in rows[0] if k.startswith("lr-")), None)
     # the step at which each epoch ended, from the epoch-level rows Lightning writes at that point
@@ -374,12 +375,13 @@ def read_metrics(path: Path) -> dict[str, Any]:
     boundaries = [0.0] + [ends[e] for e in sorted(ends)]
 
     def by_step(key: str) -> tuple[list[float], list[float]] | None:
-        values = column(key) if key else []
+        # one value per step: under gradient accumulation the LR monitor logs every batch of a step
+        values = sorted({s: v for _, s, v in column(key)}.items()) if key else []
         if not values:
             return None
-        steps = [s for _, s, _ in values]
+        steps = [s for s, _ in values]
         x = np.interp(steps, boundaries, range(len(boundaries))) if len(boundaries) > 1 else steps
-        return list(map(float, x)), [v for _, _, v in values]
+        return list(map(float, x)), [v for _, v in values]
 
     def by_epoch(key: str) -> tuple[list[float], list[float]] | None:
         values = column(key)
