@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zoo import craft  # light at import time: Lightning and matplotlib load inside the commands
 from zoo.errors import ZooError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -56,6 +57,8 @@ def _make_cli_class():
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
     from lightning.pytorch.cli import LightningCLI
 
+    from zoo.callbacks import KeepBestEarlyStopping, TestReport, TrainingHistograms
+
     class ZooCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -67,6 +70,10 @@ def _make_cli_class():
                     "checkpoint.filename": "best-{epoch:02d}-{val_acc:.4f}",
                 }
             )
+            # Always present, off until asked: --early_stopping.patience N, --histograms.every_n_steps N.
+            parser.add_lightning_class_args(KeepBestEarlyStopping, "early_stopping")
+            parser.add_lightning_class_args(TrainingHistograms, "histograms")
+            parser.add_lightning_class_args(TestReport, "test_report")
             parser.add_argument("--card.name", type=str | None, default=None, help="export the best checkpoint as model_cards/<arch.tag> when fit ends")
             parser.add_argument("--card.output_dir", type=str, default="model_cards", help="folder that receives the weight folder")
             parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
@@ -288,7 +295,9 @@ def cmd_evaluate(argv: list[str]) -> None:
                      f"on {result['test_samples']:,} images")
 
 
-EXTRA_COMMANDS = {"list": cmd_list, "info": cmd_info, "classify": cmd_classify, "evaluate": cmd_evaluate}
+EXTRA_COMMANDS = {"list": cmd_list, "info": cmd_info, "classify": cmd_classify, "evaluate": cmd_evaluate,
+                  "lr-find": craft.cmd_lr_find, "overfit-batch": craft.cmd_overfit_batch,
+                  "schedule": craft.cmd_schedule, "plot": craft.cmd_plot}
 
 
 def overview() -> str:
@@ -305,6 +314,14 @@ Models and weights:
   info       per-layer table: shapes, parameters, FLOPs, memory (zoo info lenet5)
   classify   classify image files (zoo classify lenet5.fmnist samples/*.png)
   evaluate   re-measure shipped weights on the Fashion-MNIST test set
+
+Training craft (the recipe's options can be overridden as with fit):
+  lr-find        LR range test, PNG + suggestion (zoo lr-find --config R -o lr_find.png --apply R2.yaml)
+  overfit-batch  can the model learn one minibatch? (zoo overfit-batch --config R --steps 200)
+  schedule       plot the LR schedule before training (zoo schedule --config R -o lr.png [--all])
+  plot           train/val curves from a run's CSV log (zoo plot runs/zoo/<version> -o curves.png)
+  fit flags      --early_stopping.patience 5 (keeps the best weights), --histograms.every_n_steps 50,
+                 --trainer.accumulate_grad_batches 4, --trainer.gradient_clip_val 1.0
 """
 
 
