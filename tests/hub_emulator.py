@@ -76,6 +76,13 @@ class HubEmulator(ThreadingHTTPServer):
         self.log: list[tuple[str, str, str]] = []  # (method, path, Range header)
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
+    def handle_error(self, request, client_address) -> None:
+        """Clients that time out or are killed mid-download close the socket: expected here, not noise."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def start(self) -> HubEmulator:
         self._thread.start()
         return self

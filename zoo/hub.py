@@ -221,6 +221,8 @@ def _hf_error(err: Exception, repo_id: str, revision: str | None, filename: str,
     if isinstance(err, LocalEntryNotFoundError):
         if is_offline():
             return _offline_error(f"{at}/{filename}", pull, "the Hugging Face cache")
+        if isinstance(err.__cause__, HfHubHTTPError):  # the hub answered, with an error: say which
+            return _hf_error(err.__cause__, repo_id, revision, filename, pull)
         return WeightsError(
             f"cannot reach the hub at {constants.ENDPOINT} for {at}/{filename} and it is not cached; "
             f"check the network or HF_ENDPOINT, or run `zoo pull {pull}` where the hub is reachable"
@@ -236,8 +238,9 @@ def _hf_error(err: Exception, repo_id: str, revision: str | None, filename: str,
         return WeightsError(f"{at} has no {filename}; a zoo repo holds {', '.join(FOLDER_FILES[:2])} (upload one with `zoo push`)")
     if isinstance(err, HfHubHTTPError) and err.response is not None:
         status = err.response.status_code
-        return WeightsError(f"the hub at {constants.ENDPOINT} answered HTTP {status} for {at}/{filename}; try again later")
-    return WeightsError(f"cannot fetch {at}/{filename} from the hub ({type(err).__name__}: {err})".splitlines()[0])
+        hint = "try again later" if status >= 500 else "check the repo id, the revision and your token"
+        return WeightsError(f"the hub at {constants.ENDPOINT} answered HTTP {status} for {at}/{filename}; {hint}")
+    return WeightsError(f"cannot fetch {at}/{filename} from the hub at {constants.ENDPOINT} ({type(err).__name__}: {err}); try again later".splitlines()[0])
 
 
 def hf_file(repo_id: str, filename: str, revision: str | None = None, *, pull: str | None = None, optional: bool = False) -> Path | None:
@@ -250,7 +253,7 @@ def hf_file(repo_id: str, filename: str, revision: str | None = None, *, pull: s
     except Exception as err:  # huggingface_hub's own errors, translated into one line with what to do
         if optional and (isinstance(err, RemoteEntryNotFoundError) or (isinstance(err, LocalEntryNotFoundError) and is_offline())):
             return None
-        if isinstance(err, (EntryNotFoundError, OSError, ValueError)):
+        if isinstance(err, (EntryNotFoundError, OSError, ValueError)) or type(err).__module__.startswith("httpx"):
             raise _hf_error(err, repo_id, revision, filename, pull or f"{HF_PREFIX}{repo_id}") from None
         raise
 
