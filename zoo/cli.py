@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import craft  # light at import time: Lightning and matplotlib load inside the commands
+from zoo import hub  # light at import time: huggingface_hub loads inside the commands
 from zoo.errors import ZooError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -297,7 +298,8 @@ def cmd_evaluate(argv: list[str]) -> None:
 
 EXTRA_COMMANDS = {"list": cmd_list, "info": cmd_info, "classify": cmd_classify, "evaluate": cmd_evaluate,
                   "lr-find": craft.cmd_lr_find, "overfit-batch": craft.cmd_overfit_batch,
-                  "schedule": craft.cmd_schedule, "plot": craft.cmd_plot}
+                  "schedule": craft.cmd_schedule, "plot": craft.cmd_plot,
+                  "pull": hub.cmd_pull, "push": hub.cmd_push}
 
 
 def overview() -> str:
@@ -314,6 +316,8 @@ Models and weights:
   info       per-layer table: shapes, parameters, FLOPs, memory (zoo info lenet5)
   classify   classify image files (zoo classify lenet5.fmnist samples/*.png)
   evaluate   re-measure shipped weights on the Fashion-MNIST test set
+  pull       download weights for offline use (zoo pull resnet18.tv_in1k hf-hub:org/name)
+  push       upload a weight folder to the Hugging Face Hub (zoo push model_cards/lenet5.fmnist --repo org/name)
 
 Training craft (the recipe's options can be overridden as with fit):
   lr-find        LR range test, PNG + suggestion (zoo lr-find --config R -o lr_find.png --apply R2.yaml)
