@@ -224,6 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = unquote(urlparse(self.path).path)
         body = self._body()
+        if not self.headers.get("Authorization", "").startswith("Bearer "):  # every write needs a token
+            self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
+            return
         if path == "/api/repos/create":
             self._create_repo(json.loads(body))
         elif path == "/api/validate-yaml":

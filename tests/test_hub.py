@@ -120,6 +120,49 @@ def test_push_then_load_round_trip_identical_outputs_and_card(hub_env, tmp_path)
     assert torch.equal(type(model).from_pretrained("org/lenet-cli")(X), model(X))
 
 
+def test_push_without_token_is_refused(hub_env, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(WeightsError, match=r"push of .* to org/anonymous failed: HTTP 401 from http://127\.0\.0\.1:\d+ "
+                                           r"\(log in with `hf auth login` or set HF_TOKEN to a token with write access\)"):
+        zoo.push(_card(tmp_path, seed=13), "org/anonymous")
+    assert "org/anonymous" not in hub_env.repos
+
+
+def test_registered_weights_come_from_the_hub_when_not_bundled(hub_env, tmp_path, monkeypatch) -> None:
+    """``arch.tag`` with ``hf_hub_id``: a zoo repo, or one published file converted (timm's hf-hub layout)."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    from zoo import weights as weights_module
+
+    monkeypatch.setattr(weights_module, "bundled_cards_dir", lambda: tmp_path / "no-cards")
+    model = zoo.load(_card(tmp_path, seed=14))
+    model.push_to_hub("org/lenet5-fmnist")
+    lenet = get_entry("lenet5")
+    monkeypatch.setitem(lenet.weights, "fmnist", dataclasses.replace(lenet.weights["fmnist"], hf_hub_id="org/lenet5-fmnist"))
+    assert [p.name for p in zoo.prefetch("lenet5.fmnist")] == [hub_env.repos["org/lenet5-fmnist"].branches["main"]]
+    assert torch.equal(zoo.load("lenet5.fmnist")(X), model(X))
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18().eval()
+    save_file(reference.state_dict(), str(tmp_path / "model.safetensors"))
+    from huggingface_hub import HfApi
+
+    HfApi().create_repo("timmish/resnet18.test")
+    HfApi().upload_file(path_or_fileobj=str(tmp_path / "model.safetensors"), path_in_repo="model.safetensors", repo_id="timmish/resnet18.test")
+    resnet = get_entry("resnet18")
+    published = dataclasses.replace(resnet.weights["tv_in1k"], tag="hf_test", url=None, hf_hub_id="timmish/resnet18.test",
+                                    filename="model.safetensors", sha256=hub.sha256_file(tmp_path / "model.safetensors"))
+    monkeypatch.setitem(resnet.weights, "hf_test", published)
+    x = torch.rand(1, 3, 64, 64)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert (zoo.load("resnet18.hf_test")(x) - reference((x - mean) / std)).abs().max().item() < 1e-5
+    monkeypatch.setitem(resnet.weights, "hf_test", dataclasses.replace(published, sha256="0" * 64))
+    with pytest.raises(WeightsError, match="expected 000000000000…: the file is corrupt or was tampered with"):
+        zoo.load("resnet18.hf_test")
+
+
 def test_revision_pinning(hub_env, tmp_path) -> None:
     first = zoo.load(_card(tmp_path / "a", seed=1))
     second = zoo.load(_card(tmp_path / "b", seed=2))

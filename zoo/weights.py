@@ -42,6 +42,11 @@ class Weights:
     epochs, hash) are not typed here but read from the card's ``metrics.json``, which the run wrote.
     Weights published elsewhere (torchvision / timm ImageNet files) name where to fetch them, the
     sha256 of the published file, and how to convert its state dict into this zoo's module.
+
+    Sources, in the order ``zoo.load("arch.tag")`` tries them: the bundled ``model_cards/<arch.tag>/``;
+    ``hf_hub_id`` without ``filename``, a hub repo laid out like a card folder; ``url``, or
+    ``hf_hub_id`` + ``filename``, one published file passed through ``convert``. Without ``sha256``, a
+    torchvision-style file name (``resnet18-f37072fd.pth``) is held to the hash prefix it carries.
     """
 
     tag: str  # "fmnist" in "lenet5.fmnist"
@@ -50,7 +55,7 @@ class Weights:
     license: str = "apache-2.0"
     url: str | None = None  # https:// address of a published weight file
     hf_hub_id: str | None = None  # "org/repo" on the Hugging Face Hub (optionally "@revision")
-    filename: str | None = None  # file inside that hub repo
+    filename: str | None = None  # one published file inside that hub repo (None: the repo is a card folder)
     sha256: str | None = None  # of the published file, checked before it is used
     convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # published state dict → zoo's ``net`` keys
     num_classes: int | None = None  # head size of the published weights (default: the entry's)
