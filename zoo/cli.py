@@ -49,7 +49,7 @@ def hardware() -> str:
         except (OSError, StopIteration):
             pass
         device = f"CPU {cpu}, {os.cpu_count()} cores"
-    return f"{device}; torch {torch.__version__}, lightning {lightning.__version__}"
+    return f"{device}, {torch.get_num_threads()} threads; torch {torch.__version__}, lightning {lightning.__version__}"
 
 
 def _make_cli_class():
@@ -83,11 +83,25 @@ def _make_cli_class():
         def before_instantiate_classes(self) -> None:
             config = self.config.get(str(self.subcommand), self.config)
             loggers = config.get("trainer", {}).get("logger")
-            version = os.environ.setdefault("ZOO_RUN_VERSION", time.strftime("%Y%m%d-%H%M%S"))
+            # One folder per run for both loggers. DDP workers are re-launched copies of this command
+            # (LOCAL_RANK set): they inherit the launcher's version instead of making their own.
+            if "LOCAL_RANK" not in os.environ or "ZOO_RUN_VERSION" not in os.environ:
+                now = time.time()
+                os.environ["ZOO_RUN_VERSION"] = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+            version = os.environ["ZOO_RUN_VERSION"]
             for logger in loggers if isinstance(loggers, list) else []:
                 init = logger.get("init_args", {}) if hasattr(logger, "get") else {}
                 if "version" in init and init["version"] is None:
                     init["version"] = version
+
+        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
+            # Defaults that must step aside when the user turns their feature off (Lightning refuses
+            # a progress bar callback with enable_progress_bar=False, an LR monitor without a logger).
+            if config.get("enable_progress_bar") is not False:
+                callbacks = [*callbacks, RichProgressBar(leave=True)]
+            if config.get("logger") not in (False, []):
+                callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
+            return super()._instantiate_trainer(config, callbacks)
 
         def before_fit(self) -> None:
             self._fit_started = time.time()
@@ -98,7 +112,6 @@ def _make_cli_class():
                 export_card(self, name, Path(self.config.fit.card.output_dir), time.time() - self._fit_started)
 
     defaults = {
-        "callbacks": [RichProgressBar(leave=True), LearningRateMonitor(logging_interval="step")],
         "logger": [
             {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "zoo", "version": None}},
             {
@@ -161,11 +174,12 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
     return folder
 
 
-def run_lightning(argv: list[str]) -> None:
+def run_lightning(argv: list[str]):
+    """Run a LightningCLI subcommand; returns the CLI object (its ``trainer``, ``model``, ``datamodule``)."""
     from zoo.tasks.classification import ImageClassifier
 
     ZooCLI, defaults, L = _make_cli_class()
-    ZooCLI(
+    return ZooCLI(
         ImageClassifier,
         L.LightningDataModule,
         subclass_mode_model=True,
@@ -183,7 +197,11 @@ def cmd_list(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="zoo list", description="List registered models and their weights.")
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'res*'")
     parser.add_argument("--pretrained", action="store_true", help="only models with trained weights")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table with FLOPs and shipped accuracy (for the README)")
     args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(registry_markdown(args.pattern, pretrained=args.pretrained) + "\n")
+        return
     from rich.table import Table
 
     from zoo.registry import get_entry, list_models
@@ -194,6 +212,30 @@ def cmd_list(argv: list[str]) -> None:
         table.add_row(name, entry.family, "×".join(map(str, entry.input_size)), f"{entry.num_params:,}",
                       ", ".join(f"{name}.{t}" for t in entry.weights) or "–")
     _console().print(table)
+
+
+def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
+    """The registry as a Markdown table: parameters and FLOPs recomputed, accuracies read from the cards' metrics.json."""
+    import torch
+
+    from zoo.inspect import count_flops
+    from zoo.registry import build_net, get_entry, list_models
+    from zoo.weights import METRICS_FILE, bundled_cards_dir, read_json
+
+    lines = ["| model | family | input | params | GFLOPs | weights (test top-1) |", "|---|---|---|---:|---:|---|"]
+    for name in list_models(pattern, pretrained=pretrained):
+        entry = get_entry(name)
+        with torch.device("meta"):  # shapes only: no memory, no arithmetic, even for VGG-19 at 224 px
+            net = build_net(name)
+            flops = count_flops(net, entry.input_size)
+        shipped = []
+        for tag, weights in entry.weights.items():
+            metrics = bundled_cards_dir() / f"{name}.{tag}" / METRICS_FILE
+            accuracy = f" ({100 * read_json(metrics)['test_acc']:.2f}% {weights.dataset})" if metrics.is_file() else ""
+            shipped.append(f"`{name}.{tag}`{accuracy}")
+        lines.append(f"| `{name}` | {entry.family} | {'×'.join(map(str, entry.input_size))} | {entry.num_params:,} | "
+                     f"{flops / 1e9:.3f} | {', '.join(shipped) or '–'} |")
+    return "\n".join(lines)
 
 
 def _human_bytes(n: float) -> str:
@@ -236,6 +278,8 @@ def cmd_info(argv: list[str]) -> None:
     console.print(f"at batch {args.batch_size}: weights {_human_bytes(memory['parameters'])}, stored for backward "
                   f"{_human_bytes(memory['activations_for_backward'])}, training with SGD+momentum ≈ "
                   f"{_human_bytes(memory['train_sgd_momentum'])}, with Adam ≈ {_human_bytes(memory['train_adam'])}")
+    for key, value in getattr(net, "metadata", {}).items():  # family-specific facts, e.g. EfficientNet's scaling
+        console.print(f"{key}: {value}")
     note = re.search(r"The course's hand count[^\n]*(?:\n(?!\n)[^\n]*)*", doc)
     if note:
         console.print(note.group(0).replace("\n", " "))
@@ -252,32 +296,40 @@ def read_image(path: str, channels: int):
         raise ZooError(f"cannot read image {path} ({err}); give PNG or JPEG files") from None
 
 
+def classify_files(weights: str, paths: list[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
+    """Top-k ``(class name, probability)`` for each image file, resized to the model's input if needed."""
+    import torch
+    from torchvision.transforms.v2.functional import resize
+
+    import zoo
+
+    model = zoo.load(weights)
+    channels, height, width = model.input_size
+    images = []
+    for path in paths:
+        image = read_image(path, channels)
+        if image.shape[1:] != (height, width):
+            image = resize(image, [height, width], antialias=True)
+        images.append(image)
+    probs = model.predict_proba(torch.stack(images).float() / 255)
+    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [
+        [(model.class_names[i], p) for i, p in zip(indices.tolist(), values.tolist())]
+        for values, indices in zip(top.values, top.indices)
+    ]
+
+
 def cmd_classify(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="zoo classify", description="Classify image files with trained weights.")
     parser.add_argument("weights", help="arch.tag (zoo list --pretrained) or a weight folder")
     parser.add_argument("images", nargs="+", help="PNG/JPEG files")
     parser.add_argument("--top-k", type=int, default=1)
     args = parser.parse_args(argv)
-    import torch
     from rich.table import Table
-    from torchvision.transforms.v2.functional import resize
 
-    import zoo
-
-    model = zoo.load(args.weights)
-    channels, height, width = model.input_size
-    images = []
-    for path in args.images:
-        image = read_image(path, channels)
-        if image.shape[1:] != (height, width):
-            image = resize(image, [height, width], antialias=True)
-        images.append(image)
-    probs = model.predict_proba(torch.stack(images).float() / 255)
-    top = probs.topk(min(args.top_k, probs.shape[1]), dim=1)
     table = Table("image", "prediction", "confidence")
-    for path, values, indices in zip(args.images, top.values, top.indices):
-        table.add_row(Path(path).name, " / ".join(model.class_names[i] for i in indices.tolist()),
-                      " / ".join(f"{100 * v:.1f}%" for v in values.tolist()))
+    for path, top in zip(args.images, classify_files(args.weights, args.images, args.top_k)):
+        table.add_row(Path(path).name, " / ".join(name for name, _ in top), " / ".join(f"{100 * p:.1f}%" for _, p in top))
     _console().print(table)
 
 

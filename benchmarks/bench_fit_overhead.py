@@ -1,0 +1,87 @@
+"""One LeNet-5 training epoch: `zoo fit` (LightningCLI, default callbacks and loggers) vs a plain PyTorch loop.
+
+Same network, same data (the zoo datamodule's loader), same optimizer and per-step cosine schedule,
+same thread count; both measured in this process, one after the other. Goal: ratio ≤ 1.03.
+
+    python benchmarks/bench_fit_overhead.py [--batches N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def plain_epoch(batches: int) -> float:
+    """The loop a student writes by hand: forward, loss, backward, step, scheduler step."""
+    from zoo.data import FashionMNISTDataModule
+    from zoo.registry import build_net
+
+    torch.manual_seed(0)
+    net = build_net("lenet5")
+    mean, std = 0.2860, 0.3530
+    data = FashionMNISTDataModule(batch_size=128, augment=False, download=False)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=batches)
+    net.train()
+    start = time.perf_counter()
+    for index, (images, targets) in enumerate(loader):
+        if index == batches:
+            break
+        x = (images.float() / 255 - mean) / std
+        loss = F.cross_entropy(net(x), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    return time.perf_counter() - start
+
+
+def zoo_epoch(batches: int) -> float:
+    """`zoo fit` on the LeNet-5 recipe, validation off; Lightning's Timer callback measures the train stage."""
+    from lightning.pytorch.callbacks import Timer
+
+    from zoo.cli import run_lightning
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            cli = run_lightning([
+                "fit", "--config", str(REPO / "recipes" / "lenet5_fmnist.yaml"),
+                "--trainer.max_epochs=1", f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0",
+                "--trainer.num_sanity_val_steps=0", "--trainer.deterministic=false", "--data.init_args.augment=false",
+                "--model.init_args.warmup_epochs=0", "--trainer.callbacks+=lightning.pytorch.callbacks.Timer",
+                "--card.name=null",
+            ])
+        finally:
+            os.chdir(cwd)
+    timer = next(c for c in cli.trainer.callbacks if isinstance(c, Timer))
+    return timer.time_elapsed("train")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=430, help="training batches (430 = one full epoch)")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    plain_epoch(20)  # warm-up: first-touch of the data and the kernels
+    plain = plain_epoch(args.batches)
+    zoo_time = zoo_epoch(args.batches)
+    print(f"plain PyTorch loop: {plain:.2f} s for {args.batches} batches")
+    print(f"zoo fit           : {zoo_time:.2f} s for {args.batches} batches")
+    print(f"ratio zoo/plain   : {zoo_time / plain:.3f}  (goal ≤ 1.03)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The `zoo` command: LightningCLI training that ends in a weight folder, Lightning features, plain commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from zoo.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = str(REPO / "recipes" / "lenet5_fmnist.yaml")
+SAMPLES = sorted(str(p) for p in (REPO / "samples").glob("*.png"))
+QUICK = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=4",
+    "--trainer.limit_val_batches=2",
+    "--trainer.limit_test_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--data.init_args.augment=false",
+]
+
+
+def fit(tmp_path: Path, *extra: str, recipe: str = RECIPE, card: str | None = "lenet5.test") -> Path:
+    """Run `zoo fit` in-process inside tmp_path; returns the run folder."""
+    args = ["fit", "--config", recipe, *QUICK, "--card.output_dir", str(tmp_path / "cards"), *extra]
+    if card:
+        args += ["--card.name", card]
+    main(args)
+    runs = sorted((tmp_path / "runs" / "zoo").iterdir(), key=lambda p: p.stat().st_mtime)
+    return runs[-1]
+
+
+def csv_log(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch, fmnist_root):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZOO_RUN_VERSION", raising=False)
+    return tmp_path
+
+
+def test_fit_writes_a_complete_card_folder(in_tmp) -> None:
+    run = fit(in_tmp)
+    folder = in_tmp / "cards" / "lenet5.test"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for key in ("test_acc", "test_acc5", "val_acc", "params", "flops", "epochs", "wall_time_s", "hardware", "recipe", "sha256"):
+        assert key in metrics, key
+    assert metrics["params"] == 61_706 and metrics["epochs"] == 1
+    assert metrics["test_samples"] == 2 * 128  # limit_test_batches=2 of the recipe's batch size
+    assert (run / "config.yaml").is_file(), "the resolved config is saved with the run"
+    assert (run / "metrics.csv").is_file() and list(run.glob("events.out.tfevents*")), "CSV + TensorBoard logs"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    model = zoo.load(str(folder))
+    assert model.class_names[0] == "T-shirt/top"
+
+
+def test_seeded_runs_are_deterministic(in_tmp) -> None:
+    fit(in_tmp, card="lenet5.a")
+    fit(in_tmp, card="lenet5.b")
+    a = load_file(str(in_tmp / "cards" / "lenet5.a" / "model.safetensors"))
+    b = load_file(str(in_tmp / "cards" / "lenet5.b" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_from_last_checkpoint(in_tmp) -> None:
+    first = fit(in_tmp, card=None)
+    last = first / "checkpoints" / "last.ckpt"
+    run = fit(in_tmp, "--trainer.max_epochs=2", f"--ckpt_path={last}", card="lenet5.resumed")
+    metrics = json.loads((in_tmp / "cards" / "lenet5.resumed" / "metrics.json").read_text())
+    assert metrics["epochs"] == 2
+    steps = [int(row["step"]) for row in csv_log(run)]
+    assert min(steps) >= 4, "the resumed run starts after the first epoch's 4 steps"
+
+
+def test_gradient_accumulation_counts_optimizer_steps(in_tmp) -> None:
+    run = fit(in_tmp, "--trainer.accumulate_grad_batches=2", card=None)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2  # 4 batches, one optimizer step per 2
+
+
+def test_bf16_mixed_precision_on_cpu(in_tmp) -> None:
+    fit(in_tmp, "--trainer.precision=bf16-mixed")
+    metrics = json.loads((in_tmp / "cards" / "lenet5.test" / "metrics.json").read_text())
+    assert metrics["precision"] == "bf16-mixed" and 0.0 <= metrics["test_acc"] <= 1.0
+
+
+def test_overfit_one_batch_reaches_full_train_accuracy(in_tmp) -> None:
+    recipe = str(REPO / "recipes" / "lenet5_relu_fmnist.yaml")
+    run = fit(
+        in_tmp,
+        "--trainer.overfit_batches=1",
+        "--trainer.max_epochs=60",
+        "--trainer.limit_train_batches=1.0",
+        "--data.init_args.batch_size=64",
+        "--model.init_args.optimizer=adam",
+        "--model.init_args.lr=0.01",
+        "--model.init_args.scheduler=constant",
+        "--model.init_args.warmup_epochs=0",
+        "--model.init_args.weight_decay=0",
+        recipe=recipe,
+        card=None,
+    )
+    accuracies = [float(row["train_acc"]) for row in csv_log(run) if row["train_acc"]]
+    assert accuracies[-1] == 1.0, accuracies[-5:]
+
+
+def test_ddp_two_processes_on_cpu(tmp_path, fmnist_root) -> None:
+    cmd = [sys.executable, "-m", "zoo.cli", "fit", "--config", RECIPE, *QUICK, "--trainer.strategy=ddp",
+           "--trainer.devices=2", "--trainer.accelerator=cpu", "--card.name=lenet5.ddp", f"--card.output_dir={tmp_path / 'cards'}"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "cards" / "lenet5.ddp" / "metrics.json").read_text())
+    assert metrics["devices"] == 2
+
+
+# ---- plain commands -------------------------------------------------------------------------------
+def test_help_lists_every_command(capsys) -> None:
+    main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "list", "info", "classify", "evaluate"):
+        assert command in out
+
+
+def test_fit_help_is_lightning_cli(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--trainer.max_epochs" in out and "--card.name" in out
+
+
+def test_unknown_command_suggests(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fitt"])
+    assert info.value.code == 2
+    assert "did you mean 'fit'" in capsys.readouterr().err
+
+
+def test_list(capsys) -> None:
+    main(["list", "lenet*"])
+    out = capsys.readouterr().out
+    assert "lenet5_relu" in out and "61,706" in out
+
+
+def test_info_gives_the_real_lenet5_count_and_explains(capsys) -> None:
+    main(["info", "lenet5", "--batch-size", "128"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "61,706" in out and "60,206" in out
+    assert "48,120" in out  # C5, the layer the course's hand count leaves out
+
+
+def test_info_unknown_model_is_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["info", "resnet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo: error: unknown model") and "\n" not in err
+
+
+def test_classify_shipped_samples(capsys) -> None:
+    from zoo.cli import classify_files
+
+    predictions = classify_files("lenet5.fmnist", SAMPLES, top_k=2)
+    # the samples are named after their true class (fmnist_test_0000_ankle-boot.png)
+    truth = [Path(p).stem.split("_", 3)[3] for p in SAMPLES]
+    right = sum(top[0][0].lower().replace("/", "-").replace(" ", "-") == t for top, t in zip(predictions, truth))
+    assert right >= 8, list(zip(truth, predictions))
+    assert all(1 >= top[0][1] >= top[1][1] >= 0 for top in predictions)
+    main(["classify", "lenet5.fmnist", *SAMPLES])
+    assert capsys.readouterr().out.count("%") == len(SAMPLES)
+
+
+def test_classify_bad_image_file(tmp_path, capsys) -> None:
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    with pytest.raises(SystemExit) as info:
+        main(["classify", "lenet5.fmnist", str(bad)])
+    assert info.value.code == 2
+    assert "cannot read image" in capsys.readouterr().err
