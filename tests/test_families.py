@@ -30,6 +30,7 @@ def _meta_params(name: str, **kwargs) -> int:
         ("resnet18", 11_689_512),
         ("resnet50", 25_557_032),
         ("resnet152", 60_192_808),
+        ("efficientnet_b0", 5_288_548),
     ],
 )
 def test_course_parameter_counts(name: str, expected: int) -> None:
@@ -41,6 +42,7 @@ def test_course_parameter_counts(name: str, expected: int) -> None:
     ("name", "tv_name"),
     [(f"vgg{d}{bn}", f"vgg{d}{bn}") for d in (11, 13, 16, 19) for bn in ("", "_bn")]
     + [(f"resnet{d}", f"resnet{d}") for d in (18, 34, 50, 101, 152)]
+    + [(f"efficientnet_b{i}", f"efficientnet_b{i}") for i in range(8)]
     + [("alexnet_tv", "alexnet")],
 )
 def test_parameter_counts_equal_torchvision(name: str, tv_name: str) -> None:
@@ -114,6 +116,55 @@ def test_vgg16_memory_and_parameters() -> None:
     assert memory_share == pytest.approx(0.70, abs=0.01) and param_share < 0.002
 
 
+# ---- EfficientNet: one base network, compound scaling ------------------------------------------------
+RESOLUTIONS = [224, 240, 260, 300, 380, 456, 528, 600]
+
+
+@pytest.mark.parametrize("phi", range(8))
+def test_efficientnet_variants_follow_compound_scaling(phi: int) -> None:
+    from zoo.models.efficientnet import ALPHA, BETA, SCALING
+
+    name = f"efficientnet_b{phi}"
+    scaling = SCALING[name]
+    assert scaling.phi == phi and scaling.resolution == RESOLUTIONS[phi]
+    assert get_entry(name).input_size == (3, RESOLUTIONS[phi], RESOLUTIONS[phi])
+    rule = scaling.rule()
+    assert rule["depth"] == pytest.approx(ALPHA**phi) and rule["width"] == pytest.approx(BETA**phi)
+    # the published multipliers follow the rule loosely (within 20%) and grow with φ
+    assert scaling.depth == pytest.approx(rule["depth"], rel=0.2)
+    assert scaling.width == pytest.approx(rule["width"], rel=0.2)
+    assert scaling.resolution == pytest.approx(rule["resolution"], rel=0.2)
+    if phi:
+        smaller = SCALING[f"efficientnet_b{phi - 1}"]
+        assert scaling.depth >= smaller.depth and scaling.width >= smaller.width and scaling.resolution > smaller.resolution
+    with torch.device("meta"):
+        net = build_net(name)
+    assert net.input_size == (3, RESOLUTIONS[phi], RESOLUTIONS[phi])
+    assert f"φ = {phi}" in net.metadata["compound scaling"]
+    assert f"resolution {RESOLUTIONS[phi]}" in net.metadata["multipliers used"]
+
+
+def test_efficientnet_constants_and_flops_grow_about_2x_per_phi() -> None:
+    from zoo.inspect import count_flops
+    from zoo.models.efficientnet import ALPHA, BETA, GAMMA
+
+    assert ALPHA * BETA**2 * GAMMA**2 == pytest.approx(2, abs=0.1)
+    b0 = count_flops(build_net("efficientnet_b0"), (3, 224, 224))
+    b1 = count_flops(build_net("efficientnet_b1"), (3, 240, 240))
+    assert b0 == pytest.approx(0.39e9 * 2, rel=0.05)  # the paper's 0.39 B multiply-adds
+    assert 1.3 < b1 / b0 < 2.3
+
+
+def test_efficientnet_lite_is_b0_scaled_down() -> None:
+    from zoo.models.efficientnet import SCALING
+
+    lite = SCALING["efficientnet_lite"]
+    assert lite.phi == -4 and lite.width == pytest.approx(1.1**-4) and lite.depth == pytest.approx(1.2**-4)
+    net = build_net("efficientnet_lite")
+    assert [len(stage) for stage in net.features[1:-1]] == [1, 1, 1, 2, 2, 2, 1]
+    assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
 # ---- torchvision importers ------------------------------------------------------------------------
 IMPORTERS = [  # zoo name, torchvision builder, input size
     ("alexnet_tv", "alexnet", (3, 96, 96)),
@@ -121,6 +172,8 @@ IMPORTERS = [  # zoo name, torchvision builder, input size
     ("vgg11_bn", "vgg11_bn", (3, 32, 32)),
     ("resnet18", "resnet18", (3, 64, 64)),
     ("resnet50", "resnet50", (3, 64, 64)),
+    ("efficientnet_b0", "efficientnet_b0", (3, 64, 64)),
+    ("efficientnet_b5", "efficientnet_b5", (3, 32, 32)),  # BatchNorm eps 1e-3 from here on
 ]
 
 

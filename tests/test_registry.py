@@ -21,6 +21,7 @@ TEST_OVERRIDES: dict[str, dict] = {
     "resnet50": {"input": (3, 64, 64)},
     "resnet101": {"input": (3, 64, 64), "backward": False},
     "resnet152": {"input": (3, 64, 64), "backward": False},
+    **{f"efficientnet_b{i}": {"input": (3, 64, 64), "backward": i < 3} for i in range(8)},
 }
 
 MODELS = zoo.list_models()

@@ -40,7 +40,7 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_FAMILY_MODULES = ("lenet", "alexnet", "vgg", "resnet")
+_FAMILY_MODULES = ("lenet", "alexnet", "vgg", "resnet", "efficientnet")
 
 
 def register_model(

@@ -1,0 +1,331 @@
+"""EfficientNet B0–B7 (Tan, Le 2019, "EfficientNet: rethinking model scaling for convolutional neural networks").
+
+One base network, B0 (found by architecture search), and one rule to make it bigger: **compound
+scaling**. With a single coefficient φ, scale
+
+    depth (layers per stage)   d = α^φ,   α = 1.2
+    width (channels)           w = β^φ,   β = 1.1
+    resolution (input side)    r = γ^φ,   γ = 1.15      with α · β² · γ² ≈ 2,
+
+so that each step of φ roughly doubles the FLOPs (which grow like d · w² · r²). The paper found α, β,
+γ by a small grid search on B0 (φ = 1) and then released B1–B7 with hand-picked multipliers that
+follow the rule only loosely (within 20%); those are the ones torchvision's (and so these) weights
+were trained with, printed beside the rule's values::
+
+    variant  φ  width  depth  resolution | rule: β^φ  α^φ  224·γ^φ   dropout
+    B0       0  1.0    1.0    224        |       1.00 1.00  224       0.2
+    B1       1  1.0    1.1    240        |       1.10 1.20  258       0.2
+    B2       2  1.1    1.2    260        |       1.21 1.44  296       0.3
+    B3       3  1.2    1.4    300        |       1.33 1.73  341       0.3
+    B4       4  1.4    1.8    380        |       1.46 2.07  392       0.4
+    B5       5  1.6    2.2    456        |       1.61 2.49  451       0.4
+    B6       6  1.8    2.6    528        |       1.77 2.99  518       0.5
+    B7       7  2.0    3.1    600        |       1.95 3.58  596       0.5
+
+(``zoo info efficientnet_b3`` prints a variant's line; ``SCALING`` holds the table.) Channels are
+``w · base`` rounded to a multiple of 8, layers per stage ``ceil(d · base)``.
+
+B0 (5,288,548 parameters): a 3×3/2 stem conv of 32 channels, seven stages of **MBConv** blocks, a 1×1
+conv to 1280 channels, global average pool, dropout, FC. An MBConv block (from MobileNetV2) is
+1×1 expand (×1 or ×6) → k×k depthwise conv → squeeze-and-excitation (global pool → 1×1 reduce to a
+quarter of the block's input channels → SiLU → 1×1 → sigmoid, scaling each channel) → 1×1 project,
+with BatchNorm after each conv, SiLU (swish) activations, and a residual connection when the shape
+is kept. During training the residual branch is dropped per sample with a probability that grows
+linearly with depth to 0.2 (stochastic depth). Stages (expand, kernel, stride, channels, layers):
+(1,3,1,16,1) (6,3,2,24,2) (6,5,2,40,2) (6,3,2,80,3) (6,5,1,112,3) (6,5,2,192,4) (6,3,1,320,1).
+The module layout is torchvision's, so its ImageNet weights load without renaming
+(``efficientnet_b0.tv_in1k``).
+
+``efficientnet_lite`` is B0 scaled *down* by the same rule to φ = −4 (width 1.1⁻⁴ = 0.68, depth
+1.2⁻⁴ = 0.48, so stages of 1,1,1,2,2,2,1 blocks of 16–216 channels). The resolution the rule would
+pick (224 · 1.15⁻⁴ ≈ 128) is not used: Fashion-MNIST images are 28×28, which would mean φ ≈ −15 and
+almost no network; its stem keeps stride 2, so the stages see 14, 14, 7, 4, 4, 2, 2 pixels.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
+
+from zoo.layers.state_dict import convert_state_dict
+from zoo.registry import register_model
+from zoo.weights import Weights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
+ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
+PAPER = "Tan, Le 2019, EfficientNet: rethinking model scaling for convolutional neural networks"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of B0's table: ``layers`` MBConv blocks, the first with ``stride``."""
+
+    expand: int  # expansion ratio of the 1×1 conv (1: no expansion conv)
+    kernel: int  # depthwise kernel
+    stride: int
+    channels: int  # output channels at width 1.0
+    layers: int  # blocks at depth 1.0
+
+
+B0_STAGES = (
+    Stage(1, 3, 1, 16, 1),
+    Stage(6, 3, 2, 24, 2),
+    Stage(6, 5, 2, 40, 2),
+    Stage(6, 3, 2, 80, 3),
+    Stage(6, 5, 1, 112, 3),
+    Stage(6, 5, 2, 192, 4),
+    Stage(6, 3, 1, 320, 1),
+)
+B0_STEM = 32
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """A variant's compound-scaling coefficient and the multipliers its published weights use."""
+
+    phi: float
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+    bn_eps: float = 1e-5  # B5–B7 were ported from TensorFlow, whose BatchNorm adds 1e-3
+
+    def rule(self) -> dict[str, float]:
+        """What α^φ, β^φ, γ^φ give for this φ (the published multipliers are rounded from these)."""
+        return {"depth": ALPHA**self.phi, "width": BETA**self.phi, "resolution": 224 * GAMMA**self.phi}
+
+    def metadata(self) -> dict[str, str]:
+        rule = self.rule()
+        return {
+            "compound scaling": f"φ = {self.phi:g}: depth α^φ = {rule['depth']:.2f}, width β^φ = {rule['width']:.2f}, "
+            f"resolution 224·γ^φ = {rule['resolution']:.0f} (α=1.2, β=1.1, γ=1.15)",
+            "multipliers used": f"depth {self.depth:g}, width {self.width:g}, resolution {self.resolution}, dropout {self.dropout:g}",
+        }
+
+
+SCALING = {
+    "efficientnet_b0": Scaling(0, 1.0, 1.0, 224, 0.2),
+    "efficientnet_b1": Scaling(1, 1.0, 1.1, 240, 0.2),
+    "efficientnet_b2": Scaling(2, 1.1, 1.2, 260, 0.3),
+    "efficientnet_b3": Scaling(3, 1.2, 1.4, 300, 0.3),
+    "efficientnet_b4": Scaling(4, 1.4, 1.8, 380, 0.4),
+    "efficientnet_b5": Scaling(5, 1.6, 2.2, 456, 0.4, bn_eps=1e-3),
+    "efficientnet_b6": Scaling(6, 1.8, 2.6, 528, 0.5, bn_eps=1e-3),
+    "efficientnet_b7": Scaling(7, 2.0, 3.1, 600, 0.5, bn_eps=1e-3),
+    "efficientnet_lite": Scaling(-4, BETA**-4, ALPHA**-4, 28, 0.2),
+}
+
+
+def round_channels(channels: float, divisor: int = 8) -> int:
+    """``channels`` to the nearest multiple of ``divisor``, never more than 10% below it (as in the paper's code)."""
+    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * channels else rounded
+
+
+class MBConv(nn.Module):
+    """Inverted residual with squeeze-excitation. ``(N, in_chans, H, W)`` → ``(N, out_chans, H/stride, W/stride)``."""
+
+    def __init__(self, in_chans: int, out_chans: int, expand: int, kernel: int, stride: int,
+                 drop_path: float, norm: Any) -> None:
+        super().__init__()
+        hidden = round_channels(in_chans * expand)
+        layers: list[nn.Module] = []
+        if hidden != in_chans:
+            layers.append(Conv2dNormActivation(in_chans, hidden, 1, norm_layer=norm, activation_layer=nn.SiLU))
+        layers.append(Conv2dNormActivation(hidden, hidden, kernel, stride=stride, groups=hidden, norm_layer=norm, activation_layer=nn.SiLU))
+        layers.append(SqueezeExcitation(hidden, max(1, in_chans // 4), activation=partial(nn.SiLU, inplace=True)))
+        layers.append(Conv2dNormActivation(hidden, out_chans, 1, norm_layer=norm, activation_layer=None))
+        self.block = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_chans == out_chans
+        self.stochastic_depth = StochasticDepth(drop_path, "row")  # drops whole samples' residual branch
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.block(x)
+        return x + self.stochastic_depth(out) if self.use_residual else out
+
+
+class EfficientNet(nn.Module):
+    """B0 scaled by ``width`` and ``depth``. ``(N, in_chans, H, W)`` → ``(N, num_classes)``, any H, W ≥ 32 for B0's strides.
+
+    Args:
+        width, depth: multipliers of B0's channels and of its blocks per stage.
+        dropout: before the final FC layer.
+        drop_path: stochastic-depth probability of the last block (linear from 0 at the first).
+        bn_eps: BatchNorm epsilon.
+        img_size: the resolution the variant is meant for (reported as ``input_size``; not pinned).
+    """
+
+    def __init__(
+        self,
+        width: float = 1.0,
+        depth: float = 1.0,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        dropout: float = 0.2,
+        drop_path: float = 0.2,
+        bn_eps: float = 1e-5,
+        img_size: int = 224,
+        stages: Sequence[Stage] = B0_STAGES,
+        scaling: Scaling | None = None,
+    ) -> None:
+        super().__init__()
+        norm = partial(nn.BatchNorm2d, eps=bn_eps)
+        self.input_size = (in_chans, img_size, img_size)
+        self.fixed_input_size = False
+        self.metadata = scaling.metadata() if scaling is not None else {}
+        stem = round_channels(B0_STEM * width)
+        layers: list[nn.Module] = [Conv2dNormActivation(in_chans, stem, 3, stride=2, norm_layer=norm, activation_layer=nn.SiLU)]
+        repeats = [math.ceil(stage.layers * depth) for stage in stages]
+        total, index, channels = sum(repeats), 0, stem
+        for stage, count in zip(stages, repeats):
+            out_chans = round_channels(stage.channels * width)
+            blocks = []
+            for position in range(count):
+                stride = stage.stride if position == 0 else 1
+                blocks.append(MBConv(channels, out_chans, stage.expand, stage.kernel, stride, drop_path * index / total, norm))
+                channels, index = out_chans, index + 1
+            layers.append(nn.Sequential(*blocks))
+        head = 4 * channels  # 1280 for B0
+        layers.append(Conv2dNormActivation(channels, head, 1, norm_layer=norm, activation_layer=nn.SiLU))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), nn.Linear(head, num_classes))
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                bound = 1.0 / math.sqrt(module.out_features)
+                nn.init.uniform_(module.weight, -bound, bound)
+                nn.init.zeros_(module.bias)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.classifier[1] = nn.Linear(self.classifier[1].in_features, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)  # (N, 4·w·320, H/32, W/32)
+        return self.classifier(self.avgpool(x).flatten(1))
+
+
+def _build(arch: str, **kwargs) -> EfficientNet:
+    scaling = SCALING[arch]
+    defaults = dict(width=scaling.width, depth=scaling.depth, dropout=scaling.dropout, bn_eps=scaling.bn_eps,
+                    img_size=scaling.resolution, scaling=scaling)
+    return EfficientNet(**{**defaults, **kwargs})
+
+
+# ---- torchvision importer ------------------------------------------------------------------------
+def torchvision_converter(arch: str):
+    """The converter of a torchvision ``efficientnet_b*`` state dict into ``arch``: same keys, checked."""
+
+    def convert(state: dict[str, Any]) -> dict[str, Tensor]:
+        return convert_state_dict(
+            state, build=lambda num_classes: _build(arch, num_classes=num_classes),
+            head="classifier.1.weight", source=f"torchvision {arch}",
+        )
+
+    convert.__name__ = f"convert_torchvision_{arch}"
+    return convert
+
+
+_TV_FILES = {  # torchvision's files (ported from the TensorFlow originals by Ross Wightman and Luke Melas-Kyriazi)
+    "efficientnet_b0": "efficientnet_b0_rwightman-7f5810bc.pth",
+    "efficientnet_b1": "efficientnet_b1_rwightman-bac287d4.pth",
+    "efficientnet_b2": "efficientnet_b2_rwightman-c35c1473.pth",
+    "efficientnet_b3": "efficientnet_b3_rwightman-b3899882.pth",
+    "efficientnet_b4": "efficientnet_b4_rwightman-23ab8bcd.pth",
+    "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
+    "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth",
+    "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
+}
+NUM_PARAMS = {
+    "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
+    "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
+}
+
+
+def _register(arch: str):
+    resolution = SCALING[arch].resolution
+    weights = Weights(
+        "tv_in1k", "imagenet-1k", license="bsd-3-clause", url=f"https://download.pytorch.org/models/{_TV_FILES[arch]}",
+        convert=torchvision_converter(arch), num_classes=1000, input_size=(3, resolution, resolution),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names="imagenet-1k",
+    )
+    return register_model(
+        family="efficientnet", input_size=(3, resolution, resolution), num_classes=1000, num_params=NUM_PARAMS[arch],
+        weights=[weights], mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=PAPER,
+    )
+
+
+@_register("efficientnet_b0")
+def efficientnet_b0(**kwargs) -> EfficientNet:
+    """EfficientNet-B0, the searched base network (φ = 0), 224×224."""
+    return _build("efficientnet_b0", **kwargs)
+
+
+@_register("efficientnet_b1")
+def efficientnet_b1(**kwargs) -> EfficientNet:
+    """EfficientNet-B1 (φ = 1): depth 1.1, 240×240."""
+    return _build("efficientnet_b1", **kwargs)
+
+
+@_register("efficientnet_b2")
+def efficientnet_b2(**kwargs) -> EfficientNet:
+    """EfficientNet-B2 (φ = 2): width 1.1, depth 1.2, 260×260."""
+    return _build("efficientnet_b2", **kwargs)
+
+
+@_register("efficientnet_b3")
+def efficientnet_b3(**kwargs) -> EfficientNet:
+    """EfficientNet-B3 (φ = 3): width 1.2, depth 1.4, 300×300."""
+    return _build("efficientnet_b3", **kwargs)
+
+
+@_register("efficientnet_b4")
+def efficientnet_b4(**kwargs) -> EfficientNet:
+    """EfficientNet-B4 (φ = 4): width 1.4, depth 1.8, 380×380."""
+    return _build("efficientnet_b4", **kwargs)
+
+
+@_register("efficientnet_b5")
+def efficientnet_b5(**kwargs) -> EfficientNet:
+    """EfficientNet-B5 (φ = 5): width 1.6, depth 2.2, 456×456."""
+    return _build("efficientnet_b5", **kwargs)
+
+
+@_register("efficientnet_b6")
+def efficientnet_b6(**kwargs) -> EfficientNet:
+    """EfficientNet-B6 (φ = 6): width 1.8, depth 2.6, 528×528."""
+    return _build("efficientnet_b6", **kwargs)
+
+
+@_register("efficientnet_b7")
+def efficientnet_b7(**kwargs) -> EfficientNet:
+    """EfficientNet-B7 (φ = 7): width 2.0, depth 3.1, 600×600."""
+    return _build("efficientnet_b7", **kwargs)
+
+
+EFFICIENTNET_LITE_PARAMS = 1_189_756
+
+
+@register_model(
+    family="efficientnet", input_size=(1, 28, 28), num_classes=10, num_params=EFFICIENTNET_LITE_PARAMS,
+    mean=FMNIST_MEAN, std=FMNIST_STD, paper=PAPER,
+)
+def efficientnet_lite(**kwargs) -> EfficientNet:
+    """B0 scaled down by the compound rule to φ = −4 (width 0.68, depth 0.48) for 28×28 Fashion-MNIST."""
+    return _build("efficientnet_lite", **kwargs)
