@@ -55,9 +55,10 @@ def test_lr_find_suggests_a_sane_rate_and_applies_it(tmp_path, monkeypatch, fmni
 # ---- overfit-batch -------------------------------------------------------------------------------------
 def test_overfit_batch_says_lenet5_can_learn(tmp_path, monkeypatch, capsys, fmnist_root) -> None:
     monkeypatch.chdir(tmp_path)
-    main(["overfit-batch", "--config", RECIPE, *QUIET, "--data.init_args.batch_size", "32", "--steps", "150"])
+    main(["overfit-batch", "--config", RECIPE, *QUIET, "--data.init_args.batch_size", "32", "--steps", "150", "-o", "overfit.png"])
     out = capsys.readouterr().out
     assert "the model can learn" in out, out
+    _png(tmp_path / "overfit.png")
 
 
 def test_overfit_batch_says_something_is_wrong_with_lr_0(tmp_path, monkeypatch, capsys, fmnist_root) -> None:

@@ -3,7 +3,7 @@
     zoo lr-find --config RECIPE [-o lr_find.png] [--apply new_recipe.yaml]
         Lightning's LR range test (``Tuner.lr_find``): the learning rate grows exponentially over
         ``--num-training`` batches; the suggestion is where the loss falls fastest.
-    zoo overfit-batch --config RECIPE [--steps 200]
+    zoo overfit-batch --config RECIPE [--steps 200] [-o overfit.png]
         Train on one minibatch (``Trainer(overfit_batches=1)``) with regularisation off; a model, loss
         and data pipeline that work drive its loss to ~0 and its accuracy to 100%.
     zoo schedule --config RECIPE [-o lr.png] [--all]
@@ -162,10 +162,17 @@ def cmd_overfit_batch(argv: list[str]) -> None:
     parser = _parser("overfit-batch", "Sanity check: can the model drive the loss on one minibatch to ~0?")
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps on the one batch")
     parser.add_argument("--loss-below", type=float, default=0.05, help="loss that counts as ~0")
+    parser.add_argument("-o", "--output", help="PNG of the loss on the batch, step by step")
     args, overrides = parser.parse_known_args(argv)
     recipe = load_recipe(args.config, overrides)
     result = overfit_batch(recipe, args.steps, args.loss_below)
     console = _console()
+    if args.output:
+        from zoo import plots
+
+        title = f"Overfit one batch: {_describe(recipe)}, {recipe.model.hparams.optimizer} lr {result['lr']:g}"
+        plots.save(plots.overfit_figure(result["losses"], result["final_acc"], args.loss_below, result["verdict"], title), args.output)
+        console.print(f"wrote {args.output}")
     console.print(f"overfit one batch of {result['batch_size']} ({_describe(recipe)}, lr {result['lr']:g}; weight decay, "
                   f"label smoothing, augmentation and schedule off): loss {result['first_loss']:.4f} → "
                   f"{result['final_loss']:.4f}, accuracy {100 * result['final_acc']:.1f}% after {result['steps']} steps")

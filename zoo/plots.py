@@ -85,40 +85,62 @@ def schedule_figure(curves: dict[str, Sequence[float]], steps_per_epoch: int, ti
     return fig
 
 
+def overfit_figure(losses: Sequence[float], accuracy: float, loss_below: float, verdict: str, title: str) -> Figure:
+    """Training loss on the one batch, step by step (log scale), with the "~0" line and the verdict."""
+    fig, ax = new_figure(7, 4.2)
+    finite = [loss if loss == loss and loss not in (float("inf"), float("-inf")) else None for loss in losses]
+    ax.plot(range(1, len(losses) + 1), finite, color="tab:blue", linewidth=1.6, label="loss on the batch")
+    ax.axhline(loss_below, color="0.4", linestyle=":", label=f"~0 (loss {loss_below:g})")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step (always the same batch)")
+    ax.set_ylabel("training loss (log scale)")
+    fig.suptitle(title)
+    ok = verdict.startswith("the model can learn")
+    ax.set_title(f"{verdict.split(':')[0]} (accuracy on the batch {100 * accuracy:.0f}%)", color="tab:green" if ok else "tab:red",
+                 fontweight="bold", fontsize="medium")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best")
+    return fig
+
+
 def curves_figure(runs: Sequence[dict[str, Any]], title: str) -> Figure:
     """Loss, accuracy and learning rate of one or more runs (dicts from ``zoo.craft.read_metrics``).
 
-    One run: faint per-step training loss under the per-epoch means. Several runs: one colour each,
-    validation solid and training dashed, so the runs compare at a glance.
+    One run: training blue (faint per-step loss under the per-epoch means), validation orange.
+    Several runs: one colour per run, validation solid and training dashed, one legend entry per run.
     """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     fig, (loss_ax, acc_ax, lr_ax) = new_figure(13, 4, ncols=3)
     single = len(runs) == 1
     for index, run in enumerate(runs):
-        color = f"C{index}"
-        label = "" if single else f"{run['label']} "
+        colors = {"train": "tab:blue", "val": "tab:orange"} if single else {"train": f"C{index}", "val": f"C{index}"}
         if single and run["train_loss_step"]:
-            x, y = run["train_loss_step"]
-            loss_ax.plot(x, y, color="tab:blue", alpha=0.25, linewidth=0.8, label="train (per step)")
-        for key, style, name in (("train_loss_epoch", "--", "train"), ("val_loss", "-", "val")):
-            if run[key]:
-                loss_ax.plot(*run[key], style, marker="o", markersize=3, color="tab:blue" if single and name == "train" else
-                             ("tab:orange" if single else color), label=f"{label}{name}")
-        for key, style, name in (("train_acc", "--", "train"), ("val_acc", "-", "val")):
-            if run[key]:
-                x, y = run[key]
-                acc_ax.plot(x, [100 * v for v in y], style, marker="o", markersize=3,
-                            color=("tab:blue" if name == "train" else "tab:orange") if single else color, label=f"{label}{name}")
+            loss_ax.plot(*run["train_loss_step"], color="tab:blue", alpha=0.25, linewidth=0.8, label="train (per step)")
+        for ax, keys, scale in ((loss_ax, ("train_loss_epoch", "val_loss"), 1), (acc_ax, ("train_acc", "val_acc"), 100)):
+            for key, name, style in zip(keys, ("train", "val"), ("--", "-")):
+                if run[key]:
+                    x, y = run[key]
+                    label = name if single else (run["label"] if name == "val" else None)
+                    ax.plot(x, [scale * v for v in y], style, marker="o", markersize=3, color=colors[name], label=label)
         if run["lr"]:
-            lr_ax.plot(*run["lr"], color="tab:green" if single else color, label=run["label"])
+            lr_ax.plot(*run["lr"], color="tab:green" if single else f"C{index}", label=run["label"])
     loss_ax.set(title="cross-entropy loss", xlabel="epoch", ylabel="loss")
     acc_ax.set(title="top-1 accuracy", xlabel="epoch", ylabel="accuracy (%)")
     lr_ax.set(title="learning rate", xlabel="epoch", ylabel="learning rate")
+    lr_ax.set_ylim(bottom=0)
     for ax in (loss_ax, acc_ax, lr_ax):
         ax.grid(True, alpha=0.3)
-    loss_ax.legend(fontsize="small")
-    acc_ax.legend(fontsize="small")
-    if not single:
-        lr_ax.legend(fontsize="small")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if single:
+        loss_ax.legend(fontsize="small")
+        acc_ax.legend(fontsize="small")
+    else:
+        styles = [Line2D([], [], color="0.3", linestyle="-", label="validation"),
+                  Line2D([], [], color="0.3", linestyle="--", label="training")]
+        loss_ax.legend(handles=[*loss_ax.get_legend_handles_labels()[0], *styles], fontsize="small")
+        acc_ax.legend(handles=[*acc_ax.get_legend_handles_labels()[0], *styles], fontsize="small")
     fig.suptitle(title)
     return fig
 
