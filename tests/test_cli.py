@@ -97,6 +97,7 @@ def test_bf16_mixed_precision_on_cpu(in_tmp) -> None:
     assert metrics["precision"] == "bf16-mixed" and 0.0 <= metrics["test_acc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_overfit_one_batch_reaches_full_train_accuracy(in_tmp) -> None:
     recipe = str(REPO / "recipes" / "lenet5_relu_fmnist.yaml")
     run = fit(
@@ -117,6 +118,7 @@ def test_overfit_one_batch_reaches_full_train_accuracy(in_tmp) -> None:
     assert accuracies[-1] == 1.0, accuracies[-5:]
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path, fmnist_root) -> None:
     cmd = [sys.executable, "-m", "zoo.cli", "fit", "--config", RECIPE, *QUICK, "--trainer.strategy=ddp",
            "--trainer.devices=2", "--trainer.accelerator=cpu", "--card.name=lenet5.ddp", f"--card.output_dir={tmp_path / 'cards'}"]

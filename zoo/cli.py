@@ -29,9 +29,12 @@ log = logging.getLogger("zoo")
 
 
 def _console():
+    import shutil
+
     from rich.console import Console
 
-    return Console()
+    # piped output (tests, `| less`) gets a wide table rather than rich's 80-column default
+    return Console(width=shutil.get_terminal_size((160, 24)).columns)
 
 
 # ---- LightningCLI ---------------------------------------------------------------------------------
@@ -238,30 +241,6 @@ def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
     return "\n".join(lines)
 
 
-def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
-    """The registry as a Markdown table: parameters and FLOPs recomputed, accuracies read from the cards' metrics.json."""
-    import torch
-
-    from zoo.inspect import count_flops
-    from zoo.registry import build_net, get_entry, list_models
-    from zoo.weights import METRICS_FILE, bundled_cards_dir, read_json
-
-    lines = ["| model | family | input | params | GFLOPs | weights (test top-1) |", "|---|---|---|---:|---:|---|"]
-    for name in list_models(pattern, pretrained=pretrained):
-        entry = get_entry(name)
-        with torch.device("meta"):  # shapes only: no memory, no arithmetic, even for VGG-19 at 224 px
-            net = build_net(name)
-            flops = count_flops(net, entry.input_size)
-        shipped = []
-        for tag, weights in entry.weights.items():
-            metrics = bundled_cards_dir() / f"{name}.{tag}" / METRICS_FILE
-            accuracy = f" ({100 * read_json(metrics)['test_acc']:.2f}% {weights.dataset})" if metrics.is_file() else ""
-            shipped.append(f"`{name}.{tag}`{accuracy}")
-        lines.append(f"| `{name}` | {entry.family} | {'×'.join(map(str, entry.input_size))} | {entry.num_params:,} | "
-                     f"{flops / 1e9:.3f} | {', '.join(shipped) or '–'} |")
-    return "\n".join(lines)
-
-
 def _human_count(n: float) -> str:
     for unit in ("", "K", "M", "G"):
         if n < 1000 or unit == "G":
@@ -305,13 +284,11 @@ def cmd_info(argv: list[str]) -> None:
     memory = table.memory()
     doc = (sys.modules[type(net).__module__].__doc__ or "")
     console.print(f"input {'×'.join(map(str, input_size))} · parameters [bold]{table.total_params:,}[/bold] · "
-                  f"FLOPs/image {table.total_flops:,} ({table.total_flops / 2e9:.3f} GMAC)")
+                  f"FLOPs/image {table.total_flops:,} ({_human_count(table.total_flops / 2)} multiply-adds)")
     console.print(f"activations per image {table.activations:,} values = {_human_bytes(table.activations * 4)} fp32")
     console.print(f"at batch {args.batch_size}: weights {_human_bytes(memory['parameters'])}, stored for backward "
                   f"{_human_bytes(memory['activations_for_backward'])}, training with SGD+momentum ≈ "
                   f"{_human_bytes(memory['train_sgd_momentum'])}, with Adam ≈ {_human_bytes(memory['train_adam'])}")
-    for key, value in getattr(net, "metadata", {}).items():  # family-specific facts, e.g. EfficientNet's scaling
-        console.print(f"{key}: {value}")
     for key, value in getattr(net, "metadata", {}).items():  # family-specific facts, e.g. EfficientNet's scaling
         console.print(f"{key}: {value}")
     note = re.search(r"The course's hand count[^\n]*(?:\n(?!\n)[^\n]*)*", doc)
