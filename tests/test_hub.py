@@ -288,6 +288,29 @@ def test_killed_download_resumes(hub_env, tmp_path) -> None:
     assert _files(tmp_path / "zoo") == [f"weights/{digest}/big-weights.pth"]
 
 
+def test_killed_hub_download_restarts(hub_env, tmp_path) -> None:
+    """The same for a hub file. huggingface_hub 2.x downloads into a per-process temporary file, so
+    the next load starts over (it does not resume) — and completes."""
+    model = zoo.load(_card(tmp_path, seed=15))
+    model.push_to_hub("org/killed")
+    commit = hub_env.repos["org/killed"].branches["main"]
+    path = f"/org/killed/resolve/{commit}/model.safetensors"
+    hub_env.faults[path] = Fault(bytes_per_second=100_000)  # ~2.5 s for the 248 kB file
+    go = tmp_path / "go"
+    go.touch()
+    proc = _run(FETCH, "hf", "org/killed", str(go), "")
+    deadline = time.time() + 60
+    while hub_env.downloads(path) == 0 and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    hub_env.faults.clear()
+    assert not (tmp_path / "hf" / "hub" / "models--org--killed" / "snapshots" / commit / "model.safetensors").exists()
+    assert torch.equal(zoo.load("hf-hub:org/killed")(X), model(X))
+    assert hub_env.downloads(path) == 2
+
+
 # ---- integrity and failures ----------------------------------------------------------------------
 def test_tampered_files_are_refused_and_not_kept(hub_env, tmp_path) -> None:
     data = os.urandom(10_000)
