@@ -175,14 +175,14 @@ def test_early_stopping_restores_the_best_epoch_weights(tmp_path, fmnist_root) -
     L.seed_everything(0)
     model = model_class(lr=0.05)
     early = KeepBestEarlyStopping(patience=2)
-    best = ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", mode="min", save_last=True)
+    best = ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", mode="min", save_top_k=-1, filename="{epoch}")  # every epoch
     trainer = L.Trainer(max_epochs=6, limit_train_batches=3, limit_val_batches=1, callbacks=[early, best], logger=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(model, datamodule=FashionMNISTDataModule(batch_size=32))
     assert early.stopped_epoch == 3 and early.best_epoch == 1  # 0.5 at epoch 1, no better in the 2 after
     best_state = torch.load(best.best_model_path, weights_only=True)["state_dict"]
-    last_state = torch.load(best.last_model_path, weights_only=True)["state_dict"]
-    assert "epoch=1" in Path(best.best_model_path).name
+    last_state = torch.load(tmp_path / "epoch=3.ckpt", weights_only=True)["state_dict"]
+    assert Path(best.best_model_path).name == "epoch=1.ckpt"
     for key, value in model.state_dict().items():
         assert torch.equal(value, best_state[key]), key
     assert any(not torch.equal(last_state[k], best_state[k]) for k in best_state)  # training did move on
