@@ -317,14 +317,15 @@ def test_tampered_files_are_refused_and_not_kept(hub_env, tmp_path) -> None:
     hub_env.static["/models/w.pth"] = b"tampered" + data[8:]
     url = "https://example.org/models/w.pth"
     expected = hashlib.sha256(data).hexdigest()
-    with pytest.raises(WeightsError, match=r"sha256 of .*w\.pth\.part is .*, expected .*: the file is corrupt or was tampered with"):
+    with pytest.raises(WeightsError, match=r"sha256 of http://127\.0\.0\.1:\d+/models/w\.pth is \w{12}…, expected \w{12}…: "
+                                           r"the file is corrupt or was tampered with; the download was discarded"):
         hub.download_url(url, sha256=expected)
     assert _files(tmp_path / "zoo") == []
     # a good download whose cached copy is modified later: refused at the next load, and removed
     hub_env.static["/models/w.pth"] = data
     path = hub.download_url(url, sha256=expected)
     path.write_bytes(b"x" + data[1:])
-    with pytest.raises(WeightsError, match="the cached copy was removed: loading again downloads a fresh one"):
+    with pytest.raises(WeightsError, match=r"sha256 of cached .*w\.pth is .*; the cached copy was removed: loading again downloads a fresh one"):
         hub.download_url(url, sha256=expected)
     assert not path.exists()
     assert hub.download_url(url, sha256=expected).read_bytes() == data
@@ -332,9 +333,14 @@ def test_tampered_files_are_refused_and_not_kept(hub_env, tmp_path) -> None:
     model = zoo.load(_card(tmp_path, seed=5))
     model.push_to_hub("org/tampered")
     blob = model.card_metrics["sha256"]
-    hub_env.blobs[blob] = hub_env.blobs[blob][:-4] + b"\0\0\0\0"
-    with pytest.raises(WeightsError, match="the file is corrupt or was tampered with"):
+    good = hub_env.blobs[blob]
+    hub_env.blobs[blob] = good[:-4] + b"\0\0\0\0"
+    with pytest.raises(WeightsError, match=r"sha256 of org/tampered@\w{12}/model\.safetensors is .*: the file is corrupt or was "
+                                           r"tampered with; the cached copy was removed: loading again downloads a fresh one"):
         zoo.load("hf-hub:org/tampered")
+    assert not [p for p in (tmp_path / "hf" / "hub" / "models--org--tampered" / "blobs").iterdir() if p.name == blob]
+    hub_env.blobs[blob] = good
+    assert torch.equal(zoo.load("hf-hub:org/tampered")(X), model(X))
 
 
 @pytest.mark.parametrize(
@@ -425,7 +431,8 @@ def test_imagenet_weights_from_published_torchvision_file(hub_env, monkeypatch, 
 def test_published_hash_prefix_is_checked(hub_env, monkeypatch, tmp_path) -> None:
     """torchvision file names carry the start of their sha256: a file that does not match is refused."""
     _serve_torchvision_resnet18(hub_env, monkeypatch, declare_hash=False)
-    with pytest.raises(WeightsError, match=r"but the published name promises f37072fd…"):
+    with pytest.raises(WeightsError, match=r"sha256 of http://127\.0\.0\.1:\d+/models/resnet18-f37072fd\.pth is \w{12}…, "
+                                           r"but the published name promises f37072fd…: the file is corrupt or was tampered with"):
         zoo.load("resnet18.tv_in1k")
     assert _files(tmp_path / "zoo") == []
 

@@ -19,6 +19,7 @@ Offline (``HF_HUB_OFFLINE=1`` or ``ZOO_OFFLINE=1``) only the caches are read; ``
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -86,15 +87,15 @@ def _published_hash_prefix(url: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _check_hash(path: Path, sha256: str | None, hash_prefix: str | None) -> None:
+def _check_hash(path: Path, sha256: str | None, hash_prefix: str | None, label: str, action: str) -> None:
     if sha256 is not None:
-        check_sha256(path, sha256)
+        check_sha256(path, sha256, label=label, action=action)
     elif hash_prefix is not None:
         actual = sha256_file(path)
         if not actual.startswith(hash_prefix):
             raise WeightsError(
-                f"sha256 of {path.name} is {actual[:12]}…, but the published name promises {hash_prefix}…: "
-                "the file is corrupt or was tampered with"
+                f"sha256 of {label} is {actual[:12]}…, but the published name promises {hash_prefix}…: "
+                f"the file is corrupt or was tampered with; {action}"
             )
 
 
@@ -173,15 +174,16 @@ def download_url(url: str, *, sha256: str | None = None, hash_prefix: str | None
             log.info("resuming the interrupted download of %s at %s bytes", filename, f"{part.stat().st_size:,}")
         try:
             resumed = _stream(_mirrored(url), part, filename)
+            discarded = "the download was discarded"
             try:
-                _check_hash(part, sha256, hash_prefix)
+                _check_hash(part, sha256, hash_prefix, _mirrored(url), discarded)
             except WeightsError:
                 if not resumed:
                     raise
                 log.info("resumed download of %s does not verify; downloading it again from the start", filename)
                 part.unlink()
                 _stream(_mirrored(url), part, filename)
-                _check_hash(part, sha256, hash_prefix)
+                _check_hash(part, sha256, hash_prefix, _mirrored(url), discarded)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
@@ -191,10 +193,10 @@ def download_url(url: str, *, sha256: str | None = None, hash_prefix: str | None
 
 def _verified_cached(path: Path, sha256: str | None, hash_prefix: str | None) -> Path:
     try:
-        _check_hash(path, sha256, hash_prefix)
-    except WeightsError as err:
+        _check_hash(path, sha256, hash_prefix, f"cached {path}", "the cached copy was removed: loading again downloads a fresh one")
+    except WeightsError:
         path.unlink(missing_ok=True)
-        raise WeightsError(f"{err} (the cached copy was removed: loading again downloads a fresh one)") from None
+        raise
     return path
 
 
@@ -268,9 +270,17 @@ def hf_folder(spec: str, *, name: str | None = None) -> Path:
     pull = name or f"{HF_PREFIX}{spec.removeprefix(HF_PREFIX)}"
     config = hf_file(repo_id, CONFIG_FILE, revision, pull=pull)
     commit = config.parent.name  # snapshots/<commit sha>/config.json
-    hf_file(repo_id, WEIGHTS_FILE, commit, pull=pull)
-    for optional in (METRICS_FILE, CARD_FILE):
-        hf_file(repo_id, optional, commit, pull=pull, optional=True)
+    weights = hf_file(repo_id, WEIGHTS_FILE, commit, pull=pull)
+    metrics = hf_file(repo_id, METRICS_FILE, commit, pull=pull, optional=True)
+    hf_file(repo_id, CARD_FILE, commit, pull=pull, optional=True)
+    expected = json.loads(metrics.read_text()).get("sha256") if metrics else None
+    if expected:  # checked here too, so that a bad download is dropped from the cache, not kept
+        try:
+            check_sha256(weights, expected, label=f"{repo_id}@{commit[:12]}/{WEIGHTS_FILE}",
+                         action="the cached copy was removed: loading again downloads a fresh one")
+        except WeightsError:
+            _remove_cached_blob(weights)
+            raise
     return config.parent
 
 
@@ -292,7 +302,7 @@ def fetch_weights(name: str, weights: Weights) -> Path:
     path = hf_file(repo_id, weights.filename or WEIGHTS_FILE, revision, pull=name)
     if weights.sha256:
         try:
-            check_sha256(path, weights.sha256)
+            check_sha256(path, weights.sha256, label=f"{repo_id}/{weights.filename}", action="the cached copy was removed")
         except WeightsError:
             _remove_cached_blob(path)
             raise

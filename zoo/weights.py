@@ -92,13 +92,13 @@ def read_json(path: Path) -> dict[str, Any]:
         raise WeightsError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); restore the file") from None
 
 
-def check_sha256(path: Path, expected: str) -> None:
-    """Raise if ``path`` does not hash to ``expected`` (the file is left for the caller to remove)."""
+def check_sha256(path: Path, expected: str, *, label: str | None = None, action: str = "delete it and fetch the weights again") -> None:
+    """Raise if ``path`` (named ``label`` in the message) does not hash to ``expected``."""
     actual = sha256_file(path)
     if actual != expected:
         raise WeightsError(
-            f"sha256 of {path} is {actual[:12]}…, expected {expected[:12]}…: the file is corrupt or was "
-            "tampered with; delete it and fetch the weights again"
+            f"sha256 of {label or path} is {actual[:12]}…, expected {expected[:12]}…: the file is corrupt or was "
+            f"tampered with; {action}"
         )
 
 
