@@ -155,9 +155,8 @@ def test_registered_weights_come_from_the_hub_when_not_bundled(hub_env, tmp_path
                                     filename="model.safetensors", sha256=hub.sha256_file(tmp_path / "model.safetensors"))
     monkeypatch.setitem(resnet.weights, "hf_test", published)
     x = torch.rand(1, 3, 64, 64)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
-        assert (zoo.load("resnet18.hf_test")(x) - reference((x - mean) / std)).abs().max().item() < 1e-5
+        assert (zoo.load("resnet18.hf_test")(x) - reference((x - IMAGENET_MEAN) / IMAGENET_STD)).abs().max().item() < 1e-5
     monkeypatch.setitem(resnet.weights, "hf_test", dataclasses.replace(published, sha256="0" * 64))
     with pytest.raises(WeightsError, match="expected 000000000000…: the file is corrupt or was tampered with"):
         zoo.load("resnet18.hf_test")
@@ -383,22 +382,27 @@ def test_hub_failures_give_clear_errors(hub_env, tmp_path) -> None:
 
 
 # ---- ImageNet weights from a published torchvision file ------------------------------------------
-def _serve_torchvision_resnet18(hub_env, monkeypatch, *, declare_hash: bool) -> tuple[torch.nn.Module, str]:
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def _serve_torchvision(hub_env, monkeypatch, arch: str, *, declare_hash: bool) -> tuple[torch.nn.Module, str]:
+    """A randomly initialised torchvision ``arch`` served under the published file name of ``arch.tv_in1k``."""
+    import io
+
     import torchvision
 
     torch.manual_seed(0)
-    reference = torchvision.models.resnet18().eval()  # random init: the test is about the mechanism
+    reference = torchvision.models.get_model(arch).eval()  # random init: the test is about the mechanism
     for module in reference.modules():  # non-trivial BatchNorm statistics, so that they must be carried over
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
-    import io
-
     buffer = io.BytesIO()
     torch.save(reference.state_dict(), buffer)
-    entry = get_entry("resnet18")
+    entry = get_entry(arch)
     weights = entry.weights["tv_in1k"]
-    path = "/models/" + weights.url.rsplit("/", 1)[1]  # the published file name: resnet18-f37072fd.pth
+    path = "/models/" + weights.url.rsplit("/", 1)[1]  # e.g. resnet18-f37072fd.pth
     hub_env.static[path] = buffer.getvalue()
     if declare_hash:  # the served file is not the published one: declare its hash instead of the published prefix
         monkeypatch.setitem(entry.weights, "tv_in1k", dataclasses.replace(weights, sha256=hashlib.sha256(buffer.getvalue()).hexdigest()))
@@ -406,13 +410,12 @@ def _serve_torchvision_resnet18(hub_env, monkeypatch, *, declare_hash: bool) -> 
 
 
 def test_imagenet_weights_from_published_torchvision_file(hub_env, monkeypatch, tmp_path) -> None:
-    reference, path = _serve_torchvision_resnet18(hub_env, monkeypatch, declare_hash=True)
+    reference, path = _serve_torchvision(hub_env, monkeypatch, "resnet18", declare_hash=True)
     model = zoo.load("resnet18.tv_in1k")
     assert hub_env.downloads(path) == 1
     x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
-        expected = reference((x - mean) / std)
+        expected = reference((x - IMAGENET_MEAN) / IMAGENET_STD)
         assert (model(x) - expected).abs().max().item() < 1e-5
     assert len(model.class_names) == 1000 and model.class_names[1] == "goldfish"
     # a second load comes from the cache; a local copy of the published file loads the same
@@ -428,9 +431,18 @@ def test_imagenet_weights_from_published_torchvision_file(hub_env, monkeypatch, 
         assert torch.equal(tuned.net.layer4[1].conv2.weight, model.net.layer4[1].conv2.weight)
 
 
+def test_imagenet_weights_of_another_family(hub_env, monkeypatch) -> None:
+    """The same mechanism for EfficientNet-B0 (the other families' converters are tested in test_families)."""
+    reference, _ = _serve_torchvision(hub_env, monkeypatch, "efficientnet_b0", declare_hash=True)
+    model = zoo.load("efficientnet_b0.tv_in1k")
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert (model(x) - reference((x - IMAGENET_MEAN) / IMAGENET_STD)).abs().max().item() < 1e-5
+
+
 def test_published_hash_prefix_is_checked(hub_env, monkeypatch, tmp_path) -> None:
     """torchvision file names carry the start of their sha256: a file that does not match is refused."""
-    _serve_torchvision_resnet18(hub_env, monkeypatch, declare_hash=False)
+    _serve_torchvision(hub_env, monkeypatch, "resnet18", declare_hash=False)
     with pytest.raises(WeightsError, match=r"sha256 of http://127\.0\.0\.1:\d+/models/resnet18-f37072fd\.pth is \w{12}…, "
                                            r"but the published name promises f37072fd…: the file is corrupt or was tampered with"):
         zoo.load("resnet18.tv_in1k")
