@@ -152,6 +152,7 @@ def confusion_figure(matrix: Tensor, class_names: Sequence[str], title: str) -> 
     num_classes = len(counts)
     size = min(12, 3 + 0.55 * num_classes)
     fig, ax = new_figure(size + 1, size)
+    fig.set_layout_engine("compressed")  # made for fixed-aspect images: keeps room for the tick and axis labels
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     if num_classes <= 30:
