@@ -171,11 +171,12 @@ class TestReport(Callback):
                 heapq.heappushpop(self._mistakes, item)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # trainer.log_dir broadcasts from rank 0: every rank must ask, or DDP waits forever
+        folder = Path(self.output_dir or trainer.log_dir or ".")
         if not trainer.is_global_zero or getattr(pl_module, "confusion_matrix", None) is None:
             return
         from zoo import plots
 
-        folder = Path(self.output_dir or trainer.log_dir or ".")
         names = list(getattr(pl_module, "class_names", None) or range(len(pl_module.confusion_matrix)))
         matrix = pl_module.confusion_matrix
         total = int(matrix.sum())
