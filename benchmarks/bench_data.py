@@ -1,7 +1,7 @@
 """Fashion-MNIST loading: the zoo datamodule vs torchvision `FashionMNIST` + `ToTensor`, images per second.
 
 Both read the same IDX files, iterate the 60k training images once in batches of 128 with a shuffling
-DataLoader (num_workers=0), and produce what a model needs (a batch tensor and labels); measured in
+DataLoader (num_workers=0, one thread), and produce what a model needs (a batch tensor and labels); measured in
 this process one after the other. Goal: ratio ≥ 3.
 
     python benchmarks/bench_data.py
@@ -40,6 +40,9 @@ def torchvision_loader(root: Path) -> DataLoader:
 
 
 def main() -> None:
+    # Loading is single-threaded work (as in a DataLoader worker): one intra-op thread for both sides,
+    # so neither pays for thread wake-ups on a busy machine.
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     data = FashionMNISTDataModule(batch_size=128, val_size=0, download=False)
     data.setup("fit")
