@@ -10,6 +10,8 @@ import pytest
 import torch
 import torchvision
 
+import zoo
+
 from zoo.errors import WeightsError
 from zoo.inspect import layer_table
 from zoo.registry import build_net, get_entry, get_weights
@@ -89,6 +91,7 @@ def test_alexnet_table_row_by_row(img_size: int) -> None:
     fc_share = sum(r.params for r in table.rows if r.kind == "Linear") / table.total_params
     assert fc_share == pytest.approx(0.94, abs=0.005)
     assert rows["pool5"].activations == 9216
+    assert net.metadata["parameters in the FC layers"] == "58,631,144 of 62,378,344 = 94.0%"
 
 
 def test_alexnet_rejects_other_sizes() -> None:
@@ -225,3 +228,43 @@ def test_importer_names_a_shape_mismatch() -> None:
     state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"][:32]
     with pytest.raises(WeightsError, match=r"shape mismatch layer1\.0\.conv1\.weight"):
         get_weights("resnet18.tv_in1k").convert(state)
+
+
+# ---- what the CLI shows ---------------------------------------------------------------------------
+def test_zoo_info_prints_efficientnet_scaling(capsys) -> None:
+    from zoo.cli import cmd_info
+
+    cmd_info(["efficientnet_b1", "--input-size", "3", "64", "64"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "φ = 1: depth α^φ = 1.20, width β^φ = 1.10" in out
+    assert "depth 1.1, width 1, resolution 240" in out
+
+
+def test_registry_markdown_table() -> None:
+    from zoo.cli import registry_markdown
+
+    lines = registry_markdown("resnet*").splitlines()
+    assert lines[0].startswith("| model | family | input | params | GFLOPs |")
+    row = next(line for line in lines if line.startswith("| `resnet50` "))
+    assert "| 25,557,032 | 8.178 |" in row and "`resnet50.tv_in1k`" in row
+
+
+# ---- Fashion-MNIST weights of the lite variants ---------------------------------------------------------
+LITE_FLOORS = {  # the acceptance floors, top-1 on the 10k test set (re-measured in test_shipped_weights)
+    "alexnet_lite.fmnist": 0.930,
+    "vgg_lite.fmnist": 0.930,
+    "resnet20.fmnist": 0.940,
+    "efficientnet_lite.fmnist": 0.930,
+}
+
+
+@pytest.mark.parametrize("name", [name for name in LITE_FLOORS if name in zoo.list_weights()])
+def test_lite_weights_meet_their_floor(name: str) -> None:
+    import json
+
+    from zoo.weights import bundled_cards_dir
+
+    metrics = json.loads((bundled_cards_dir() / name / "metrics.json").read_text())
+    assert metrics["test_samples"] == 10_000
+    assert metrics["test_acc"] >= LITE_FLOORS[name]
+    assert metrics["file_size"] < 8e6, "lite weights stay a few MB"

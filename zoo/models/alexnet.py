@@ -41,6 +41,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from zoo.errors import InputShapeError
 from zoo.layers.state_dict import convert_state_dict
 from zoo.registry import register_model
 from zoo.weights import Weights
@@ -86,9 +87,9 @@ class AlexNet(nn.Module):
         kernel, stride, padding = conv1
         side = _out(_out(_out(_out(_out(img_size, kernel, stride, padding), 3, 2), 5, 1, 2), 3, 2), 3, 2)
         if side < 1:
-            raise ValueError(f"AlexNet with conv1 {conv1} needs larger images than {img_size}×{img_size}")
+            raise InputShapeError(f"AlexNet with conv1 {conv1} needs larger images than {img_size}×{img_size}; resize the images")
         if not adaptive_pool and side != pool_size:
-            raise ValueError(f"without adaptive_pool, pool5 gives {side}×{side} at img_size={img_size}, not {pool_size}×{pool_size}")
+            raise InputShapeError(f"without adaptive_pool, pool5 gives {side}×{side} at img_size={img_size}, not {pool_size}×{pool_size}; pass adaptive_pool=True")
         self.input_size = (in_chans, img_size, img_size)
         self.fixed_input_size = not adaptive_pool  # fc6 takes exactly C5·6·6 inputs
         layers: list[tuple[str, nn.Module]] = []
@@ -116,6 +117,13 @@ class AlexNet(nn.Module):
                 fc8=nn.Linear(hidden, num_classes),
             )
         )
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """Shown by ``zoo info``: the course's point that the FC layers hold most of the parameters."""
+        fc = sum(p.numel() for m in self.classifier.modules() if isinstance(m, nn.Linear) for p in m.parameters())
+        total = sum(p.numel() for p in self.parameters())
+        return {"parameters in the FC layers": f"{fc:,} of {total:,} = {100 * fc / total:.1f}%"}
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier.fc8 = nn.Linear(self.classifier.fc8.in_features, num_classes)
@@ -171,7 +179,7 @@ def alexnet(*, img_size: int = 227, **kwargs) -> AlexNet:
     """The course's AlexNet: 96 first filters, 227×227 input (``img_size=224`` pads conv1 by 2)."""
     padding = {227: 0, 224: 2}.get(img_size)
     if padding is None:
-        raise ValueError(f"alexnet takes 227×227 or 224×224 images (got {img_size}); use alexnet_tv for other sizes")
+        raise InputShapeError(f"alexnet takes 227×227 or 224×224 images (got {img_size}); use alexnet_tv for other sizes")
     return AlexNet(img_size=img_size, conv1=(11, 4, padding), **kwargs)
 
 

@@ -44,7 +44,6 @@ almost no network; its stem keeps stride 2, so the stages see 14, 14, 7, 4, 4, 2
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,7 +153,7 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(nn.Module):
-    """B0 scaled by ``width`` and ``depth``. ``(N, in_chans, H, W)`` → ``(N, num_classes)``, any H, W ≥ 32 for B0's strides.
+    """B0 scaled by ``width`` and ``depth``. ``(N, in_chans, H, W)`` → ``(N, num_classes)``; five stride-2 steps, so H/32.
 
     Args:
         width, depth: multipliers of B0's channels and of its blocks per stage.

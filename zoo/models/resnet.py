@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import ZooError
 from zoo.layers.state_dict import convert_state_dict
 from zoo.registry import register_model
 from zoo.weights import Weights
@@ -117,7 +118,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+            raise ZooError(f"ResNet stem must be 'imagenet' or 'cifar', got {stem!r}")
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, widths[0], 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)

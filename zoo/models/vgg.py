@@ -118,6 +118,13 @@ class VGG(nn.Module):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """Shown by ``zoo info``: the course's point that the FC layers hold most of the parameters."""
+        fc = sum(p.numel() for m in self.classifier.modules() if isinstance(m, nn.Linear) for p in m.parameters())
+        total = sum(p.numel() for p in self.parameters())
+        return {"parameters in the FC layers": f"{fc:,} of {total:,} = {100 * fc / total:.1f}%"}
+
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[6] = nn.Linear(self.classifier[6].in_features, num_classes)
 
