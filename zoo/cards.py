@@ -48,7 +48,9 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "tags": ["image-classification", "zoo", "lightning", config["architecture"]],
         "datasets": [dataset] if dataset else [],
         "metrics": ["accuracy"],
-        "model-index": [
+    }
+    if metrics.get("test_acc") is not None:  # weights nobody measured yet (fresh, fine-tuned, imported) have no results
+        front["model-index"] = [
             {
                 "name": name,
                 "results": [
@@ -59,14 +61,17 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
                     }
                 ],
             }
-        ],
-    }
+        ]
     import yaml
 
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
+    if metrics.get("recipe"):
+        origin = (f"`{config['architecture']}` trained on {dataset} by the recipe `{metrics['recipe']}`; every number "
+                  "below was measured by that run and written to `metrics.json`.")
+    else:
+        origin = f"`{config['architecture']}` weights saved with zoo; numbers not measured yet are shown as –."
     lines += [
-        f"`{config['architecture']}` trained on {dataset} by the recipe `{metrics.get('recipe', '?')}`; every number "
-        "below was measured by that run and written to `metrics.json`.",
+        origin,
         "",
         "| metric | value |",
         "| --- | --- |",
