@@ -126,6 +126,11 @@ def curves_figure(runs: Sequence[dict[str, Any]], title: str) -> Figure:
                     ax.plot(x, [scale * v for v in y], style, marker="o", markersize=3, color=colors[name], label=label)
         if run["lr"]:
             lr_ax.plot(*run["lr"], color="tab:green" if single else f"C{index}", label=run["label"])
+        if single and run["val_loss"]:  # where early stopping's "keep the best θ" would take the weights from
+            epochs, losses = run["val_loss"]
+            best = epochs[min(range(len(losses)), key=losses.__getitem__)]
+            for ax in (loss_ax, acc_ax):
+                ax.axvline(best, color="0.5", linestyle=":", label=f"best val loss (epoch {best:g})")
     loss_ax.set(title="cross-entropy loss", xlabel="epoch", ylabel="loss")
     acc_ax.set(title="top-1 accuracy", xlabel="epoch", ylabel="accuracy (%)")
     lr_ax.set(title="learning rate", xlabel="epoch", ylabel="learning rate")
