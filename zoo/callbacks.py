@@ -135,7 +135,8 @@ class TestReport(Callback):
 
     Needs a task whose ``test_step`` returns the logits and whose ``on_test_epoch_end`` sets
     ``confusion_matrix`` (``ImageClassifier`` does). The grid shows the ``max_images`` most confident
-    mistakes: the ones that say most about what the model has learnt wrong.
+    mistakes: the ones that say most about what the model has learnt wrong. Under DDP the confusion
+    matrix covers every process (torchmetrics syncs it), the grid the mistakes seen by process 0.
 
     Args:
         max_images: size of the grid of mistakes (0: no grid).

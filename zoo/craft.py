@@ -82,6 +82,7 @@ def tool_trainer(recipe: Recipe, **kwargs: Any):
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"zoo {prog}", description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      epilog="Other --model.* / --data.* / --trainer.* options override the recipe.")
     parser.add_argument("--config", "-c", required=True, help="recipe YAML, e.g. recipes/lenet5_fmnist.yaml")
     return parser
@@ -109,11 +110,14 @@ def cmd_lr_find(argv: list[str]) -> None:
     parser.add_argument("--max-lr", type=float, default=1.0)
     parser.add_argument("--num-training", type=int, default=100, help="batches, each at a larger learning rate")
     args, overrides = parser.parse_known_args(argv)
+    if args.apply and Path(args.apply).resolve() == Path(args.config).resolve():
+        raise ZooError(f"--apply {args.apply} would overwrite the recipe itself; give a new file name")
     recipe = load_recipe(args.config, overrides)
     result = find_lr(recipe, args.min_lr, args.max_lr, args.num_training, Path(args.output))
     console = _console()
     if result["suggestion"] is None:
-        raise ZooError("the LR finder could not suggest a learning rate (too few finite losses); raise --num-training or lower --max-lr")
+        raise ZooError("the LR finder could not suggest a learning rate (too few finite losses); "
+                       "raise --num-training or lower --max-lr")
     console.print(f"LR range test over {len(result['lrs'])} batches ({_describe(recipe)}): suggested learning rate "
                   f"[bold]{result['suggestion']:.3g}[/bold] (recipe: {recipe.model.hparams.lr:g})")
     console.print(f"wrote {args.output}")
@@ -171,7 +175,8 @@ def cmd_overfit_batch(argv: list[str]) -> None:
         from zoo import plots
 
         title = f"Overfit one batch: {_describe(recipe)}, {recipe.model.hparams.optimizer} lr {result['lr']:g}"
-        plots.save(plots.overfit_figure(result["losses"], result["final_acc"], args.loss_below, result["verdict"], title), args.output)
+        figure = plots.overfit_figure(result["losses"], result["final_acc"], args.loss_below, result["verdict"], title)
+        plots.save(figure, args.output)
         console.print(f"wrote {args.output}")
     console.print(f"overfit one batch of {result['batch_size']} ({_describe(recipe)}, lr {result['lr']:g}; weight decay, "
                   f"label smoothing, augmentation and schedule off): loss {result['first_loss']:.4f} → "
@@ -226,8 +231,9 @@ def overfit_verdict(result: dict[str, Any], loss_below: float) -> tuple[bool, st
         reached = next((i + 1 for i, loss in enumerate(losses) if loss < loss_below), len(losses))
         return True, f"the model can learn: training loss below {loss_below} by step {reached}, 100% accuracy on the batch"
     if not all(math.isfinite(loss) for loss in losses) or not math.isfinite(final_loss):
-        step = next(i + 1 for i, loss in enumerate(losses) if not math.isfinite(loss)) if not all(map(math.isfinite, losses)) else len(losses)
-        return False, (f"something is wrong: the loss became {losses[step - 1]} at step {step}; check the learning rate "
+        bad = next((i for i, loss in enumerate(losses) if not math.isfinite(loss)), None)
+        where = f"{losses[bad]} at step {bad + 1}" if bad is not None else f"{final_loss} in eval mode"
+        return False, (f"something is wrong: the loss became {where}; check the learning rate "
                        "(too high: run zoo lr-find), the input data (NaN/inf pixels, normalisation) and the loss")
     if result["lr"] == 0:
         return False, "something is wrong: check the learning rate: it is 0, so no parameter moves"
@@ -272,7 +278,8 @@ def cmd_schedule(argv: list[str]) -> None:
     plots.save(plots.schedule_figure(curves, per_epoch, title, log_scale=args.log_scale), args.output)
     console = _console()
     for label, lrs in curves.items():
-        console.print(f"{label.replace(chr(10), ' ')}: start {lrs[0]:.3g}, peak {max(lrs):.3g}, end {lrs[-1]:.3g} over {len(lrs):,} steps")
+        console.print(f"{label.replace(chr(10), ' ')}: start {lrs[0]:.3g}, peak {max(lrs):.3g}, end {lrs[-1]:.3g} "
+                      f"over {len(lrs):,} steps")
     console.print(f"wrote {args.output}")
 
 
@@ -303,7 +310,8 @@ def lr_schedule(hp: Any, kind: str, epochs: int, per_epoch: int) -> list[float]:
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.lr)
     if kind == "plateau":
         per_step = warmup_scheduler(optimizer, hp, (total, per_epoch)) if hp.warmup_epochs else None
-        per_epoch_rule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=hp.gamma, patience=hp.plateau_patience, min_lr=hp.min_lr)
+        per_epoch_rule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=hp.gamma, patience=hp.plateau_patience,
+                                                                    min_lr=hp.min_lr)
     else:
         per_step, per_epoch_rule = build_scheduler(optimizer, hp, (total, per_epoch)), None
     lrs = []
@@ -320,7 +328,8 @@ def lr_schedule(hp: Any, kind: str, epochs: int, per_epoch: int) -> list[float]:
 # ---- zoo plot ------------------------------------------------------------------------------------------
 def cmd_plot(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="zoo plot", description="Draw train/val curves from runs' CSV logs into a PNG.")
-    parser.add_argument("runs", nargs="+", help="run folders (runs/zoo/<version>) or their metrics.csv; a folder of runs means its latest")
+    parser.add_argument("runs", nargs="+",
+                        help="run folders (runs/zoo/<version>) or their metrics.csv; a folder of runs means its newest")
     parser.add_argument("-o", "--output", default="curves.png")
     parser.add_argument("--labels", nargs="+", help="one legend label per run (default: model and init from hparams.yaml)")
     parser.add_argument("--title", help="figure title")
@@ -333,7 +342,8 @@ def cmd_plot(argv: list[str]) -> None:
     for index, run in enumerate(runs):
         if args.labels:
             run["label"] = args.labels[index]
-    title = args.title or (f"Training curves: {runs[0]['label']} ({runs[0]['path'].parent.name})" if len(runs) == 1 else "Training curves")
+    single = f"Training curves: {runs[0]['label']} ({runs[0]['path'].parent.name})"
+    title = args.title or (single if len(runs) == 1 else "Training curves")
     plots.save(plots.curves_figure(runs, title), args.output)
     console = _console()
     for run in runs:
@@ -402,6 +412,6 @@ def read_metrics(path: Path) -> dict[str, Any]:
         hp = yaml.safe_load(hparams.read_text()) or {}
         if "model_name" in hp:
             label = hp["model_name"] + (f" ({hp['init']} init)" if hp.get("init", "default") != "default" else "")
-    return {"path": path, "label": label, "train_loss_step": by_step("train_loss_step"), "train_loss_epoch": by_epoch("train_loss_epoch"),
-            "val_loss": by_epoch("val_loss"), "train_acc": by_epoch("train_acc"), "val_acc": by_epoch("val_acc"),
-            "lr": by_step(lr_key)}
+    return {"path": path, "label": label, "train_loss_step": by_step("train_loss_step"),
+            "train_loss_epoch": by_epoch("train_loss_epoch"), "val_loss": by_epoch("val_loss"),
+            "train_acc": by_epoch("train_acc"), "val_acc": by_epoch("val_acc"), "lr": by_step(lr_key)}
