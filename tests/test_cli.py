@@ -85,6 +85,14 @@ def test_resume_from_last_checkpoint(in_tmp) -> None:
     assert min(steps) >= 4, "the resumed run starts after the first epoch's 4 steps"
 
 
+def test_last_checkpoint_is_the_last_epoch_even_without_improvement(in_tmp) -> None:
+    """lr=0: validation accuracy never improves after epoch 0, yet last.ckpt must hold epoch 2's state."""
+    run = fit(in_tmp, "--trainer.max_epochs=3", "--model.init_args.lr=0", card=None)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 12
+    assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
+
+
 def test_gradient_accumulation_counts_optimizer_steps(in_tmp) -> None:
     run = fit(in_tmp, "--trainer.accumulate_grad_batches=2", card=None)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

@@ -70,7 +70,6 @@ def _make_cli_class():
                 {
                     "checkpoint.monitor": "val_acc",
                     "checkpoint.mode": "max",
-                    "checkpoint.save_last": True,
                     "checkpoint.filename": "best-{epoch:02d}-{val_acc:.4f}",
                 }
             )
@@ -100,6 +99,10 @@ def _make_cli_class():
         def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
             # Defaults that must step aside when the user turns their feature off (Lightning refuses
             # a progress bar callback with enable_progress_bar=False, an LR monitor without a logger).
+            if config.get("enable_checkpointing") is not False:
+                # last.ckpt after every epoch, for --ckpt_path resumes: Lightning 2.6's save_last only
+                # writes it when the monitored checkpoint improves, so a separate unmonitored one does it.
+                callbacks = [*callbacks, ModelCheckpoint(filename="last", monitor=None, save_top_k=1)]
             if config.get("enable_progress_bar") is not False:
                 callbacks = [*callbacks, RichProgressBar(leave=True)]
             if config.get("logger") not in (False, []):
