@@ -39,7 +39,9 @@ The module layout is torchvision's, so its ImageNet weights load without renamin
 ``efficientnet_lite`` is B0 scaled *down* by the same rule to φ = −4 (width 1.1⁻⁴ = 0.68, depth
 1.2⁻⁴ = 0.48, so stages of 1,1,1,2,2,2,1 blocks of 16–216 channels). The resolution the rule would
 pick (224 · 1.15⁻⁴ ≈ 128) is not used: Fashion-MNIST images are 28×28, which would mean φ ≈ −15 and
-almost no network; its stem keeps stride 2, so the stages see 14, 14, 7, 4, 4, 2, 2 pixels.
+almost no network. Its stem keeps stride 2, so the seven stages output 14, 7, 4, 2, 2, 1, 1 pixels
+(``stem_stride=1`` keeps twice the resolution throughout at four times the cost: depthwise convs are
+slow on CPUs, and this network already takes about as long per epoch as ResNet-20).
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class EfficientNet(nn.Module):
         drop_path: stochastic-depth probability of the last block (linear from 0 at the first).
         bn_eps: BatchNorm epsilon.
         img_size: the resolution the variant is meant for (reported as ``input_size``; not pinned).
+        stem_stride: 2 as in the paper; 1 keeps small images (28 px) from shrinking to 1×1 by the last stages.
     """
 
     def __init__(
@@ -173,6 +176,7 @@ class EfficientNet(nn.Module):
         drop_path: float = 0.2,
         bn_eps: float = 1e-5,
         img_size: int = 224,
+        stem_stride: int = 2,
         stages: Sequence[Stage] = B0_STAGES,
         scaling: Scaling | None = None,
     ) -> None:
@@ -182,7 +186,7 @@ class EfficientNet(nn.Module):
         self.fixed_input_size = False
         self.metadata = scaling.metadata() if scaling is not None else {}
         stem = round_channels(B0_STEM * width)
-        layers: list[nn.Module] = [Conv2dNormActivation(in_chans, stem, 3, stride=2, norm_layer=norm, activation_layer=nn.SiLU)]
+        layers: list[nn.Module] = [Conv2dNormActivation(in_chans, stem, 3, stride=stem_stride, norm_layer=norm, activation_layer=nn.SiLU)]
         repeats = [math.ceil(stage.layers * depth) for stage in stages]
         total, index, channels = sum(repeats), 0, stem
         for stage, count in zip(stages, repeats):
