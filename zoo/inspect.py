@@ -84,20 +84,16 @@ def layer_table(net: nn.Module, input_size: tuple[int, ...], batch_size: int = 1
         if name and not list(module.children()):
             hooks.append(module.register_forward_pre_hook(before(name)))
             hooks.append(module.register_forward_hook(after(name)))
-    was_training = net.training
-    net.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as total:
-            net(torch.zeros(1, *input_size))
+        total_flops = count_flops(net, input_size)
     finally:
         for hook in hooks:
             hook.remove()
-        net.train(was_training)
     return NetworkTable(
         rows=rows,
         input_size=tuple(input_size),
         total_params=sum(p.numel() for p in net.parameters()),
-        total_flops=total.get_total_flops(),
+        total_flops=total_flops,
         batch_size=batch_size,
     )
 
