@@ -201,3 +201,10 @@ def test_classify_bad_image_file(tmp_path, capsys) -> None:
         main(["classify", "lenet5.fmnist", str(bad)])
     assert info.value.code == 2
     assert "cannot read image" in capsys.readouterr().err
+
+
+def test_classify_missing_image_file(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["classify", "lenet5.fmnist", str(tmp_path / "nothere.png")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("does not exist; check the path")

@@ -304,6 +304,8 @@ def read_image(path: str, channels: int):
     from torchvision.io import ImageReadMode, decode_image
 
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    if not Path(path).is_file():
+        raise ZooError(f"image file {path} does not exist; check the path")
     try:
         return decode_image(path, mode=mode)
     except (RuntimeError, OSError, ValueError) as err:
