@@ -20,6 +20,10 @@ from zoo.weights import bundled_cards_dir, sha256_file
 ACCURACY_FLOORS = {
     "lenet5.fmnist": 0.900,
     "lenet5_relu.fmnist": 0.910,
+    "alexnet_lite.fmnist": 0.930,
+    "vgg_lite.fmnist": 0.930,
+    "resnet20.fmnist": 0.940,
+    "efficientnet_lite.fmnist": 0.930,
 }
 
 TRAINED_HERE = [name for name in zoo.list_weights() if get_weights(name).recipe]
@@ -37,6 +41,7 @@ def test_card_folder_is_complete_and_consistent(name: str) -> None:
     assert config["architecture"] == split_name(name)[0] and config["name"] == name
     assert metrics["sha256"] == sha256_file(folder / "model.safetensors")
     assert metrics["file_size"] == (folder / "model.safetensors").stat().st_size
+    assert metrics["file_size"] < 8e6, "shipped weights stay a few MB (all of them together under ~60 MB)"
     assert metrics["recipe"] == get_weights(name).recipe
     assert metrics["test_samples"] == 10_000, "shipped weights are measured on the full test set"
     assert (folder / "README.md").read_text() == render_card(config, metrics), "card was edited by hand"
