@@ -108,3 +108,10 @@ def count_flops(net: nn.Module, input_size: tuple[int, ...]) -> int:
     finally:
         net.train(was_training)
     return counter.get_total_flops()
+
+
+def fc_parameter_share(net: nn.Module, classifier: nn.Module) -> dict[str, str]:
+    """How many of ``net``'s parameters sit in the linear layers of ``classifier`` (for ``zoo info``)."""
+    fc = sum(p.numel() for m in classifier.modules() if isinstance(m, nn.Linear) for p in m.parameters())
+    total = sum(p.numel() for p in net.parameters())
+    return {"parameters in the FC layers": f"{fc:,} of {total:,} = {100 * fc / total:.1f}%"}

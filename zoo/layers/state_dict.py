@@ -71,3 +71,14 @@ def convert_state_dict(
             + " (is it a checkpoint of another architecture or depth?)"
         )
     return {key: converted[key] for key in expected}
+
+
+def same_keys_converter(source: str, build: Callable[[int], nn.Module], head: str) -> Callable[[dict[str, Any]], dict[str, Tensor]]:
+    """The converter of files whose keys already are the zoo network's (torchvision's ResNet, VGG,
+    EfficientNet): nothing renamed, everything checked."""
+
+    def convert(state: dict[str, Any]) -> dict[str, Tensor]:
+        return convert_state_dict(state, build=build, head=head, source=source)
+
+    convert.__name__ = "convert_" + source.replace(" ", "_")
+    return convert

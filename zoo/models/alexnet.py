@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from zoo.errors import InputShapeError
 from zoo.layers.state_dict import convert_state_dict
+from zoo.inspect import fc_parameter_share
 from zoo.registry import register_model
 from zoo.weights import Weights
 
@@ -121,9 +122,7 @@ class AlexNet(nn.Module):
     @property
     def metadata(self) -> dict[str, str]:
         """Shown by ``zoo info``: the course's point that the FC layers hold most of the parameters."""
-        fc = sum(p.numel() for m in self.classifier.modules() if isinstance(m, nn.Linear) for p in m.parameters())
-        total = sum(p.numel() for p in self.parameters())
-        return {"parameters in the FC layers": f"{fc:,} of {total:,} = {100 * fc / total:.1f}%"}
+        return fc_parameter_share(self, self.classifier)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier.fc8 = nn.Linear(self.classifier.fc8.in_features, num_classes)

@@ -55,7 +55,7 @@ from typing import Any
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
-from zoo.layers.state_dict import convert_state_dict
+from zoo.layers.state_dict import same_keys_converter
 from zoo.registry import register_model
 from zoo.weights import Weights
 
@@ -233,15 +233,9 @@ def _build(arch: str, **kwargs) -> EfficientNet:
 # ---- torchvision importer ------------------------------------------------------------------------
 def torchvision_converter(arch: str):
     """The converter of a torchvision ``efficientnet_b*`` state dict into ``arch``: same keys, checked."""
-
-    def convert(state: dict[str, Any]) -> dict[str, Tensor]:
-        return convert_state_dict(
-            state, build=lambda num_classes: _build(arch, num_classes=num_classes),
-            head="classifier.1.weight", source=f"torchvision {arch}",
-        )
-
-    convert.__name__ = f"convert_torchvision_{arch}"
-    return convert
+    return same_keys_converter(
+        f"torchvision {arch}", lambda num_classes: _build(arch, num_classes=num_classes), head="classifier.1.weight"
+    )
 
 
 _TV_FILES = {  # torchvision's files (ported from the TensorFlow originals by Ross Wightman and Luke Melas-Kyriazi)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
-from zoo.layers.state_dict import convert_state_dict
+from zoo.layers.state_dict import same_keys_converter
 from zoo.registry import register_model
 from zoo.weights import Weights
 
@@ -166,15 +166,9 @@ class ResNet(nn.Module):
 # ---- torchvision importer ------------------------------------------------------------------------
 def torchvision_converter(arch: str):
     """The converter of a torchvision ``resnet*`` state dict into ``arch``: same keys, checked."""
-
-    def convert(state: dict[str, Any]) -> dict[str, Tensor]:
-        return convert_state_dict(
-            state, build=lambda num_classes: _IMAGENET_BUILDERS[arch](num_classes=num_classes),
-            head="fc.weight", source=f"torchvision {arch}",
-        )
-
-    convert.__name__ = f"convert_torchvision_{arch}"
-    return convert
+    return same_keys_converter(
+        f"torchvision {arch}", lambda num_classes: _IMAGENET_BUILDERS[arch](num_classes=num_classes), head="fc.weight"
+    )
 
 
 # torchvision's files: IMAGENET1K_V1 for the small nets, the better V2 recipe where it exists

@@ -44,7 +44,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from zoo.layers.state_dict import convert_state_dict
+from zoo.layers.state_dict import same_keys_converter
+from zoo.inspect import fc_parameter_share
 from zoo.registry import register_model
 from zoo.weights import Weights
 
@@ -121,9 +122,7 @@ class VGG(nn.Module):
     @property
     def metadata(self) -> dict[str, str]:
         """Shown by ``zoo info``: the course's point that the FC layers hold most of the parameters."""
-        fc = sum(p.numel() for m in self.classifier.modules() if isinstance(m, nn.Linear) for p in m.parameters())
-        total = sum(p.numel() for p in self.parameters())
-        return {"parameters in the FC layers": f"{fc:,} of {total:,} = {100 * fc / total:.1f}%"}
+        return fc_parameter_share(self, self.classifier)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[6] = nn.Linear(self.classifier[6].in_features, num_classes)
@@ -136,15 +135,9 @@ class VGG(nn.Module):
 # ---- torchvision importer ------------------------------------------------------------------------
 def torchvision_converter(arch: str):
     """The converter of a torchvision ``vgg*`` state dict into ``arch``: same keys, checked."""
-
-    def convert(state: dict[str, Any]) -> dict[str, Tensor]:
-        return convert_state_dict(
-            state, build=lambda num_classes: _BUILDERS[arch](num_classes=num_classes),
-            head="classifier.6.weight", source=f"torchvision {arch}",
-        )
-
-    convert.__name__ = f"convert_torchvision_{arch}"
-    return convert
+    return same_keys_converter(
+        f"torchvision {arch}", lambda num_classes: _BUILDERS[arch](num_classes=num_classes), head="classifier.6.weight"
+    )
 
 
 _TV_FILES = {
