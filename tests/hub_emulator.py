@@ -268,11 +268,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.commit(repo_id, "main", {".gitattributes": ("regular", key)}, set())
         self._json({"url": f"{self.server.url}/{repo_id}", "name": repo_id, "id": repo_id, "private": repo.private})
 
-    def _repo_info(self, repo_id: str, revision: str) -> None:
+    def _resolve_or_404(self, repo_id: str, revision: str):
+        """(commit, tree) of a revision, or None after answering 404 the way the Hub does."""
         found = self.server.resolve(repo_id, revision)
         if found is None:
             code = "RepoNotFound" if repo_id not in self.server.repos else "RevisionNotFound"
             self._error(404, code, f"{repo_id}@{revision} not found")
+        return found
+
+    def _repo_info(self, repo_id: str, revision: str) -> None:
+        found = self._resolve_or_404(repo_id, revision)
+        if found is None:
             return
         sha, tree = found
         siblings = [{"rfilename": p, "size": len(self.server.blobs[k])} for p, (_, k) in sorted(tree.items())]
@@ -356,10 +362,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({})
 
     def _resolve(self, repo_id: str, revision: str, filename: str, path: str) -> None:
-        found = self.server.resolve(repo_id, revision)
+        found = self._resolve_or_404(repo_id, revision)
         if found is None:
-            code = "RepoNotFound" if repo_id not in self.server.repos else "RevisionNotFound"
-            self._error(404, code, f"{repo_id}@{revision} not found")
             return
         sha, tree = found
         if filename not in tree:
