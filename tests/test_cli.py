@@ -78,9 +78,11 @@ def test_seeded_runs_are_deterministic(in_tmp) -> None:
 def test_resume_from_last_checkpoint(in_tmp) -> None:
     first = fit(in_tmp, card=None)
     last = first / "checkpoints" / "last.ckpt"
+    first_stretch = torch.load(last, weights_only=True)["callbacks"]["Timer"]["time_elapsed"]["train"]
     run = fit(in_tmp, "--trainer.max_epochs=2", f"--ckpt_path={last}", card="lenet5.resumed")
     metrics = json.loads((in_tmp / "cards" / "lenet5.resumed" / "metrics.json").read_text())
     assert metrics["epochs"] == 2
+    assert metrics["wall_time_s"] > round(first_stretch, 1) > 0, "the card counts the training time before the resume"
     steps = [int(row["step"]) for row in csv_log(run)]
     assert min(steps) >= 4, "the resumed run starts after the first epoch's 4 steps"
 

@@ -58,7 +58,7 @@ def hardware() -> str:
 def _make_cli_class():
     """Built lazily so that ``import zoo.cli`` (and ``zoo list``) does not import Lightning."""
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, Timer
     from lightning.pytorch.cli import LightningCLI
 
     from zoo.callbacks import KeepBestEarlyStopping, TestReport, TrainingHistograms
@@ -103,19 +103,20 @@ def _make_cli_class():
                 # last.ckpt after every epoch, for --ckpt_path resumes: Lightning 2.6's save_last only
                 # writes it when the monitored checkpoint improves, so a separate unmonitored one does it.
                 callbacks = [*callbacks, ModelCheckpoint(filename="last", monitor=None, save_top_k=1)]
+            # Training time kept in every checkpoint, so a run resumed with --ckpt_path (say, in a later
+            # session) reports its whole training time on the card, not the last stretch.
+            callbacks = [*callbacks, Timer()]
             if config.get("enable_progress_bar") is not False:
                 callbacks = [*callbacks, RichProgressBar(leave=True)]
             if config.get("logger") not in (False, []):
                 callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
             return super()._instantiate_trainer(config, callbacks)
 
-        def before_fit(self) -> None:
-            self._fit_started = time.time()
-
         def after_fit(self) -> None:
             name = self.config.fit.card.name
             if name:
-                export_card(self, name, Path(self.config.fit.card.output_dir), time.time() - self._fit_started)
+                timer = next(callback for callback in self.trainer.callbacks if isinstance(callback, Timer))
+                export_card(self, name, Path(self.config.fit.card.output_dir), timer.time_elapsed("train"))
 
     defaults = {
         "logger": [
