@@ -166,6 +166,11 @@ def test_efficientnet_lite_is_b0_scaled_down() -> None:
     net = build_net("efficientnet_lite")
     assert [len(stage) for stage in net.features[1:-1]] == [1, 1, 1, 2, 2, 2, 1]
     assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    sizes, x = [], torch.rand(1, 1, 28, 28)
+    for stage in net.features[:-1]:
+        x = stage(x)
+        sizes.append(x.shape[-1])
+    assert sizes == [28, 28, 14, 7, 4, 4, 2, 2], "stride-1 stem: small images keep a 2×2 map to the end"
 
 
 # ---- torchvision importers ------------------------------------------------------------------------

@@ -39,9 +39,11 @@ The module layout is torchvision's, so its ImageNet weights load without renamin
 ``efficientnet_lite`` is B0 scaled *down* by the same rule to φ = −4 (width 1.1⁻⁴ = 0.68, depth
 1.2⁻⁴ = 0.48, so stages of 1,1,1,2,2,2,1 blocks of 16–216 channels). The resolution the rule would
 pick (224 · 1.15⁻⁴ ≈ 128) is not used: Fashion-MNIST images are 28×28, which would mean φ ≈ −15 and
-almost no network. Its stem keeps stride 2, so the seven stages output 14, 7, 4, 2, 2, 1, 1 pixels
-(``stem_stride=1`` keeps twice the resolution throughout at four times the cost: depthwise convs are
-slow on CPUs, and this network already takes about as long per epoch as ResNet-20).
+almost no network. Instead its stem has stride 1, as CIFAR-style networks do, so the seven stages
+output 28, 14, 7, 4, 4, 2, 2 pixels. With B0's stride-2 stem (``stem_stride=2``, 14, 7, 4, 2, 2, 1, 1 pixels)
+a Fashion-MNIST run was still at 84% train / 84% val accuracy after 6 epochs, where ResNet-20 was at 91%:
+too few layers saw the image at a useful resolution. Stride 1 costs about 2.6× more per step on a CPU,
+where depthwise convolutions are slow.
 """
 
 from __future__ import annotations
@@ -324,5 +326,5 @@ EFFICIENTNET_LITE_PARAMS = 1_189_756
     mean=FMNIST_MEAN, std=FMNIST_STD, paper=PAPER,
 )
 def efficientnet_lite(**kwargs) -> EfficientNet:
-    """B0 scaled down by the compound rule to φ = −4 (width 0.68, depth 0.48) for 28×28 Fashion-MNIST."""
-    return _build("efficientnet_lite", **kwargs)
+    """B0 scaled down by the compound rule to φ = −4 (width 0.68, depth 0.48), stride-1 stem for 28×28 Fashion-MNIST."""
+    return _build("efficientnet_lite", **{"stem_stride": 1, **kwargs})
