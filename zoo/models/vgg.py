@@ -223,7 +223,7 @@ VGG_LITE_PARAMS = 446_474
 
 @register_model(
     family="vgg", input_size=(1, 28, 28), num_classes=10, num_params=VGG_LITE_PARAMS,
-    mean=FMNIST_MEAN, std=FMNIST_STD,
+    mean=FMNIST_MEAN, std=FMNIST_STD, weights=[Weights("fmnist", "fashion_mnist", "recipes/vgg_lite_fmnist.yaml")],
     paper="Simonyan, Zisserman 2014, Very deep convolutional networks for large-scale image recognition",
 )
 def vgg_lite(**kwargs) -> VGG:
