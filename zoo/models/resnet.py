@@ -242,7 +242,7 @@ def _cifar(depth: int, **kwargs) -> ResNet:
     return ResNet(BasicBlock, (n, n, n), widths=(16, 32, 64), stem="cifar", **kwargs)
 
 
-@_register_cifar("resnet20")
+@_register_cifar("resnet20", weights=[Weights("fmnist", "fashion_mnist", "recipes/resnet20_fmnist.yaml")])
 def resnet20(**kwargs) -> ResNet:
     """CIFAR ResNet-20: 3 stages × 3 BasicBlocks of 16/32/64 channels."""
     return _cifar(20, **kwargs)
