@@ -199,6 +199,7 @@ ALEXNET_LITE = dict(widths=(24, 48, 64, 64, 48), conv1=(5, 1, 2), img_size=28, h
 @register_model(
     family="alexnet", input_size=(1, 28, 28), num_classes=10, num_params=ALEXNET_LITE_PARAMS, fixed_input_size=True,
     mean=FMNIST_MEAN, std=FMNIST_STD, paper=_PAPER,
+    weights=[Weights("fmnist", "fashion_mnist", "recipes/alexnet_lite_fmnist.yaml")],
 )
 def alexnet_lite(**kwargs) -> AlexNet:
     """AlexNet's layer recipe for 28×28 Fashion-MNIST: stride-1 5×5 conv1, BatchNorm, 512-wide FC layers."""
