@@ -10,7 +10,6 @@ import pytest
 import torch
 import torchvision
 
-import zoo
 
 from zoo.errors import WeightsError
 from zoo.inspect import layer_table

@@ -26,7 +26,6 @@ the ImageNet networks (+2.8K parameters).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -40,7 +40,6 @@ BatchNorm, and 256-wide FC layers — sized to train an epoch in well under a mi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from torch import Tensor, nn
 
