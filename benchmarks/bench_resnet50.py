@@ -12,7 +12,10 @@ time is the median of its rounds. Printed ratios are images/s over torchvision's
 * ``zoo task``: the LightningModule as users call it (input check + normalisation inside);
 * ``zoo task, channels_last``: ``zoo.create("resnet50", channels_last=True)``, NHWC activations,
   which oneDNN (CPU) and cuDNN (GPU) convolutions prefer;
-* ``torch.compile`` of the channels-last task (``--compile``; slow to compile on CPU).
+* ``zoo task, channels_last + fold_batchnorm``: ``task.fold_batchnorm()``, an inference-only copy with
+  each BatchNorm folded into the convolution before it (one pass over the activations fewer per layer);
+* ``torch.compile`` of the channels-last task (``--compile``; slow to compile on CPU), with inductor's
+  ``freezing`` on: weights become constants, so inductor folds BatchNorm and pre-packs the weights.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def main() -> None:
     task.load_net_state(state)
     task_nhwc = zoo.create("resnet50", channels_last=True).eval()
     task_nhwc.load_net_state(state)
+    task_folded = task_nhwc.fold_batchnorm()
 
     pixels = torch.rand(args.batch_size, 3, args.image_size, args.image_size)  # [0, 1], what the task takes
     normalised = (pixels - task.mean) / task.std  # what the plain networks take
@@ -62,8 +66,12 @@ def main() -> None:
         "zoo net": lambda: task.net(normalised),
         "zoo task": lambda: task(pixels),
         "zoo task, channels_last": lambda: task_nhwc(pixels),
+        "zoo task, channels_last + fold_batchnorm": lambda: task_folded(pixels),
     }
     if args.compile:
+        from torch._inductor import config as inductor_config
+
+        inductor_config.freezing = True  # inference only: parameters become constants
         compiled = torch.compile(task_nhwc)
         candidates["zoo task, channels_last + torch.compile"] = lambda: compiled(pixels)
 

@@ -93,3 +93,33 @@ def test_duplicate_registration_is_refused() -> None:
         @register_model(family="lenet", input_size=(1, 28, 28), num_classes=10, num_params=0)
         def lenet5(**kwargs):  # noqa: F811
             raise AssertionError("never built")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fold_batchnorm_keeps_outputs(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create(name).eval()
+    batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in batchnorms:  # trained-looking statistics, so that folding has something to fold
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    folded = model.fold_batchnorm()
+    assert not [m for m in folded.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len([m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]) == len(batchnorms)
+    x = torch.rand(2, *_test_input(name))
+    with torch.no_grad():
+        expected, got = model(x), folded(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_folded_model_refuses_to_train() -> None:
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    folded = zoo.create("resnet20").fold_batchnorm()
+    data = DataLoader(TensorDataset(torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))), batch_size=2)
+    trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(zoo.ZooError, match="inference only"):
+        trainer.fit(folded, data)

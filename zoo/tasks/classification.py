@@ -7,6 +7,7 @@ guess it. Output: logits ``(N, num_classes)``. ``model.net`` is the plain ``nn.M
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import math
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from zoo.errors import InputShapeError, WeightsError
+from zoo.errors import InputShapeError, WeightsError, ZooError
 from zoo.hub import HubMixin
 from zoo.registry import build_net, get_entry
 
@@ -152,6 +153,33 @@ class ImageClassifier(HubMixin, L.LightningModule):
     def predict_proba(self, x: Tensor) -> Tensor:
         """Class probabilities ``(N, num_classes)`` for a batch of images in [0, 1]."""
         return self(x.to(self.device)).softmax(dim=-1)
+
+    def fold_batchnorm(self) -> ImageClassifier:
+        """An inference-only copy whose BatchNorm layers are folded into the convolutions before them.
+
+        In eval mode BatchNorm is a fixed per-channel affine map, so ``conv → bn`` equals a single
+        convolution with rescaled weights and a bias (``torch.fx.experimental.optimization.fuse``):
+        one pass over the activations fewer per block, the same outputs up to float rounding. The copy
+        cannot be trained or saved as weights (its layers are renamed); this model is left unchanged.
+        """
+        from torch.fx.experimental.optimization import fuse
+
+        folded = copy.deepcopy(self).eval()
+        try:
+            folded.net = fuse(folded.net)
+        except Exception as error:  # torch.fx could not trace the network (data-dependent control flow)
+            raise ZooError(f"{self.hparams.model_name} cannot be folded for inference: {str(error).splitlines()[0]}") from error
+        if self.hparams.channels_last:
+            folded.net = folded.net.to(memory_format=torch.channels_last)
+        folded._folded = True
+        return folded
+
+    def on_fit_start(self) -> None:
+        if getattr(self, "_folded", False):
+            raise ZooError(
+                f"{self.hparams.model_name} had its BatchNorm folded by fold_batchnorm() and is for inference only; "
+                "train the original model instead"
+            )
 
     def load_net_state(
         self, state: dict[str, Tensor], *, source_num_classes: int | None = None, source_in_chans: int | None = None
