@@ -175,6 +175,28 @@ def test_info_gives_the_real_lenet5_count_and_explains(capsys) -> None:
     assert "48,120" in out  # C5, the layer the course's hand count leaves out
 
 
+def test_list_sets_efficientnet_scaling_side_by_side(capsys) -> None:
+    main(["list", "efficientnet_b*", "--flops"])
+    rows = {line.split()[1]: line.split() for line in capsys.readouterr().out.splitlines() if "efficientnet_b" in line}
+    # model, family, input, params, GFLOPs, φ, depth ×, width ×, resolution, weights (between │ separators)
+    b3 = [cell for cell in rows["efficientnet_b3"] if cell != "│"]
+    assert b3[3:9] == ["12,233,232", "3.654", "3", "1.4", "1.2", "300"]
+    gflops = [float([c for c in rows[f"efficientnet_b{i}"] if c != "│"][4]) for i in range(8)]
+    assert gflops == sorted(gflops)  # FLOPs grow with φ
+
+
+def test_info_alexnet_at_224_and_bad_sizes(capsys) -> None:
+    main(["info", "alexnet", "--input-size", "3", "224", "224"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "62,378,344" in out and "55×55 39%" in out and "vectors 3% / 94.0%" in out
+    for size in (["3", "200", "200"], ["3", "16", "16"]):
+        with pytest.raises(SystemExit) as info:
+            main(["info", "alexnet" if size[1] == "200" else "vgg16", "--input-size", *size])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("zoo: error:") and "\n" not in err
+
+
 def test_info_unknown_model_is_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["info", "resnet"])

@@ -105,6 +105,8 @@ def test_vgg16_memory_and_parameters() -> None:
     # The course's count: the input and every conv / pool / FC output (a ReLU in place adds no tensor).
     course_count = input_values + sum(r.activations for r in table.rows if r.kind in ("Conv2d", "MaxPool2d", "Linear"))
     assert course_count == pytest.approx(15.26e6, rel=0.005)
+    # the in-place ReLUs, Flatten and eval Dropout add no tensor; the 7×7 adaptive pool (torchvision's) copies 25,088
+    assert table.new_activations == course_count + 512 * 7 * 7
     # zoo info's count: every layer's output, ReLUs included (what autograd keeps for out-of-place ReLUs).
     assert table.activations == pytest.approx(28.8e6, rel=0.005)
     # The slide's total, 24M values ≈ 96 MB, lies between the two counts (docstring of zoo.models.vgg).

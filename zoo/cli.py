@@ -205,6 +205,7 @@ def cmd_list(argv: list[str]) -> None:
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'res*'")
     parser.add_argument("--pretrained", action="store_true", help="only models with trained weights")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table with FLOPs and shipped accuracy (for the README)")
+    parser.add_argument("--flops", action="store_true", help="add a GFLOPs-per-image column (builds each network on the meta device)")
     args = parser.parse_args(argv)
     if args.markdown:
         sys.stdout.write(registry_markdown(args.pattern, pretrained=args.pretrained) + "\n")
@@ -213,35 +214,43 @@ def cmd_list(argv: list[str]) -> None:
 
     from zoo.registry import get_entry, list_models
 
-    table = Table("model", "family", "input", "params", "weights")
-    for name in list_models(args.pattern, pretrained=args.pretrained):
-        entry = get_entry(name)
-        table.add_row(name, entry.family, "×".join(map(str, entry.input_size)), f"{entry.num_params:,}",
-                      ", ".join(f"{name}.{t}" for t in entry.weights) or "–")
+    entries = [get_entry(name) for name in list_models(args.pattern, pretrained=args.pretrained)]
+    extra = list(dict.fromkeys(key for entry in entries for key in entry.columns))  # e.g. EfficientNet's φ, multipliers
+    table = Table("model", "family", "input", "params", *(["GFLOPs"] if args.flops else []), *extra, "weights")
+    for entry in entries:
+        table.add_row(entry.name, entry.family, "×".join(map(str, entry.input_size)), f"{entry.num_params:,}",
+                      *([f"{_gflops(entry.name):.3f}"] if args.flops else []), *(entry.columns.get(k, "") for k in extra),
+                      ", ".join(f"{entry.name}.{t}" for t in entry.weights) or "–")
     _console().print(table)
+
+
+def _gflops(name: str) -> float:
+    """FLOPs per image at the model's input size, in billions (shapes only, on the meta device)."""
+    import torch
+
+    from zoo.inspect import count_flops
+    from zoo.registry import build_net, get_entry
+
+    with torch.device("meta"):  # no memory, no arithmetic, even for VGG-19 at 224 px
+        return count_flops(build_net(name), get_entry(name).input_size) / 1e9
 
 
 def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
     """The registry as a Markdown table: parameters and FLOPs recomputed, accuracies read from the cards' metrics.json."""
-    import torch
-
-    from zoo.inspect import count_flops
-    from zoo.registry import build_net, get_entry, list_models
+    from zoo.registry import get_entry, list_models
     from zoo.weights import METRICS_FILE, bundled_cards_dir, read_json
 
     lines = ["| model | family | input | params | GFLOPs | weights (test top-1) |", "|---|---|---|---:|---:|---|"]
     for name in list_models(pattern, pretrained=pretrained):
         entry = get_entry(name)
-        with torch.device("meta"):  # shapes only: no memory, no arithmetic, even for VGG-19 at 224 px
-            net = build_net(name)
-            flops = count_flops(net, entry.input_size)
         shipped = []
         for tag, weights in entry.weights.items():
             metrics = bundled_cards_dir() / f"{name}.{tag}" / METRICS_FILE
             accuracy = f" ({100 * read_json(metrics)['test_acc']:.2f}% {weights.dataset})" if metrics.is_file() else ""
             shipped.append(f"`{name}.{tag}`{accuracy}")
-        lines.append(f"| `{name}` | {entry.family} | {'×'.join(map(str, entry.input_size))} | {entry.num_params:,} | "
-                     f"{flops / 1e9:.3f} | {', '.join(shipped) or '–'} |")
+        family = entry.family + (f" ({', '.join(f'{k} {v}' for k, v in entry.columns.items())})" if entry.columns else "")
+        lines.append(f"| `{name}` | {family} | {'×'.join(map(str, entry.input_size))} | {entry.num_params:,} | "
+                     f"{_gflops(name):.3f} | {', '.join(shipped) or '–'} |")
     return "\n".join(lines)
 
 
@@ -274,9 +283,18 @@ def cmd_info(argv: list[str]) -> None:
     from zoo.registry import build_net, get_entry
 
     entry = get_entry(args.name)
-    net = build_net(entry.name, num_classes=args.num_classes)
+    kwargs: dict = {}
+    if args.input_size:
+        kwargs["in_chans"] = args.input_size[0]
+        if entry.fixed_input_size:  # a flatten→linear head: build the network for that size (alexnet: 227 or 224)
+            kwargs["img_size"] = args.input_size[1]
+    net = build_net(entry.name, num_classes=args.num_classes, **kwargs)
     input_size = tuple(args.input_size) if args.input_size else tuple(getattr(net, "input_size", entry.input_size))
-    table = layer_table(net, input_size, batch_size=args.batch_size)
+    try:
+        table = layer_table(net, input_size, batch_size=args.batch_size)
+    except (RuntimeError, ValueError) as error:  # e.g. an image too small for the pools
+        raise ZooError(f"{entry.name} cannot take a {'×'.join(map(str, input_size))} input ({str(error).splitlines()[0]}); "
+                       f"try its default {'×'.join(map(str, entry.input_size))}") from error
     console = _console()
     console.print(f"[bold]{entry.name}[/bold] ({entry.family}) — {entry.paper}" if entry.paper else f"[bold]{entry.name}[/bold]")
     out = Table("layer", "type", "output (C×H×W)", "params", "% params", "FLOPs", "activations")
@@ -289,15 +307,34 @@ def cmd_info(argv: list[str]) -> None:
     doc = (sys.modules[type(net).__module__].__doc__ or "")
     console.print(f"input {'×'.join(map(str, input_size))} · parameters [bold]{table.total_params:,}[/bold] · "
                   f"FLOPs/image {table.total_flops:,} ({_human_count(table.total_flops / 2)} multiply-adds)")
-    console.print(f"activations per image {table.activations:,} values = {_human_bytes(table.activations * 4)} fp32")
+    console.print(f"activations per image {table.activations:,} values = {_human_bytes(table.activations * 4)} fp32 "
+                  f"(input + every layer's output); {table.new_activations:,} = {_human_bytes(table.new_activations * 4)} "
+                  "without the outputs that reuse their input's memory (in-place ReLU, Flatten, Identity, eval Dropout)")
     console.print(f"at batch {args.batch_size}: weights {_human_bytes(memory['parameters'])}, stored for backward "
                   f"{_human_bytes(memory['activations_for_backward'])}, training with SGD+momentum ≈ "
                   f"{_human_bytes(memory['train_sgd_momentum'])}, with Adam ≈ {_human_bytes(memory['train_adam'])}")
+    console.print("by output size (share of activations / of parameters): " + where_memory_and_parameters_are(table))
     for key, value in getattr(net, "metadata", {}).items():  # family-specific facts, e.g. EfficientNet's scaling
         console.print(f"{key}: {value}")
     note = re.search(r"The course's hand count[^\n]*(?:\n(?!\n)[^\n]*)*", doc)
     if note:
         console.print(note.group(0).replace("\n", " "))
+
+
+def where_memory_and_parameters_are(table) -> str:
+    """Each output resolution's share of the activations and of the parameters (the layers that output it)."""
+    groups: dict[str, list[int]] = {}
+    for row in table.rows:
+        shape = tuple(row.output_shape)
+        key = (shape[-2], shape[-1]) if len(shape) == 3 else (0, 0)  # (0, 0): vectors (FC layers, pooled features)
+        acts, params = groups.setdefault(key, [0, 0])
+        groups[key] = [acts + row.activations, params + row.params]
+    acts_total = sum(a for a, _ in groups.values()) or 1
+    params_total = sum(p for _, p in groups.values()) or 1
+    return " · ".join(
+        f"{f'{h}×{w}' if h else 'vectors'} {100 * a / acts_total:.0f}% / {100 * p / params_total:.1f}%"
+        for (h, w), (a, p) in sorted(groups.items(), key=lambda item: -item[0][0] * item[0][1])
+    )
 
 
 def read_image(path: str, channels: int):

@@ -24,6 +24,7 @@ class LayerRow:
     output_shape: tuple[int, ...]  # without the batch dimension
     params: int
     flops: int  # per image
+    new_tensor: bool = True  # False when the output reuses the input's memory (in-place ReLU, Flatten, eval Dropout)
 
     @property
     def activations(self) -> int:
@@ -44,6 +45,11 @@ class NetworkTable:
     def activations(self) -> int:
         """Values stored for backward per image: the input and every leaf layer's output."""
         return int(torch.Size(self.input_size).numel()) + sum(r.activations for r in self.rows)
+
+    @property
+    def new_activations(self) -> int:
+        """The same count without the outputs that reuse their input's memory (in-place ops and views)."""
+        return int(torch.Size(self.input_size).numel()) + sum(r.activations for r in self.rows if r.new_tensor)
 
     def memory(self) -> dict[str, int]:
         """Bytes at ``batch_size``: forward activations, and the training state per optimizer."""
@@ -76,7 +82,9 @@ def layer_table(net: nn.Module, input_size: tuple[int, ...], batch_size: int = 1
             counters[name].__exit__(None, None, None)
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
             params = sum(p.numel() for p in module.parameters(recurse=False))
-            rows.append(LayerRow(name, type(module).__name__, shape, params, counters[name].get_total_flops()))
+            shares = (isinstance(output, torch.Tensor) and bool(args) and isinstance(args[0], torch.Tensor)
+                      and not output.is_meta and output.untyped_storage().data_ptr() == args[0].untyped_storage().data_ptr())
+            rows.append(LayerRow(name, type(module).__name__, shape, params, counters[name].get_total_flops(), not shares))
 
         return hook
 

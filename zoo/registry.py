@@ -37,6 +37,7 @@ class ModelEntry:
     std: tuple[float, ...] = (0.5,)
     paper: str = ""
     weights: dict[str, Weights] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)  # family facts `zoo list` shows side by side (EfficientNet's φ)
 
 
 _MODELS: dict[str, ModelEntry] = {}

@@ -114,6 +114,10 @@ class Scaling:
             "multipliers used": f"depth {self.depth:g}, width {self.width:g}, resolution {self.resolution}, dropout {self.dropout:g}",
         }
 
+    def columns(self) -> dict[str, str]:
+        """The multipliers as registry columns, so that ``zoo list 'efficientnet*'`` sets the variants side by side."""
+        return {"φ": f"{self.phi:g}", "depth ×": f"{self.depth:.2g}", "width ×": f"{self.width:.2g}", "resolution": str(self.resolution)}
+
 
 SCALING = {
     "efficientnet_b0": Scaling(0, 1.0, 1.0, 224, 0.2),
@@ -266,7 +270,7 @@ def _register(arch: str):
     )
     return register_model(
         family="efficientnet", input_size=(3, resolution, resolution), num_classes=1000, num_params=NUM_PARAMS[arch],
-        weights=[weights], mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=PAPER,
+        weights=[weights], mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=PAPER, columns=SCALING[arch].columns(),
     )
 
 
@@ -323,7 +327,7 @@ EFFICIENTNET_LITE_PARAMS = 1_189_756
 
 @register_model(
     family="efficientnet", input_size=(1, 28, 28), num_classes=10, num_params=EFFICIENTNET_LITE_PARAMS,
-    mean=FMNIST_MEAN, std=FMNIST_STD, paper=PAPER,
+    mean=FMNIST_MEAN, std=FMNIST_STD, paper=PAPER, columns=SCALING["efficientnet_lite"].columns(),
 )
 def efficientnet_lite(**kwargs) -> EfficientNet:
     """B0 scaled down by the compound rule to φ = −4 (width 0.68, depth 0.48), stride-1 stem for 28×28 Fashion-MNIST."""

@@ -24,9 +24,8 @@ of the parameters.
 
 The course's hand count says "24M values ≈ 96 MB per image (forward)"; its own per-layer entries
 (input, every conv, pool and FC output) add up to 15.3M values = 61 MB, and counting each ReLU's
-output as a tensor of its own (what autograd keeps when the ReLU is not in place, and what
-``zoo info`` counts: every layer's output) gives 28.8M values = 115 MB: the slide's total lies
-between the two ways of counting.
+output as a tensor of its own (what autograd keeps when the ReLU is not in place) gives 28.8M
+values = 115 MB: the slide's total lies between the two ways of counting, and ``zoo info`` prints both.
 
 Like torchvision, an adaptive average pool to 7×7 sits before fc6, so inputs other than 224×224 work
 (and the layout — ``features.<i>``, ``classifier.0/3/6`` — is torchvision's, so its ImageNet weights
