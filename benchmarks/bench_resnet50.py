@@ -4,9 +4,9 @@
     python benchmarks/bench_resnet50.py --batch-size 32 --rounds 20 --compile
 
 Both networks get the same weights (torchvision's random init, converted by the ``resnet50.tv_in1k``
-importer) and the same batch. Candidates are timed in interleaved rounds (A, B, C, A, B, C, ...)
-so that a background process slowing the machine down slows every candidate alike; each candidate's
-time is the median of its rounds. Printed ratios are images/s over torchvision's images/s:
+importer) and the same batch. Candidates are timed in interleaved rounds, in a new random order
+each round, so that a background process slowing the machine down slows every candidate alike;
+each candidate's time is the median of its rounds. Printed ratios are images/s over torchvision's images/s:
 
 * ``zoo net``: the plain ``nn.Module`` (goal: ≥ 1.0, the same convolutions in the same order);
 * ``zoo task``: the LightningModule as users call it (input check + normalisation inside);
@@ -21,6 +21,7 @@ time is the median of its rounds. Printed ratios are images/s over torchvision's
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    shuffler = random.Random(0)
 
     reference = torchvision.models.resnet50(weights=None).eval()
     state = get_weights("resnet50.tv_in1k").convert(reference.state_dict())
@@ -84,9 +86,11 @@ def main() -> None:
             for fn in candidates.values():
                 fn()
         times: dict[str, list[float]] = {name: [] for name in candidates}
+        order = list(candidates)
         for _ in range(args.rounds):
-            for name, fn in candidates.items():
-                times[name].append(_time(fn))
+            shuffler.shuffle(order)  # no candidate always runs first (after the others have warmed the caches)
+            for name in order:
+                times[name].append(_time(candidates[name]))
 
     base = args.batch_size / statistics.median(times["torchvision resnet50"])
     print(f"resnet50 inference, batch {args.batch_size} × 3×{args.image_size}×{args.image_size}, "

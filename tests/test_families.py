@@ -220,6 +220,35 @@ def test_importer_converts_a_fine_tuned_head() -> None:
     build_net("resnet18", num_classes=37).load_state_dict(state)
 
 
+@pytest.mark.parametrize(("name", "tv_name"), [("resnet18", "resnet18"), ("efficientnet_b0", "efficientnet_b0")])
+def test_load_a_users_fine_tuned_torchvision_file(tmp_path, name: str, tv_name: str) -> None:
+    import argparse
+
+    import zoo
+
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, tv_name)(weights=None, num_classes=37).eval()
+    _randomise_batchnorm(theirs)
+    path = tmp_path / "fine_tuned.pth"
+    # what torchvision's reference training scripts save: weights, optimizer, epoch, and the command line
+    torch.save({"model": theirs.state_dict(), "epoch": 9, "args": argparse.Namespace(lr=0.1, model=tv_name)}, path)
+    model = zoo.load(f"{name}.tv_in1k", file=path)
+    assert model.hparams.num_classes == 37 and model.class_names[:2] == ["0", "1"]
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model.net((x - model.mean) / model.std), theirs((x - model.mean) / model.std), atol=1e-5, rtol=0)
+
+
+def test_efficientnet_b2_weights_take_torchvisions_eval_size(tmp_path) -> None:
+    import zoo
+
+    path = tmp_path / "b2.pth"
+    torch.save(torchvision.models.efficientnet_b2(weights=None).state_dict(), path)
+    model = zoo.load("efficientnet_b2.tv_in1k", file=path)
+    assert model.input_size == (3, 288, 288) == get_weights("efficientnet_b2.tv_in1k").input_size
+    assert zoo.create("efficientnet_b2").input_size == (3, 260, 260)  # the paper's resolution for φ = 2
+
+
 @pytest.mark.parametrize("name", ["alexnet_tv", "vgg16", "resnet50"])
 def test_importer_refuses_another_architecture(name: str) -> None:
     wrong = torchvision.models.resnet18(weights=None).state_dict() if name != "resnet50" else None

@@ -122,12 +122,15 @@ def _read_pickle(path: Path) -> dict[str, Any]:
     The restricted unpickler refuses any global it does not know (``os.system``, a model class...)
     before calling it, so a malicious file fails here without running anything.
     """
+    import argparse
     import pickle
 
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # argparse.Namespace: torchvision's reference scripts save their command line beside the weights
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         named = re.search(r"GLOBAL ([\w.]+)", str(err))
         reason = f"it would call {named.group(1)}" if named else "it holds objects that are not tensors"
@@ -245,6 +248,9 @@ def _load_published(name: str, weights: Weights, path: Path, overrides: dict[str
             own = build_net(arch, num_classes=task_args["num_classes"], in_chans=task_args["in_chans"], **weights.model_kwargs)
         if set(state) != set(own.state_dict()):  # a file already in zoo's layout needs no conversion
             state = weights.convert(state)
+    head = _head_size(state)
+    if head and head != task_args["num_classes"]:  # a user's fine-tuned copy: its own head, not ImageNet's classes
+        task_args.update(num_classes=head, class_names=None)
     metrics = {"name": name, "dataset": weights.dataset, "license": weights.license, "source": weights.url or weights.hf_hub_id}
     return _loaded(_build(arch, task_args, overrides, state), name, str(path), metrics)
 

@@ -30,7 +30,8 @@ no local response normalisation (later work found it does not help) and no two-G
 ``alexnet_lite`` keeps the AlexNet recipe — a large first kernel, a 5×5 layer, three 3×3 layers,
 overlapping 3×3 max pools with stride 2, two wide dropout FC layers — sized for 28×28 Fashion-MNIST:
 stride 1 instead of 4 (a 28-pixel image has no pixels to spare) and BatchNorm after each conv where
-AlexNet had local response normalisation, which lets it train in a few epochs.
+AlexNet had local response normalisation, which lets it train at a high learning rate (its recipe
+runs 40 epochs, about 70 s each on two CPU cores; the card has the measured total).
 """
 
 from __future__ import annotations

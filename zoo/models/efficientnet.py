@@ -161,7 +161,7 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(nn.Module):
-    """B0 scaled by ``width`` and ``depth``. ``(N, in_chans, H, W)`` → ``(N, num_classes)``; five stride-2 steps, so H/32.
+    """B0 scaled by ``width`` and ``depth``. ``(N, in_chans, H, W)`` → ``(N, num_classes)``; five stride-2 steps, so H/32 (four with ``stem_stride=1``).
 
     Args:
         width, depth: multipliers of B0's channels and of its blocks per stage.
@@ -261,12 +261,18 @@ NUM_PARAMS = {
 }
 
 
+# torchvision evaluates its B2 weights at 288 px, not the paper's 260 (its weights' transforms)
+_TV_EVAL_SIZE = {"efficientnet_b2": 288}
+
+
 def _register(arch: str):
     resolution = SCALING[arch].resolution
+    evaluated_at = _TV_EVAL_SIZE.get(arch, resolution)
     weights = Weights(
         "tv_in1k", "imagenet-1k", license="bsd-3-clause", url=f"https://download.pytorch.org/models/{_TV_FILES[arch]}",
-        convert=torchvision_converter(arch), num_classes=1000, input_size=(3, resolution, resolution),
+        convert=torchvision_converter(arch), num_classes=1000, input_size=(3, evaluated_at, evaluated_at),
         mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names="imagenet-1k",
+        model_kwargs={"img_size": evaluated_at} if evaluated_at != resolution else {},
     )
     return register_model(
         family="efficientnet", input_size=(3, resolution, resolution), num_classes=1000, num_params=NUM_PARAMS[arch],

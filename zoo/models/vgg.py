@@ -33,7 +33,7 @@ load without renaming: ``vgg16.tv_in1k``).
 
 ``vgg_lite`` keeps the VGG recipe (3×3 convs doubled per stage, 2×2 pools, three FC layers with
 dropout) for 28×28 Fashion-MNIST: three stages of 24, 48, 96 filters (28 → 14 → 7 → 3) with
-BatchNorm, and 256-wide FC layers — sized to train an epoch in well under a minute on two CPU cores.
+BatchNorm, and 256-wide FC layers — sized to train an epoch in about two minutes on two CPU cores.
 """
 
 from __future__ import annotations
