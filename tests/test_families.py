@@ -181,6 +181,8 @@ IMPORTERS = [  # zoo name, torchvision builder, input size
     ("vgg11_bn", "vgg11_bn", (3, 32, 32)),
     ("resnet18", "resnet18", (3, 64, 64)),
     ("resnet50", "resnet50", (3, 64, 64)),
+    ("resnet152", "resnet152", (3, 64, 64)),
+    ("vgg16_bn", "vgg16_bn", (3, 32, 32)),
     ("efficientnet_b0", "efficientnet_b0", (3, 64, 64)),
     ("efficientnet_b5", "efficientnet_b5", (3, 32, 32)),  # BatchNorm eps 1e-3 from here on
 ]
