@@ -334,6 +334,7 @@ EFFICIENTNET_LITE_PARAMS = 1_189_756
 @register_model(
     family="efficientnet", input_size=(1, 28, 28), num_classes=10, num_params=EFFICIENTNET_LITE_PARAMS,
     mean=FMNIST_MEAN, std=FMNIST_STD, paper=PAPER, columns=SCALING["efficientnet_lite"].columns(),
+    weights=[Weights("fmnist", "fashion_mnist", "recipes/efficientnet_lite_fmnist.yaml")],
 )
 def efficientnet_lite(**kwargs) -> EfficientNet:
     """B0 scaled down by the compound rule to φ = −4 (width 0.68, depth 0.48), stride-1 stem for 28×28 Fashion-MNIST."""
