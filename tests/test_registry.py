@@ -114,6 +114,21 @@ def test_fold_batchnorm_keeps_outputs(name: str) -> None:
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
 
 
+def test_fold_batchnorm_compile_keeps_outputs() -> None:
+    """``fold_batchnorm(compile=True)``: torch.compile with inductor freezing, same outputs, source model untouched."""
+    torch.manual_seed(0)
+    model = zoo.create("resnet20", channels_last=True).eval()
+    compiled = model.fold_batchnorm(compile=True)
+    assert isinstance(compiled.net, torch._dynamo.eval_frame.OptimizedModule)
+    assert not isinstance(model.net, torch._dynamo.eval_frame.OptimizedModule)
+    x = torch.rand(4, 1, 28, 28)
+    with torch.inference_mode():
+        expected, got = model(x), compiled(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    with pytest.raises(zoo.InputShapeError, match="1-channel"):
+        compiled(torch.rand(4, 3, 28, 28))  # the input check stays in front of the compiled network
+
+
 def test_folded_model_refuses_to_train() -> None:
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
