@@ -93,6 +93,19 @@ def test_alexnet_table_row_by_row(img_size: int) -> None:
     assert net.metadata["parameters in the FC layers"] == "58,631,144 of 62,378,344 = 94.0%"
 
 
+def test_layer_table_of_a_failing_forward_leaves_no_flop_counter_behind() -> None:
+    """A layer that raises (an image too small for VGG-16) must close the per-layer FLOP counters it opened:
+    a leaked FlopCounterMode would stay on the dispatch stack and its global module hooks on every module."""
+    from torch.nn.modules import module as nn_module
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    with pytest.raises(RuntimeError, match="too small"):
+        layer_table(build_net("vgg16"), (3, 16, 16))
+    assert _get_current_dispatch_mode_stack() == []
+    assert not nn_module._global_forward_hooks and not nn_module._global_forward_pre_hooks
+    assert len(layer_table(build_net("vgg11"), (3, 32, 32)).rows) > 0  # and the next table is whole
+
+
 def test_alexnet_rejects_other_sizes() -> None:
     with pytest.raises(ValueError, match="227×227 or 224×224"):
         build_net("alexnet", img_size=200)

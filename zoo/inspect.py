@@ -79,19 +79,24 @@ def layer_table(net: nn.Module, input_size: tuple[int, ...], batch_size: int = 1
 
     def after(name: str):
         def hook(module: nn.Module, args: tuple, output: object) -> None:
-            counters[name].__exit__(None, None, None)
+            counter = counters.pop(name)
+            counter.__exit__(None, None, None)
+            if output is None:  # the layer raised (an input it cannot take): nothing to tabulate
+                return
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
             params = sum(p.numel() for p in module.parameters(recurse=False))
             shares = (isinstance(output, torch.Tensor) and bool(args) and isinstance(args[0], torch.Tensor)
                       and not output.is_meta and output.untyped_storage().data_ptr() == args[0].untyped_storage().data_ptr())
-            rows.append(LayerRow(name, type(module).__name__, shape, params, counters[name].get_total_flops(), not shares))
+            rows.append(LayerRow(name, type(module).__name__, shape, params, counter.get_total_flops(), not shares))
 
         return hook
 
     for name, module in net.named_modules():
         if name and not list(module.children()):
             hooks.append(module.register_forward_pre_hook(before(name)))
-            hooks.append(module.register_forward_hook(after(name)))
+            # always_call: a layer that raises still closes its counter, so no FLOP-counting mode
+            # (with its global module hooks) outlives a failed `zoo info`
+            hooks.append(module.register_forward_hook(after(name), always_call=True))
     try:
         total_flops = count_flops(net, input_size)
     finally:
