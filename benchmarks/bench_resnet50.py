@@ -56,11 +56,17 @@ def paired(times: dict[str, list[float]], name: str, reference: str) -> tuple[fl
     return statistics.median(ratios), quartiles[0], quartiles[-1]
 
 
-def run_batch(models: dict[str, Callable[[torch.Tensor], torch.Tensor]], pixels: torch.Tensor, normalised: torch.Tensor,
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+def run_batch(nets: dict[str, Model], tasks: dict[str, Model], pixels: torch.Tensor, normalised: torch.Tensor,
               args: argparse.Namespace, shuffler: random.Random) -> None:
-    """Check that every candidate reproduces torchvision, time them in interleaved rounds, print the ratios."""
-    inputs = {name: normalised if name.startswith(("torchvision", "zoo net")) else pixels for name in models}
-    candidates = {name: (lambda model=model, x=inputs[name]: model(x)) for name, model in models.items()}
+    """Check that every candidate reproduces torchvision, time them in interleaved rounds, print the ratios.
+
+    ``nets`` (plain networks) take the normalised batch, ``tasks`` the [0, 1] pixels.
+    """
+    candidates = {name: (lambda model=model: model(normalised)) for name, model in nets.items()}
+    candidates |= {name: (lambda model=model: model(pixels)) for name, model in tasks.items()}
     with torch.inference_mode():
         expected = candidates["torchvision resnet50"]()
         for name, fn in candidates.items():
@@ -110,20 +116,22 @@ def main() -> None:
     task.load_net_state(state)
     task_nhwc = zoo.create("resnet50", channels_last=True).eval()
     task_nhwc.load_net_state(state)
-    models: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {  # torchvision and zoo net take normalised input
+    nets: dict[str, Model] = {
         "torchvision resnet50": reference,
         "torchvision resnet50, second copy (A/A)": twin,
         "zoo net": task.net,
+    }
+    tasks: dict[str, Model] = {
         "zoo task": task,
         "zoo task, channels_last": task_nhwc,
         "zoo task, channels_last + fold_batchnorm": task_nhwc.fold_batchnorm(),
     }
     if args.compile:  # compiled once; a new batch size recompiles on its first (checking) call
-        models["zoo task, channels_last + fold_batchnorm(compile=True)"] = task_nhwc.fold_batchnorm(compile=True)
+        tasks["zoo task, channels_last + fold_batchnorm(compile=True)"] = task_nhwc.fold_batchnorm(compile=True)
 
     for batch in args.batch_size:
         pixels = torch.rand(batch, 3, args.image_size, args.image_size)  # [0, 1], what the task takes
-        run_batch(models, pixels, (pixels - task.mean) / task.std, args, shuffler)
+        run_batch(nets, tasks, pixels, (pixels - task.mean) / task.std, args, shuffler)
 
 
 if __name__ == "__main__":
