@@ -141,7 +141,8 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
     if arch != model.hparams.model_name or tag is None:
         raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
     best = trainer.checkpoint_callback.best_model_path or None
-    test = trainer.test(model, datamodule=data, ckpt_path=best or None, verbose=False)[0]
+    use_best_weights(trainer, model, best)
+    test = trainer.test(model, datamodule=data, verbose=False)[0]
     val = trainer.validate(model, datamodule=data, verbose=False)[0]
     if not trainer.is_global_zero:
         return None
@@ -179,6 +180,22 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
     folder = write_folder(output_dir / name, state, model_config(model, name), metrics)
     log.info("wrote %s (test top-1 %.2f%%)", folder, 100 * metrics["test_acc"])
     return folder
+
+
+def use_best_weights(trainer: Any, model: Any, best: str | None) -> None:
+    """Put the best checkpoint's weights into ``model`` and stop weight averaging, before the card's test.
+
+    With Lightning's ``WeightAveraging``/``EMAWeightAveraging`` a checkpoint's ``state_dict`` holds the
+    averaged weights (the ones validated and monitored), but ``trainer.test(ckpt_path=...)`` would reload
+    the raw ones through the callback, and a later ``validate`` would swap in the last average. So the
+    averaged state is loaded here and the callbacks leave the trainer: test and card see the same weights.
+    """
+    import torch
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+    if best:  # the run's own checkpoint, written by this process
+        model.load_state_dict(torch.load(best, map_location=model.device, weights_only=False)["state_dict"])
 
 
 def run_lightning(argv: list[str]):

@@ -123,11 +123,18 @@ class TensorImageDataset(Dataset):
         return images, self.labels[index]
 
 
-def train_augmentation(size: int = 28, padding: int = 2):
-    """Random shift (pad + crop) and horizontal flip on uint8 tensors: clothes are left/right symmetric."""
+def train_augmentation(size: int = 28, padding: int = 2, random_erasing: float = 0.0):
+    """Random shift (pad + crop) and horizontal flip on uint8 tensors: clothes are left/right symmetric.
+
+    ``random_erasing`` > 0 then blanks a random rectangle (2-33% of the image, aspect 0.3-3.3) with that
+    probability (Zhong et al. 2017, Random Erasing Data Augmentation), filled with 0 (the background).
+    """
     from torchvision.transforms import v2
 
-    return v2.Compose([v2.RandomCrop(size, padding=padding), v2.RandomHorizontalFlip()])
+    steps = [v2.RandomCrop(size, padding=padding), v2.RandomHorizontalFlip()]
+    if random_erasing:
+        steps.append(v2.RandomErasing(p=random_erasing, value=0))
+    return v2.Compose(steps)
 
 
 class FashionMNISTDataModule(L.LightningDataModule):
@@ -140,6 +147,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         val_size: images held out of the 60k training set for validation.
         split_seed: seed of the train/val split (fixed, so every run validates on the same images).
         augment: random shift + horizontal flip on training images.
+        random_erasing: probability of random erasing after the shift and flip (needs ``augment``).
         download: let torchvision download the files when none are found (needs internet).
     """
 
@@ -156,6 +164,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         val_size: int = 5000,
         split_seed: int = 0,
         augment: bool = False,
+        random_erasing: float = 0.0,
         download: bool = True,
     ) -> None:
         super().__init__()
@@ -173,7 +182,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         images, labels = load_split("train", hp.root, hp.download)
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
         train, val = order[: len(labels) - hp.val_size], order[len(labels) - hp.val_size :]
-        self.datasets["train"] = TensorImageDataset(images[train], labels[train], train_augmentation() if hp.augment else None)
+        self.datasets["train"] = TensorImageDataset(images[train], labels[train], train_augmentation(random_erasing=hp.random_erasing) if hp.augment else None)
         self.datasets["val"] = TensorImageDataset(images[val], labels[val])
         self.datasets["test"] = TensorImageDataset(*load_split("test", hp.root, hp.download))
 
