@@ -60,18 +60,28 @@ class EpochTimer(Callback):
 
 def zoo_epoch(batches: int) -> float:
     """`zoo fit` on the LeNet-5 recipe with its default callbacks and loggers, validation off."""
-    from zoo.cli import run_lightning
+    from zoo.cli.recipe import run_lightning
 
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
-            cli = run_lightning([
-                "fit", "--config", str(REPO / "recipes" / "lenet5_fmnist.yaml"),
-                "--trainer.max_epochs=1", f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0",
-                "--trainer.num_sanity_val_steps=0", "--trainer.deterministic=false", "--data.init_args.augment=false",
-                "--model.init_args.warmup_epochs=0", "--trainer.callbacks+=__main__.EpochTimer", "--card.name=null",
-            ])
+            cli = run_lightning(
+                [
+                    "fit",
+                    "--config",
+                    str(REPO / "recipes" / "lenet5_fmnist.yaml"),
+                    "--trainer.max_epochs=1",
+                    f"--trainer.limit_train_batches={batches}",
+                    "--trainer.limit_val_batches=0",
+                    "--trainer.num_sanity_val_steps=0",
+                    "--trainer.deterministic=false",
+                    "--data.init_args.augment=false",
+                    "--model.init_args.warmup_epochs=0",
+                    "--trainer.callbacks+=__main__.EpochTimer",
+                    "--card.name=null",
+                ]
+            )
         finally:
             os.chdir(cwd)
     return next(c for c in cli.trainer.callbacks if isinstance(c, EpochTimer)).seconds

@@ -59,8 +59,14 @@ def paired(times: dict[str, list[float]], name: str, reference: str) -> tuple[fl
 Model = Callable[[torch.Tensor], torch.Tensor]
 
 
-def run_batch(nets: dict[str, Model], tasks: dict[str, Model], pixels: torch.Tensor, normalised: torch.Tensor,
-              args: argparse.Namespace, shuffler: random.Random) -> None:
+def run_batch(
+    nets: dict[str, Model],
+    tasks: dict[str, Model],
+    pixels: torch.Tensor,
+    normalised: torch.Tensor,
+    args: argparse.Namespace,
+    shuffler: random.Random,
+) -> None:
     """Check that every candidate reproduces torchvision, time them in interleaved rounds, print the ratios.
 
     ``nets`` (plain networks) take the normalised batch, ``tasks`` the [0, 1] pixels.
@@ -83,15 +89,19 @@ def run_batch(nets: dict[str, Model], tasks: dict[str, Model], pixels: torch.Ten
                 times[name].append(_time(candidates[name]))
 
     batch = pixels.shape[0]
-    print(f"resnet50 inference, batch {batch} × 3×{args.image_size}×{args.image_size}, "
-          f"{torch.get_num_threads()} threads, {args.rounds} rounds, torch {torch.__version__}")
+    print(
+        f"resnet50 inference, batch {batch} × 3×{args.image_size}×{args.image_size}, "
+        f"{torch.get_num_threads()} threads, {args.rounds} rounds, torch {torch.__version__}"
+    )
     for name, samples in times.items():
         rate = batch / statistics.median(samples)
         ratio, low, high = paired(times, name, "torchvision resnet50")
         print(f"  {name:<56} {rate:8.1f} images/s   ratio {ratio:5.2f} (quartiles {low:.2f}–{high:.2f})")
     for name in [n for n in times if "channels_last" in n]:
         ratio, low, high = paired(times, name, "zoo task")
-        print(f"switch '{name.removeprefix('zoo task, ')}' over the zoo task: {ratio:.2f}× (quartiles {low:.2f}–{high:.2f})")
+        print(
+            f"switch '{name.removeprefix('zoo task, ')}' over the zoo task: {ratio:.2f}× (quartiles {low:.2f}–{high:.2f})"
+        )
 
 
 def main() -> None:
@@ -101,7 +111,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per candidate")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--compile", action="store_true", help="also time fold_batchnorm(compile=True) of the channels-last task")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time fold_batchnorm(compile=True) of the channels-last task"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -22,8 +22,9 @@ import zoo
 LITE = ["alexnet_lite", "vgg_lite", "resnet20", "efficientnet_lite"]
 
 
-def step_seconds(task: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                 labels: torch.Tensor, steps: int) -> float:
+def step_seconds(
+    task: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, steps: int
+) -> float:
     """Mean wall time of ``steps`` training steps."""
     start = time.perf_counter()
     for _ in range(steps):

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+import zoo.models  # noqa: F401  registers every family (tests use zoo.registry directly)
 from zoo.errors import DatasetNotFoundError
 
 

@@ -155,8 +155,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
     def _error(self, status: int, code: str, message: str) -> None:
-        self._send(status, json.dumps({"error": message}).encode(),
-                   {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message})
+        self._send(
+            status,
+            json.dumps({"error": message}).encode(),
+            {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message},
+        )
 
     def _fault(self, path: str) -> Fault | None:
         with self.server.lock:
@@ -211,7 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = unquote(urlparse(self.path).path)
         if path in self.server.static:
-            self._serve_bytes(path, self.server.static[path], {"ETag": f'"{hashlib.sha256(self.server.static[path]).hexdigest()}"'})
+            self._serve_bytes(
+                path, self.server.static[path], {"ETag": f'"{hashlib.sha256(self.server.static[path]).hexdigest()}"'}
+            )
         elif match := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path):
             self._repo_info(match.group(1), match.group(2) or "main")
         elif match := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)/?(.*)", path):
@@ -258,8 +263,13 @@ class _Handler(BaseHTTPRequestHandler):
         repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
         with self.server.lock:
             if repo_id in self.server.repos:  # the Hub answers 409 with the repo's address
-                self._send(409, json.dumps({"error": "You already created this model repo", "url": f"{self.server.url}/{repo_id}"}).encode(),
-                           {"Content-Type": "application/json"})
+                self._send(
+                    409,
+                    json.dumps(
+                        {"error": "You already created this model repo", "url": f"{self.server.url}/{repo_id}"}
+                    ).encode(),
+                    {"Content-Type": "application/json"},
+                )
                 return
             repo = self.server.repos[repo_id] = Repo(private=payload.get("visibility") == "private")
             attributes = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES).encode()
@@ -282,8 +292,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         sha, tree = found
         siblings = [{"rfilename": p, "size": len(self.server.blobs[k])} for p, (_, k) in sorted(tree.items())]
-        self._json({"id": repo_id, "modelId": repo_id, "sha": sha, "private": self.server.repos[repo_id].private,
-                    "siblings": siblings, "tags": [], "downloads": 0, "likes": 0})
+        self._json(
+            {
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": sha,
+                "private": self.server.repos[repo_id].private,
+                "siblings": siblings,
+                "tags": [],
+                "downloads": 0,
+                "likes": 0,
+            }
+        )
 
     def _tree(self, repo_id: str, revision: str) -> None:
         found = self.server.resolve(repo_id, revision)
@@ -294,7 +314,12 @@ class _Handler(BaseHTTPRequestHandler):
         for path, (kind, key) in sorted(found[1].items()):
             size = len(self.server.blobs[key])
             pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{key}\nsize {size}\n".encode()
-            entry = {"type": "file", "path": path, "size": size, "oid": key if kind == "regular" else git_blob_sha1(pointer)}
+            entry = {
+                "type": "file",
+                "path": path,
+                "size": size,
+                "oid": key if kind == "regular" else git_blob_sha1(pointer),
+            }
             if kind == "lfs":
                 entry["lfs"] = {"oid": key, "size": size, "pointerSize": len(pointer)}
             entries.append(entry)
@@ -305,8 +330,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RepoNotFound", f"repository {repo_id} not found")
             return
         files = [
-            {"path": f["path"], "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
-             "shouldIgnore": False, "oid": None}
+            {
+                "path": f["path"],
+                "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) else "regular",
+                "shouldIgnore": False,
+                "oid": None,
+            }
             for f in payload["files"]
         ]
         self._json({"files": files})

@@ -56,7 +56,18 @@ def test_fit_writes_a_complete_card_folder(in_tmp) -> None:
     folder = in_tmp / "cards" / "lenet5.test"
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
     metrics = json.loads((folder / "metrics.json").read_text())
-    for key in ("test_acc", "test_acc5", "val_acc", "params", "flops", "epochs", "wall_time_s", "hardware", "recipe", "sha256"):
+    for key in (
+        "test_acc",
+        "test_acc5",
+        "val_acc",
+        "params",
+        "flops",
+        "epochs",
+        "wall_time_s",
+        "hardware",
+        "recipe",
+        "sha256",
+    ):
         assert key in metrics, key
     assert metrics["params"] == 61_706 and metrics["epochs"] == 1
     assert metrics["test_samples"] == 2 * 128  # limit_test_batches=2 of the recipe's batch size
@@ -130,10 +141,28 @@ def test_overfit_one_batch_reaches_full_train_accuracy(in_tmp) -> None:
 
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path, fmnist_root) -> None:
-    cmd = [sys.executable, "-m", "zoo.cli", "fit", "--config", RECIPE, *QUICK, "--trainer.strategy=ddp",
-           "--trainer.devices=2", "--trainer.accelerator=cpu", "--card.name=lenet5.ddp", f"--card.output_dir={tmp_path / 'cards'}"]
-    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "zoo.cli",
+        "fit",
+        "--config",
+        RECIPE,
+        *QUICK,
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--card.name=lenet5.ddp",
+        f"--card.output_dir={tmp_path / 'cards'}",
+    ]
+    result = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "cards" / "lenet5.ddp" / "metrics.json").read_text())
     assert metrics["devices"] == 2
@@ -206,7 +235,7 @@ def test_info_unknown_model_is_one_line(capsys) -> None:
 
 
 def test_classify_shipped_samples(capsys) -> None:
-    from zoo.cli import classify_files
+    from zoo.cli.models import classify_files
 
     predictions = classify_files("lenet5.fmnist", SAMPLES, top_k=2)
     # the samples are named after their true class (fmnist_test_0000_ankle-boot.png)

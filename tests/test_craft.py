@@ -30,10 +30,32 @@ def tiny_run(tmp_path_factory, fmnist_root):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
         torch.set_num_threads(1)
-        main(["fit", "--config", RECIPE, *QUIET, "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "8",
-              "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-              "--trainer.accumulate_grad_batches", "2", "--trainer.gradient_clip_val", "1.0",
-              "--early_stopping.patience", "5", "--histograms.every_n_steps", "2"])
+        main(
+            [
+                "fit",
+                "--config",
+                RECIPE,
+                *QUIET,
+                "--trainer.max_epochs",
+                "3",
+                "--trainer.limit_train_batches",
+                "8",
+                "--trainer.limit_val_batches",
+                "2",
+                "--trainer.log_every_n_steps",
+                "1",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.accumulate_grad_batches",
+                "2",
+                "--trainer.gradient_clip_val",
+                "1.0",
+                "--early_stopping.patience",
+                "5",
+                "--histograms.every_n_steps",
+                "2",
+            ]
+        )
     runs = sorted((workdir / "runs" / "zoo").iterdir())
     assert len(runs) == 1
     return runs[0]
@@ -55,7 +77,20 @@ def test_lr_find_suggests_a_sane_rate_and_applies_it(tmp_path, monkeypatch, fmni
 # ---- overfit-batch -------------------------------------------------------------------------------------
 def test_overfit_batch_says_lenet5_can_learn(tmp_path, monkeypatch, capsys, fmnist_root) -> None:
     monkeypatch.chdir(tmp_path)
-    main(["overfit-batch", "--config", RECIPE, *QUIET, "--data.init_args.batch_size", "32", "--steps", "150", "-o", "overfit.png"])
+    main(
+        [
+            "overfit-batch",
+            "--config",
+            RECIPE,
+            *QUIET,
+            "--data.init_args.batch_size",
+            "32",
+            "--steps",
+            "150",
+            "-o",
+            "overfit.png",
+        ]
+    )
     out = capsys.readouterr().out
     assert "the model can learn" in out, out
     _png(tmp_path / "overfit.png")
@@ -63,17 +98,35 @@ def test_overfit_batch_says_lenet5_can_learn(tmp_path, monkeypatch, capsys, fmni
 
 def test_overfit_batch_says_something_is_wrong_with_lr_0(tmp_path, monkeypatch, capsys, fmnist_root) -> None:
     monkeypatch.chdir(tmp_path)
-    main(["overfit-batch", "--config", RECIPE, *QUIET, "--data.init_args.batch_size", "32", "--steps", "10",
-          "--model.init_args.lr", "0"])
+    main(
+        [
+            "overfit-batch",
+            "--config",
+            RECIPE,
+            *QUIET,
+            "--data.init_args.batch_size",
+            "32",
+            "--steps",
+            "10",
+            "--model.init_args.lr",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert "something is wrong" in out and "learning rate" in out, out
     assert "the model can learn" not in out
 
 
 def test_overfit_verdicts_name_what_to_check() -> None:
-    from zoo.craft import overfit_verdict
+    from zoo.cli.craft import overfit_verdict
 
-    diverged = {"losses": [2.3, 40.0, math.nan], "final_loss": math.nan, "final_acc": 0.1, "lr": 10.0, "first_loss": 2.3}
+    diverged = {
+        "losses": [2.3, 40.0, math.nan],
+        "final_loss": math.nan,
+        "final_acc": 0.1,
+        "lr": 10.0,
+        "first_loss": 2.3,
+    }
     assert "learning rate" in overfit_verdict(diverged, 0.05)[1] and "nan" in overfit_verdict(diverged, 0.05)[1]
     slow = {"losses": [2.3, 1.5, 1.2], "final_loss": 1.2, "final_acc": 0.6, "lr": 1e-3, "first_loss": 2.3}
     ok, verdict = overfit_verdict(slow, 0.05)
@@ -89,11 +142,12 @@ def test_schedule_command_draws_every_schedule(tmp_path, monkeypatch, fmnist_roo
 
 @pytest.mark.parametrize("kind", ["constant", "step", "exponential", "cosine", "sgdr", "plateau", "onecycle"])
 def test_every_schedule_warms_up_linearly_then_runs(kind: str) -> None:
-    from zoo.craft import lr_schedule
+    from zoo.cli.craft import lr_schedule
     from zoo.tasks.classification import ImageClassifier
 
-    hp = ImageClassifier(lr=0.1, scheduler=kind, warmup_epochs=1, step_epochs=2, gamma=0.5, restart_epochs=2,
-                         plateau_patience=1).hparams
+    hp = ImageClassifier(
+        lr=0.1, scheduler=kind, warmup_epochs=1, step_epochs=2, gamma=0.5, restart_epochs=2, plateau_patience=1
+    ).hparams
     lrs = lr_schedule(hp, kind, epochs=6, per_epoch=10)
     assert len(lrs) == 60 and max(lrs) == pytest.approx(0.1, rel=1e-6)
     assert lrs[0] < 0.1 / 10 and all(b > a for a, b in zip(lrs[:9], lrs[1:10]))  # a ramp up over the first epoch
@@ -103,7 +157,7 @@ def test_every_schedule_warms_up_linearly_then_runs(kind: str) -> None:
 
 def test_schedule_matches_the_learning_rate_the_trainer_used(tiny_run: Path) -> None:
     """The picture `zoo schedule` draws is what training does: same steps, same values as the LR monitor logged."""
-    from zoo.craft import lr_schedule, read_metrics
+    from zoo.cli.craft import lr_schedule, read_metrics
 
     hp = yaml.safe_load((tiny_run / "hparams.yaml").read_text())
     logged = read_metrics(tiny_run / "metrics.csv")["lr"][1]
@@ -114,7 +168,7 @@ def test_schedule_matches_the_learning_rate_the_trainer_used(tiny_run: Path) -> 
 
 # ---- fit flags: early stopping, histograms, accumulation, clipping ---------------------------------------
 def test_fit_flags_reach_the_trainer(tiny_run: Path) -> None:
-    from zoo.craft import read_metrics
+    from zoo.cli.craft import read_metrics
 
     config = yaml.safe_load((tiny_run / "config.yaml").read_text())
     assert config["trainer"]["accumulate_grad_batches"] == 2 and config["trainer"]["gradient_clip_val"] == 1.0
@@ -134,7 +188,9 @@ def _column(run: Path, key: str) -> list[str]:
 def test_histograms_reach_tensorboard(tiny_run: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(next(tiny_run.glob("events.out.tfevents.*"))), size_guidance={"histograms": 0, "scalars": 0})
+    events = EventAccumulator(
+        str(next(tiny_run.glob("events.out.tfevents.*"))), size_guidance={"histograms": 0, "scalars": 0}
+    )
     events.Reload()
     histograms, scalars = events.Tags()["histograms"], events.Tags()["scalars"]
     assert "weights/net.features.c1.weight" in histograms and "gradients/net.head.fc.weight" in histograms
@@ -143,7 +199,8 @@ def test_histograms_reach_tensorboard(tiny_run: Path) -> None:
 
 
 def test_recipe_accumulation_and_clipping_are_trainer_flags(tmp_path, fmnist_root) -> None:
-    from zoo.craft import load_recipe, steps_per_epoch
+    from zoo.cli.craft import steps_per_epoch
+    from zoo.cli.recipe import load_recipe
 
     recipe = yaml.safe_load(Path(RECIPE).read_text())
     recipe["trainer"].update(accumulate_grad_batches=4, gradient_clip_val=0.5, limit_train_batches=10)
@@ -175,9 +232,19 @@ def test_early_stopping_restores_the_best_epoch_weights(tmp_path, fmnist_root) -
     L.seed_everything(0)
     model = model_class(lr=0.05)
     early = KeepBestEarlyStopping(patience=2)
-    best = ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", mode="min", save_top_k=-1, filename="{epoch}")  # every epoch
-    trainer = L.Trainer(max_epochs=6, limit_train_batches=3, limit_val_batches=1, callbacks=[early, best], logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    best = ModelCheckpoint(
+        dirpath=tmp_path, monitor="val_loss", mode="min", save_top_k=-1, filename="{epoch}"
+    )  # every epoch
+    trainer = L.Trainer(
+        max_epochs=6,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        callbacks=[early, best],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule=FashionMNISTDataModule(batch_size=32))
     assert early.stopped_epoch == 3 and early.best_epoch == 1  # 0.5 at epoch 1, no better in the 2 after
     best_state = torch.load(best.best_model_path, weights_only=True)["state_dict"]
@@ -211,8 +278,22 @@ def test_plot_names_a_folder_without_logs(tmp_path, capsys) -> None:
 
 def test_zoo_test_writes_confusion_matrix_and_mistakes(tiny_run: Path, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    main(["test", "--config", RECIPE, *QUIET, "--ckpt_path", str(tiny_run / "checkpoints" / "last.ckpt"),
-          "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false", "--test_report.max_images", "8"])
+    main(
+        [
+            "test",
+            "--config",
+            RECIPE,
+            *QUIET,
+            "--ckpt_path",
+            str(tiny_run / "checkpoints" / "last.ckpt"),
+            "--trainer.limit_test_batches",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--test_report.max_images",
+            "8",
+        ]
+    )
     run = next((tmp_path / "runs" / "zoo").iterdir())
     _png(run / "confusion_matrix.png")
     _png(run / "misclassified.png")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import zoo
-from zoo.cards import model_config, write_folder
-from zoo.weights import sha256_file
+from zoo.cards import write_folder
+from zoo.files import sha256_file
 
 
 @pytest.fixture
@@ -18,7 +18,9 @@ def card(tmp_path):
     """A complete weight folder of a randomly initialised LeNet-5."""
     torch.manual_seed(0)
     model = zoo.create("lenet5")
-    return write_folder(tmp_path / "lenet5.test", model.net.state_dict(), model_config(model, "lenet5.test"), {"test_acc": 0.1})
+    return write_folder(
+        tmp_path / "lenet5.test", model.net.state_dict(), model.model_config("lenet5.test"), {"test_acc": 0.1}
+    )
 
 
 def _one_line(err: BaseException) -> str:

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torchvision
 
-
 from zoo.errors import WeightsError
 from zoo.inspect import layer_table
+from zoo.pretrained import convert_state
 from zoo.registry import build_net, get_entry, get_weights
 
 
@@ -82,7 +82,9 @@ def test_alexnet_table_row_by_row(img_size: int) -> None:
     net = build_net("alexnet", img_size=img_size)
     table = layer_table(net, (3, img_size, img_size))
     rows = {row.name.split(".")[-1]: row for row in table.rows}
-    assert [n for n, *_ in ALEXNET_ROWS] == [r.name.split(".")[-1] for r in table.rows if r.kind in ("Conv2d", "MaxPool2d", "Linear")]
+    assert [n for n, *_ in ALEXNET_ROWS] == [
+        r.name.split(".")[-1] for r in table.rows if r.kind in ("Conv2d", "MaxPool2d", "Linear")
+    ]
     for name, shape, params in ALEXNET_ROWS:
         assert rows[name].output_shape == shape, name
         assert rows[name].params == params, name
@@ -127,7 +129,9 @@ def test_vgg16_memory_and_parameters() -> None:
     assert 24e6 * 4 / 1e6 == pytest.approx(96)
     fc = sum(r.params for r in table.rows if r.kind == "Linear")
     assert fc / table.total_params > 0.89
-    first_two_stages = [r for r in table.rows if r.output_shape and len(r.output_shape) == 3 and r.output_shape[1] >= 112]
+    first_two_stages = [
+        r for r in table.rows if r.output_shape and len(r.output_shape) == 3 and r.output_shape[1] >= 112
+    ]
     memory_share = sum(r.activations for r in first_two_stages) / table.activations
     param_share = sum(r.params for r in first_two_stages) / table.total_params
     assert memory_share == pytest.approx(0.70, abs=0.01) and param_share < 0.002
@@ -153,7 +157,11 @@ def test_efficientnet_variants_follow_compound_scaling(phi: int) -> None:
     assert scaling.resolution == pytest.approx(rule["resolution"], rel=0.2)
     if phi:
         smaller = SCALING[f"efficientnet_b{phi - 1}"]
-        assert scaling.depth >= smaller.depth and scaling.width >= smaller.width and scaling.resolution > smaller.resolution
+        assert (
+            scaling.depth >= smaller.depth
+            and scaling.width >= smaller.width
+            and scaling.resolution > smaller.resolution
+        )
     with torch.device("meta"):
         net = build_net(name)
     assert net.input_size == (3, RESOLUTIONS[phi], RESOLUTIONS[phi])
@@ -221,7 +229,7 @@ def test_torchvision_importer_reproduces_outputs(name: str, tv_name: str, input_
     assert weights.num_classes == 1000 and weights.class_names == "imagenet-1k"
     assert weights.url.startswith("https://download.pytorch.org/models/") and weights.sha256 is None
     ours = build_net(name, num_classes=1000).eval()
-    ours.load_state_dict(weights.convert(theirs.state_dict()))
+    ours.load_state_dict(convert_state(f"{name}.tv_in1k", theirs.state_dict()))
     x = torch.rand(2, *input_size)
     with torch.no_grad():
         assert torch.allclose(ours(x), theirs(x), atol=1e-5, rtol=0)
@@ -230,7 +238,9 @@ def test_torchvision_importer_reproduces_outputs(name: str, tv_name: str, input_
 def test_importer_converts_a_fine_tuned_head() -> None:
     theirs = torchvision.models.resnet18(weights=None)
     theirs.fc = torch.nn.Linear(512, 37)
-    state = get_weights("resnet18.tv_in1k").convert({"state_dict": {f"module.{k}": v for k, v in theirs.state_dict().items()}})
+    state = convert_state(
+        "resnet18.tv_in1k", {"state_dict": {f"module.{k}": v for k, v in theirs.state_dict().items()}}
+    )
     assert state["fc.weight"].shape == (37, 512)
     build_net("resnet18", num_classes=37).load_state_dict(state)
 
@@ -251,7 +261,9 @@ def test_load_a_users_fine_tuned_torchvision_file(tmp_path, name: str, tv_name: 
     assert model.hparams.num_classes == 37 and model.class_names[:2] == ["0", "1"]
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(model.net((x - model.mean) / model.std), theirs((x - model.mean) / model.std), atol=1e-5, rtol=0)
+        assert torch.allclose(
+            model.net((x - model.mean) / model.std), theirs((x - model.mean) / model.std), atol=1e-5, rtol=0
+        )
 
 
 def test_efficientnet_b2_weights_take_torchvisions_eval_size(tmp_path) -> None:
@@ -265,24 +277,30 @@ def test_efficientnet_b2_weights_take_torchvisions_eval_size(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name", ["alexnet_tv", "vgg16", "resnet50"])
-def test_importer_refuses_another_architecture(name: str) -> None:
+def test_importer_refuses_another_architecture(name: str, tmp_path) -> None:
+    import zoo
+
     wrong = torchvision.models.resnet18(weights=None).state_dict() if name != "resnet50" else None
     if wrong is None:
         wrong = torchvision.models.resnet34(weights=None).state_dict()
+    torch.save(wrong, tmp_path / "wrong.pth")
     with pytest.raises(WeightsError, match="not a torchvision|does not fit torchvision"):
-        get_weights(f"{name}.tv_in1k").convert(wrong)
+        zoo.load(f"{name}.tv_in1k", file=tmp_path / "wrong.pth")
 
 
-def test_importer_names_a_shape_mismatch() -> None:
+def test_importer_names_a_shape_mismatch(tmp_path) -> None:
+    import zoo
+
     state = torchvision.models.resnet18(weights=None).state_dict()
     state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"][:32]
-    with pytest.raises(WeightsError, match=r"shape mismatch layer1\.0\.conv1\.weight"):
-        get_weights("resnet18.tv_in1k").convert(state)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match=r"shape mismatch \['layer1\.0\.conv1\.weight"):
+        zoo.load("resnet18.tv_in1k", file=tmp_path / "bad.pth")
 
 
 # ---- what the CLI shows ---------------------------------------------------------------------------
 def test_zoo_info_prints_efficientnet_scaling(capsys) -> None:
-    from zoo.cli import cmd_info
+    from zoo.cli.models import cmd_info
 
     cmd_info(["efficientnet_b1", "--input-size", "3", "64", "64"])
     out = " ".join(capsys.readouterr().out.split())
@@ -291,7 +309,7 @@ def test_zoo_info_prints_efficientnet_scaling(capsys) -> None:
 
 
 def test_registry_markdown_table() -> None:
-    from zoo.cli import registry_markdown
+    from zoo.cli.models import registry_markdown
 
     lines = registry_markdown("resnet*").splitlines()
     assert lines[0].startswith("| model | family | input | params | GFLOPs |")

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_emulator import Fault, HubEmulator
 
 import zoo
-from hub_emulator import Fault, HubEmulator
 from zoo import hub
-from zoo.cards import model_config, write_folder
+from zoo.cards import write_folder
 from zoo.errors import UnknownModelError, WeightsError
+from zoo.files import sha256_file
 from zoo.registry import get_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,9 @@ def hub_env(hub_server, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("ZOO_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "ENDPOINT", hub_server.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub_server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub_server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_cache))
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -80,8 +83,14 @@ def _card(folder: Path, seed: int, name: str = "lenet5.fmnist") -> Path:
     images, labels = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
     with torch.no_grad():
         accuracy = (model(images).argmax(1) == labels).float().mean().item()
-    metrics = {"name": name, "dataset": "fashion_mnist", "test_acc": accuracy, "test_samples": 64, "recipe": "recipes/lenet5_fmnist.yaml"}
-    return write_folder(folder / name, model.net.state_dict(), model_config(model, name), metrics)
+    metrics = {
+        "name": name,
+        "dataset": "fashion_mnist",
+        "test_acc": accuracy,
+        "test_samples": 64,
+        "recipe": "recipes/lenet5_fmnist.yaml",
+    }
+    return write_folder(folder / name, model.net.state_dict(), model.model_config(name), metrics)
 
 
 def _files(root: Path) -> list[str]:
@@ -90,8 +99,15 @@ def _files(root: Path) -> list[str]:
 
 
 def _run(code: str, *args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ}, cwd=REPO_ROOT, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+        cwd=REPO_ROOT,
+        **kwargs,
+    )
 
 
 X = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -111,7 +127,11 @@ def test_push_then_load_round_trip_identical_outputs_and_card(hub_env, tmp_path)
     for name in ("README.md", "config.json", "metrics.json", "model.safetensors"):
         assert (remote / name).read_bytes() == (local / name).read_bytes(), name
     card = (remote / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: zoo\n") and "datasets:\n- fashion_mnist" in card and "license: apache-2.0" in card
+    assert (
+        card.startswith("---\nlibrary_name: zoo\n")
+        and "datasets:\n- fashion_mnist" in card
+        and "license: apache-2.0" in card
+    )
     assert hub_env.repos["org/lenet"].private
     # the CLI pushes a folder as is; from_pretrained takes a bare repo id
     from zoo.cli import main
@@ -122,8 +142,11 @@ def test_push_then_load_round_trip_identical_outputs_and_card(hub_env, tmp_path)
 
 def test_push_without_token_is_refused(hub_env, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("HF_TOKEN")
-    with pytest.raises(WeightsError, match=r"push of .* to org/anonymous failed: HTTP 401 from http://127\.0\.0\.1:\d+ "
-                                           r"\(log in with `hf auth login` or set HF_TOKEN to a token with write access\)"):
+    with pytest.raises(
+        WeightsError,
+        match=r"push of .* to org/anonymous failed: HTTP 401 from http://127\.0\.0\.1:\d+ "
+        r"\(log in with `hf auth login` or set HF_TOKEN to a token with write access\)",
+    ):
         zoo.push(_card(tmp_path, seed=13), "org/anonymous")
     assert "org/anonymous" not in hub_env.repos
 
@@ -133,13 +156,15 @@ def test_registered_weights_come_from_the_hub_when_not_bundled(hub_env, tmp_path
     import torchvision
     from safetensors.torch import save_file
 
-    from zoo import weights as weights_module
+    from zoo import pretrained as weights_module
 
     monkeypatch.setattr(weights_module, "bundled_cards_dir", lambda: tmp_path / "no-cards")
     model = zoo.load(_card(tmp_path, seed=14))
     model.push_to_hub("org/lenet5-fmnist")
     lenet = get_entry("lenet5")
-    monkeypatch.setitem(lenet.weights, "fmnist", dataclasses.replace(lenet.weights["fmnist"], hf_hub_id="org/lenet5-fmnist"))
+    monkeypatch.setitem(
+        lenet.weights, "fmnist", dataclasses.replace(lenet.weights["fmnist"], hf_hub_id="org/lenet5-fmnist")
+    )
     assert [p.name for p in zoo.prefetch("lenet5.fmnist")] == [hub_env.repos["org/lenet5-fmnist"].branches["main"]]
     assert torch.equal(zoo.load("lenet5.fmnist")(X), model(X))
 
@@ -149,14 +174,26 @@ def test_registered_weights_come_from_the_hub_when_not_bundled(hub_env, tmp_path
     from huggingface_hub import HfApi
 
     HfApi().create_repo("timmish/resnet18.test")
-    HfApi().upload_file(path_or_fileobj=str(tmp_path / "model.safetensors"), path_in_repo="model.safetensors", repo_id="timmish/resnet18.test")
+    HfApi().upload_file(
+        path_or_fileobj=str(tmp_path / "model.safetensors"),
+        path_in_repo="model.safetensors",
+        repo_id="timmish/resnet18.test",
+    )
     resnet = get_entry("resnet18")
-    published = dataclasses.replace(resnet.weights["tv_in1k"], tag="hf_test", url=None, hf_hub_id="timmish/resnet18.test",
-                                    filename="model.safetensors", sha256=hub.sha256_file(tmp_path / "model.safetensors"))
+    published = dataclasses.replace(
+        resnet.weights["tv_in1k"],
+        tag="hf_test",
+        url=None,
+        hf_hub_id="timmish/resnet18.test",
+        filename="model.safetensors",
+        sha256=sha256_file(tmp_path / "model.safetensors"),
+    )
     monkeypatch.setitem(resnet.weights, "hf_test", published)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        assert (zoo.load("resnet18.hf_test")(x) - reference((x - IMAGENET_MEAN) / IMAGENET_STD)).abs().max().item() < 1e-5
+        assert (
+            zoo.load("resnet18.hf_test")(x) - reference((x - IMAGENET_MEAN) / IMAGENET_STD)
+        ).abs().max().item() < 1e-5
     monkeypatch.setitem(resnet.weights, "hf_test", dataclasses.replace(published, sha256="0" * 64))
     with pytest.raises(WeightsError, match="expected 000000000000…: the file is corrupt or was tampered with"):
         zoo.load("resnet18.hf_test")
@@ -202,8 +239,14 @@ def test_offline_after_prefetch(hub_env, tmp_path) -> None:
     )
     torch.save(X, tmp_path / "x.pt")
     env_offline = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.pt"), str(tmp_path / "y.pt"), url],
-                            capture_output=True, text=True, env=env_offline, cwd=REPO_ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "x.pt"), str(tmp_path / "y.pt"), url],
+        capture_output=True,
+        text=True,
+        env=env_offline,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert torch.equal(torch.load(tmp_path / "y.pt"), model(X))
     lines = result.stdout.splitlines()
@@ -316,15 +359,21 @@ def test_tampered_files_are_refused_and_not_kept(hub_env, tmp_path) -> None:
     hub_env.static["/models/w.pth"] = b"tampered" + data[8:]
     url = "https://example.org/models/w.pth"
     expected = hashlib.sha256(data).hexdigest()
-    with pytest.raises(WeightsError, match=r"sha256 of http://127\.0\.0\.1:\d+/models/w\.pth is \w{12}…, expected \w{12}…: "
-                                           r"the file is corrupt or was tampered with; the download was discarded"):
+    with pytest.raises(
+        WeightsError,
+        match=r"sha256 of http://127\.0\.0\.1:\d+/models/w\.pth is \w{12}…, expected \w{12}…: "
+        r"the file is corrupt or was tampered with; the download was discarded",
+    ):
         hub.download_url(url, sha256=expected)
     assert _files(tmp_path / "zoo") == []
     # a good download whose cached copy is modified later: refused at the next load, and removed
     hub_env.static["/models/w.pth"] = data
     path = hub.download_url(url, sha256=expected)
     path.write_bytes(b"x" + data[1:])
-    with pytest.raises(WeightsError, match=r"sha256 of cached .*w\.pth is .*; the cached copy was removed: loading again downloads a fresh one"):
+    with pytest.raises(
+        WeightsError,
+        match=r"sha256 of cached .*w\.pth is .*; the cached copy was removed: loading again downloads a fresh one",
+    ):
         hub.download_url(url, sha256=expected)
     assert not path.exists()
     assert hub.download_url(url, sha256=expected).read_bytes() == data
@@ -334,8 +383,11 @@ def test_tampered_files_are_refused_and_not_kept(hub_env, tmp_path) -> None:
     blob = model.card_metrics["sha256"]
     good = hub_env.blobs[blob]
     hub_env.blobs[blob] = good[:-4] + b"\0\0\0\0"
-    with pytest.raises(WeightsError, match=r"sha256 of org/tampered@\w{12}/model\.safetensors is .*: the file is corrupt or was "
-                                           r"tampered with; the cached copy was removed: loading again downloads a fresh one"):
+    with pytest.raises(
+        WeightsError,
+        match=r"sha256 of org/tampered@\w{12}/model\.safetensors is .*: the file is corrupt or was "
+        r"tampered with; the cached copy was removed: loading again downloads a fresh one",
+    ):
         zoo.load("hf-hub:org/tampered")
     assert not [p for p in (tmp_path / "hf" / "hub" / "models--org--tampered" / "blobs").iterdir() if p.name == blob]
     hub_env.blobs[blob] = good
@@ -345,7 +397,10 @@ def test_tampered_files_are_refused_and_not_kept(hub_env, tmp_path) -> None:
 @pytest.mark.parametrize(
     "fault, message",
     [
-        (None, r"download of http://127\.0\.0\.1:\d+/models/missing\.pth failed: HTTP 404 Not Found \(no file at that address\)"),
+        (
+            None,
+            r"download of http://127\.0\.0\.1:\d+/models/missing\.pth failed: HTTP 404 Not Found \(no file at that address\)",
+        ),
         (Fault(status=500), r"failed: HTTP 500 Internal Server Error \(the server failed; try again later\)"),
         (Fault(hang=3.0), r"cannot download http://127\.0\.0\.1:\d+/models/missing\.pth \(timed out\)"),
         (Fault(cut_at=1000), r"(broke off after|stopped at) 1,000"),
@@ -366,11 +421,16 @@ def test_hub_failures_give_clear_errors(hub_env, tmp_path) -> None:
     from huggingface_hub import HfApi
 
     HfApi().create_repo("org/not-zoo")
-    with pytest.raises(WeightsError, match=r"org/not-zoo@main has no config\.json; a zoo repo holds config\.json, model\.safetensors"):
+    with pytest.raises(
+        WeightsError, match=r"org/not-zoo@main has no config\.json; a zoo repo holds config\.json, model\.safetensors"
+    ):
         zoo.load("hf-hub:org/not-zoo")
     zoo.load(_card(tmp_path, seed=6)).push_to_hub("org/flaky")
     hub_env.faults["/org/flaky/resolve/main/config.json"] = Fault(status=403)
-    with pytest.raises(WeightsError, match=r"the hub at http://127\.0\.0\.1:\d+ answered HTTP 403 for org/flaky@main/config\.json; check the repo id"):
+    with pytest.raises(
+        WeightsError,
+        match=r"the hub at http://127\.0\.0\.1:\d+ answered HTTP 403 for org/flaky@main/config\.json; check the repo id",
+    ):
         zoo.load("hf-hub:org/flaky")
     hub_env.faults.clear()
     commit = hub_env.repos["org/flaky"].branches["main"]
@@ -378,7 +438,7 @@ def test_hub_failures_give_clear_errors(hub_env, tmp_path) -> None:
     with pytest.raises(WeightsError, match="org/flaky@.*/model.safetensors"):
         zoo.load("hf-hub:org/flaky")
     blobs = [p for p in (tmp_path / "hf" / "hub").rglob("*") if p.is_file() and "blobs" in p.parts]
-    assert not [p for p in blobs if p.suffix == ".incomplete" or (len(p.name) == 64 and hub.sha256_file(p) != p.name)]
+    assert not [p for p in blobs if p.suffix == ".incomplete" or (len(p.name) == 64 and sha256_file(p) != p.name)]
 
 
 # ---- ImageNet weights from a published torchvision file ------------------------------------------
@@ -405,7 +465,9 @@ def _serve_torchvision(hub_env, monkeypatch, arch: str, *, declare_hash: bool) -
     path = "/models/" + weights.url.rsplit("/", 1)[1]  # e.g. resnet18-f37072fd.pth
     hub_env.static[path] = buffer.getvalue()
     if declare_hash:  # the served file is not the published one: declare its hash instead of the published prefix
-        monkeypatch.setitem(entry.weights, "tv_in1k", dataclasses.replace(weights, sha256=hashlib.sha256(buffer.getvalue()).hexdigest()))
+        monkeypatch.setitem(
+            entry.weights, "tv_in1k", dataclasses.replace(weights, sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+        )
     return reference, path
 
 
@@ -443,8 +505,11 @@ def test_imagenet_weights_of_another_family(hub_env, monkeypatch) -> None:
 def test_published_hash_prefix_is_checked(hub_env, monkeypatch, tmp_path) -> None:
     """torchvision file names carry the start of their sha256: a file that does not match is refused."""
     _serve_torchvision(hub_env, monkeypatch, "resnet18", declare_hash=False)
-    with pytest.raises(WeightsError, match=r"sha256 of http://127\.0\.0\.1:\d+/models/resnet18-f37072fd\.pth is \w{12}…, "
-                                           r"but the published name promises f37072fd…: the file is corrupt or was tampered with"):
+    with pytest.raises(
+        WeightsError,
+        match=r"sha256 of http://127\.0\.0\.1:\d+/models/resnet18-f37072fd\.pth is \w{12}…, "
+        r"but the published name promises f37072fd…: the file is corrupt or was tampered with",
+    ):
         zoo.load("resnet18.tv_in1k")
     assert _files(tmp_path / "zoo") == []
 
@@ -463,7 +528,9 @@ def test_malicious_pickle_is_refused_without_running(tmp_path, suffix) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / f"weights{suffix}"
     torch.save({"features.c1.weight": _Exploit(marker)}, path)
-    with pytest.raises(WeightsError, match=r"refused to load .*: the pickle asks for more than tensors \(it would call posix\.system\)"):
+    with pytest.raises(
+        WeightsError, match=r"refused to load .*: the pickle asks for more than tensors \(it would call posix\.system\)"
+    ):
         zoo.load(str(path), arch="lenet5")
     with pytest.raises(WeightsError, match="refused to load"):
         zoo.load("lenet5.fmnist", file=path)
@@ -528,7 +595,7 @@ def test_single_file_needs_an_architecture(tmp_path) -> None:
 
 # ---- torch.hub -----------------------------------------------------------------------------------
 def test_torch_hub_load_local_clone(tmp_path, monkeypatch) -> None:
-    from zoo import weights
+    from zoo import pretrained as weights
 
     if not (weights.bundled_cards_dir() / "lenet5.fmnist").is_dir():  # before the recipe has run in this checkout
         _card(tmp_path, seed=12)

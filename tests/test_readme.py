@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from zoo.cli import registry_markdown
+from zoo.cli.models import registry_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

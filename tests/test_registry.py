@@ -29,7 +29,11 @@ MODELS = zoo.list_models()
 
 def _test_input(name: str) -> tuple[int, ...]:
     entry = get_entry(name)
-    return tuple(TEST_OVERRIDES.get(name, {}).get("input", entry.input_size)) if not entry.fixed_input_size else entry.input_size
+    return (
+        tuple(TEST_OVERRIDES.get(name, {}).get("input", entry.input_size))
+        if not entry.fixed_input_size
+        else entry.input_size
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -135,6 +139,8 @@ def test_folded_model_refuses_to_train() -> None:
 
     folded = zoo.create("resnet20").fold_batchnorm()
     data = DataLoader(TensorDataset(torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))), batch_size=2)
-    trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     with pytest.raises(zoo.ZooError, match="inference only"):
         trainer.fit(folded, data)

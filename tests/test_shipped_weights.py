@@ -13,8 +13,8 @@ import torch
 import zoo
 from zoo.cards import render_card
 from zoo.evaluate import evaluate_classifier
+from zoo.files import bundled_cards_dir, sha256_file
 from zoo.registry import get_weights, split_name
-from zoo.weights import bundled_cards_dir, sha256_file
 
 # The acceptance floors (top-1 on the 10k test set); the measured values live in metrics.json.
 ACCURACY_FLOORS = {

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoo._version import __version__
 from zoo.errors import DatasetNotFoundError, InputShapeError, UnknownModelError, WeightsError, ZooError
 
-__version__ = "0.1.0"
 __all__ = [
     "DatasetNotFoundError",
     "InputShapeError",
     "UnknownModelError",
     "WeightsError",
     "ZooError",
+    "__version__",
     "create",
+    "is_model",
     "list_models",
     "list_weights",
     "load",
@@ -33,23 +35,32 @@ __all__ = [
 ]
 
 
-def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Registered architecture names matching ``pattern``; ``pretrained=True``: only those with weights."""
-    from zoo.registry import list_models as _list_models
+def _registry():
+    import zoo.models  # noqa: F401  registers every family
+    from zoo import registry
 
-    return _list_models(pattern, pretrained=pretrained)
+    return registry
 
 
-def list_weights(pattern: str = "*") -> list[str]:
+def list_models(pattern: str | list[str] = "*", pretrained: bool = False, exclude: str | list[str] = ()) -> list[str]:
+    """Registered architecture names matching ``pattern`` (or any of a list); ``pretrained=True``: only those
+    with weights; ``exclude``: patterns to leave out."""
+    return _registry().list_models(pattern, pretrained=pretrained, exclude=exclude)
+
+
+def list_weights(pattern: str | list[str] = "*") -> list[str]:
     """Every trained weight ``arch.tag`` whose architecture matches ``pattern``."""
-    from zoo.registry import list_weights as _list_weights
+    return _registry().list_weights(pattern)
 
-    return _list_weights(pattern)
+
+def is_model(name: str) -> bool:
+    """True for a registered architecture name (``"resnet50"``), as ``timm.is_model``."""
+    return name in _registry().list_models()
 
 
 def create(name: str, **kwargs: Any):
     """A randomly initialised LightningModule (``num_classes=``, ``in_chans=``, task and builder options)."""
-    from zoo.registry import create as _create
+    from zoo.tasks.factory import create as _create
 
     return _create(name, **kwargs)
 
@@ -57,30 +68,31 @@ def create(name: str, **kwargs: Any):
 def load(source: str, **overrides: Any):
     """A LightningModule with trained weights, in eval mode.
 
-    ``source``: ``"arch.tag"``, ``"hf-hub:org/repo[@revision]"``, an ``https://`` URL, a weight folder or
-    a ``.safetensors`` file; ``file=PATH`` reads registered weights from a local copy. See ``zoo.weights.load``.
+    ``source``: ``"arch.tag"``, ``"hf-hub:org/repo[@revision]"``, an ``https://`` URL, a weight folder, a
+    ``.safetensors`` file or a Lightning checkpoint; ``file=PATH`` reads registered weights from a local
+    copy, ``arch=`` names a lone file's architecture. See ``zoo.pretrained``.
     """
-    from zoo.weights import load as _load
+    from zoo.tasks.factory import load as _load
 
     return _load(source, **overrides)
 
 
 def prefetch(*sources: str) -> list:
     """Download weights (``arch.tag``, ``hf-hub:...``, URLs) into the caches for offline use; their local paths."""
-    from zoo.hub import prefetch as _prefetch
+    from zoo.pretrained import prefetch as _prefetch
 
     return _prefetch(*sources)
 
 
 def pull(source: str):
     """``prefetch`` for one source: its local folder or file."""
-    from zoo.hub import pull as _pull
+    from zoo.pretrained import pull as _pull
 
     return _pull(source)
 
 
 def push(folder: str, repo_id: str, **kwargs: Any) -> str:
     """Upload a weight folder to the Hugging Face Hub (``private=``, ``revision=``, ``commit_message=``, ``token=``)."""
-    from zoo.hub import push as _push
+    from zoo.pretrained import push as _push
 
     return _push(folder, repo_id, **kwargs)

@@ -43,10 +43,26 @@ class KeepBestEarlyStopping(EarlyStopping):
     After fit: ``best_epoch`` (0-based) and ``best_score`` say what was restored.
     """
 
-    def __init__(self, monitor: str = "val_loss", patience: int | None = None, mode: str = "min", min_delta: float = 0.0,
-                 restore_best: bool = True, verbose: bool = False, strict: bool = True, check_finite: bool = True) -> None:
-        super().__init__(monitor=monitor, patience=patience or 0, mode=mode, min_delta=min_delta, verbose=verbose,
-                         strict=strict, check_finite=check_finite)
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int | None = None,
+        mode: str = "min",
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        verbose: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(
+            monitor=monitor,
+            patience=patience or 0,
+            mode=mode,
+            min_delta=min_delta,
+            verbose=verbose,
+            strict=strict,
+            check_finite=check_finite,
+        )
         self.enabled = patience is not None
         self.restore_best = restore_best
         self.best_epoch: int | None = None
@@ -54,7 +70,9 @@ class KeepBestEarlyStopping(EarlyStopping):
         self._kept_score: Tensor | None = None
 
     def _keep_if_better(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        improved = torch.isfinite(self.best_score) and (self._kept_score is None or not torch.equal(self.best_score, self._kept_score))
+        improved = torch.isfinite(self.best_score) and (
+            self._kept_score is None or not torch.equal(self.best_score, self._kept_score)
+        )
         if improved:
             self._kept_score = self.best_score.clone()
             self.best_epoch = trainer.current_epoch
@@ -79,8 +97,13 @@ class KeepBestEarlyStopping(EarlyStopping):
         pl_module.load_state_dict(self._best_state)
         stopped = f"stopped after epoch {self.stopped_epoch + 1}" if self.stopped_epoch else "ran every epoch"
         if trainer.is_global_zero:
-            log.info("early stopping: %s; restored the weights of epoch %d (%s %.4f)", stopped, self.best_epoch + 1,
-                     self.monitor, float(self._kept_score))
+            log.info(
+                "early stopping: %s; restored the weights of epoch %d (%s %.4f)",
+                stopped,
+                self.best_epoch + 1,
+                self.monitor,
+                float(self._kept_score),
+            )
 
 
 class TrainingHistograms(Callback):
@@ -154,8 +177,15 @@ class TestReport(Callback):
         self._mistakes = []
         self.paths = []
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if not isinstance(outputs, Tensor) or not self.max_images:
             return
         images, targets = batch[0], batch[1]
@@ -183,14 +213,22 @@ class TestReport(Callback):
         total = int(matrix.sum())
         accuracy = float(matrix.diag().sum()) / max(1, total)
         what = f"{pl_module.hparams.get('model_name', type(pl_module).__name__)}, {total:,} test images"
-        self.paths = [plots.save(plots.confusion_figure(matrix, names, f"Confusion matrix: {what}, top-1 {100 * accuracy:.2f}%"),
-                                 folder / "confusion_matrix.png")]
+        self.paths = [
+            plots.save(
+                plots.confusion_figure(matrix, names, f"Confusion matrix: {what}, top-1 {100 * accuracy:.2f}%"),
+                folder / "confusion_matrix.png",
+            )
+        ]
         if self._mistakes:
             mistakes = sorted(self._mistakes, reverse=True)
             figure = plots.misclassified_figure(
-                torch.stack([m[2] for m in mistakes]), [m[3] for m in mistakes], [m[4] for m in mistakes],
-                [m[0] for m in mistakes], names,
-                f"The {len(mistakes)} most confident mistakes ({what}): true class → predicted (confidence)")
+                torch.stack([m[2] for m in mistakes]),
+                [m[3] for m in mistakes],
+                [m[4] for m in mistakes],
+                [m[0] for m in mistakes],
+                names,
+                f"The {len(mistakes)} most confident mistakes ({what}): true class → predicted (confidence)",
+            )
             self.paths.append(plots.save(figure, folder / "misclassified.png"))
         for path in self.paths:
             log.info("wrote %s", path)

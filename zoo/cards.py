@@ -1,7 +1,8 @@
 """Writing a weight folder (``model_cards/<arch.tag>/``) and rendering its model card.
 
 Every number in a card comes from ``metrics.json``, which the training run (or an evaluation run)
-wrote; the README is rendered from ``config.json`` + ``metrics.json`` and never edited by hand.
+wrote; the README is rendered from ``config.json`` + ``metrics.json`` and never edited by hand. The
+task hands over both dictionaries (its ``config.json`` and what was measured); nothing is computed here.
 """
 
 from __future__ import annotations
@@ -13,25 +14,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.weights import CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, sha256_file
+from zoo.files import CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, sha256_file
 
-
-def model_config(model: Any, name: str) -> dict[str, Any]:
-    """``config.json`` of a classification task: enough to rebuild it from the registry alone."""
-    hp = model.hparams
-    return {
-        "name": name,
-        "architecture": hp.model_name,
-        "library_name": "zoo",
-        "task": "image-classification",
-        "num_classes": hp.num_classes,
-        "in_chans": model.input_size[0],
-        "input_size": list(model.input_size),
-        "mean": model.mean.flatten().tolist(),
-        "std": model.std.flatten().tolist(),
-        "class_names": list(model.class_names),
-        "model_kwargs": dict(hp.model_kwargs or {}),
-    }
+# What each task reports: its headline metric (metrics.json key, model-index type and name, scale)
+# and its rows in the card's table, before the rows every card has.
+_PCT = 100.0
+TASKS: dict[str, dict[str, Any]] = {
+    "image-classification": {
+        "headline": ("test_acc", "accuracy", "top-1 accuracy", _PCT),
+        "rows": [
+            ("test_acc", "test top-1 accuracy ({test_samples} images)"),
+            ("test_acc5", "test top-5 accuracy"),
+            ("val_acc", "best validation top-1 accuracy"),
+        ],
+    },
+}
 
 
 def _fmt_pct(value: float | None) -> str:
@@ -42,22 +39,26 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     """The README.md of a weight folder, Hugging Face model-card style (YAML metadata first)."""
     name = config["name"]
     dataset = metrics.get("dataset", "")
+    task = config.get("task", "image-classification")
+    spec = TASKS.get(task, {"headline": None, "rows": []})
     front = {
         "library_name": "zoo",
         "license": metrics.get("license", "apache-2.0"),
-        "tags": ["image-classification", "zoo", "lightning", config["architecture"]],
+        "tags": [task, "zoo", "lightning", config["architecture"]],
         "datasets": [dataset] if dataset else [],
-        "metrics": ["accuracy"],
+        "metrics": [spec["headline"][1]] if spec["headline"] else [],
     }
-    if metrics.get("test_acc") is not None:  # weights nobody measured yet (fresh, fine-tuned, imported) have no results
+    headline = spec["headline"]
+    if headline and metrics.get(headline[0]) is not None:  # weights nobody measured yet have no results
+        key, kind, label, scale = headline
         front["model-index"] = [
             {
                 "name": name,
                 "results": [
                     {
-                        "task": {"type": "image-classification"},
+                        "task": {"type": task},
                         "dataset": {"name": dataset, "type": dataset, "split": "test"},
-                        "metrics": [{"type": "accuracy", "value": round(100 * metrics["test_acc"], 2), "name": "top-1 accuracy"}],
+                        "metrics": [{"type": kind, "value": round(scale * metrics[key], 2), "name": label}],
                     }
                 ],
             }
@@ -66,8 +67,10 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
 
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
     if metrics.get("recipe"):
-        origin = (f"`{config['architecture']}` trained on {dataset} by the recipe `{metrics['recipe']}`; every number "
-                  "below was measured by that run and written to `metrics.json`.")
+        origin = (
+            f"`{config['architecture']}` trained on {dataset} by the recipe `{metrics['recipe']}`; every number "
+            "below was measured by that run and written to `metrics.json`."
+        )
     else:
         origin = f"`{config['architecture']}` weights saved with zoo; numbers not measured yet are shown as –."
     lines += [
@@ -75,9 +78,10 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         "| metric | value |",
         "| --- | --- |",
-        f"| test top-1 accuracy ({metrics.get('test_samples', '?')} images) | {_fmt_pct(metrics.get('test_acc'))} |",
-        f"| test top-5 accuracy | {_fmt_pct(metrics.get('test_acc5'))} |",
-        f"| best validation top-1 accuracy | {_fmt_pct(metrics.get('val_acc'))} |",
+        *(
+            f"| {label.format(test_samples=metrics.get('test_samples', '?'))} | {_fmt_pct(metrics.get(key))} |"
+            for key, label in spec["rows"]
+        ),
         f"| parameters | {metrics.get('params', 0):,} |",
         f"| FLOPs per image (forward) | {metrics.get('flops', 0):,} |",
         f"| input | {' × '.join(str(s) for s in config['input_size'])}, pixels in [0, 1] |",

@@ -22,3 +22,11 @@ class WeightsError(ZooError, ValueError):
 
 class DatasetNotFoundError(ZooError, FileNotFoundError):
     """A dataset that is neither on disk nor downloadable."""
+
+
+class UnknownArgumentError(ZooError, TypeError):
+    """A keyword argument that neither the task nor the architecture's builder takes."""
+
+
+class InvalidValueError(ZooError, ValueError):
+    """An argument of the right name with a value out of its range or not among its choices."""

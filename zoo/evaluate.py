@@ -5,15 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 
-def evaluate_classifier(model: Any, root: str | None = None, batch_size: int = 500, datamodule: Any = None) -> dict[str, float]:
+def evaluate_classifier(
+    model: Any, root: str | None = None, batch_size: int = 500, datamodule: Any = None
+) -> dict[str, float]:
     """Top-1/top-5 accuracy and loss of a classifier on the Fashion-MNIST test set, via ``Trainer.test``."""
     import lightning as L
 
     from zoo.data import FashionMNISTDataModule
 
     data = datamodule or FashionMNISTDataModule(root=root, batch_size=batch_size, download=False)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     result = dict(trainer.test(model, datamodule=data, verbose=False)[0])
     result["test_samples"] = int(model.confusion_matrix.sum())
     return result

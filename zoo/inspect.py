@@ -85,8 +85,13 @@ def layer_table(net: nn.Module, input_size: tuple[int, ...], batch_size: int = 1
                 return
             shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
             params = sum(p.numel() for p in module.parameters(recurse=False))
-            shares = (isinstance(output, torch.Tensor) and bool(args) and isinstance(args[0], torch.Tensor)
-                      and not output.is_meta and output.untyped_storage().data_ptr() == args[0].untyped_storage().data_ptr())
+            shares = (
+                isinstance(output, torch.Tensor)
+                and bool(args)
+                and isinstance(args[0], torch.Tensor)
+                and not output.is_meta
+                and output.untyped_storage().data_ptr() == args[0].untyped_storage().data_ptr()
+            )
             rows.append(LayerRow(name, type(module).__name__, shape, params, counter.get_total_flops(), not shares))
 
         return hook

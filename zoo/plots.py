@@ -35,8 +35,14 @@ def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
-def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None, current_lr: float | None,
-                     title: str, skip_begin: int = 10) -> Figure:
+def lr_finder_figure(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    suggestion: float | None,
+    current_lr: float | None,
+    title: str,
+    skip_begin: int = 10,
+) -> Figure:
     """Smoothed loss against learning rate from Lightning's LR finder, the suggestion marked.
 
     The first ``skip_begin`` points are left out, as ``_LRFinder.suggestion`` leaves them out: the
@@ -47,7 +53,13 @@ def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: 
     if suggestion is not None:
         loss = losses[list(lrs).index(suggestion)]
         ax.plot([suggestion], [loss], "o", color="tab:red", markersize=9)
-        ax.axvline(suggestion, color="tab:red", linestyle="--", linewidth=1, label=f"suggestion {suggestion:.2g} (steepest descent)")
+        ax.axvline(
+            suggestion,
+            color="tab:red",
+            linestyle="--",
+            linewidth=1,
+            label=f"suggestion {suggestion:.2g} (steepest descent)",
+        )
     if current_lr:
         ax.axvline(current_lr, color="0.4", linestyle=":", linewidth=1.5, label=f"recipe lr {current_lr:g}")
     ax.set_xscale("log")
@@ -59,7 +71,9 @@ def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: 
     return fig
 
 
-def schedule_figure(curves: dict[str, Sequence[float]], steps_per_epoch: int, title: str, log_scale: bool = False) -> Figure:
+def schedule_figure(
+    curves: dict[str, Sequence[float]], steps_per_epoch: int, title: str, log_scale: bool = False
+) -> Figure:
     """Learning rate per optimizer step, epochs on the top axis; several schedules get a panel each."""
     columns = min(4, len(curves))
     rows = -(-len(curves) // columns)
@@ -75,7 +89,7 @@ def schedule_figure(curves: dict[str, Sequence[float]], steps_per_epoch: int, ti
             ax.set_title(name, fontsize="medium")
         top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
         top.set_xlabel("epoch", fontsize="small")
-    for ax in grid.flat[len(curves):]:
+    for ax in grid.flat[len(curves) :]:
         ax.set_axis_off()
     for ax in grid[-1]:
         ax.set_xlabel("optimizer step")
@@ -96,8 +110,12 @@ def overfit_figure(losses: Sequence[float], accuracy: float, loss_below: float, 
     ax.set_ylabel("training loss (log scale)")
     fig.suptitle(title)
     ok = verdict.startswith("the model can learn")
-    ax.set_title(f"{verdict.split(':')[0]} (accuracy on the batch {100 * accuracy:.0f}%)", color="tab:green" if ok else "tab:red",
-                 fontweight="bold", fontsize="medium")
+    ax.set_title(
+        f"{verdict.split(':')[0]} (accuracy on the batch {100 * accuracy:.0f}%)",
+        color="tab:green" if ok else "tab:red",
+        fontweight="bold",
+        fontsize="medium",
+    )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best")
     return fig
@@ -118,7 +136,10 @@ def curves_figure(runs: Sequence[dict[str, Any]], title: str) -> Figure:
         colors = {"train": "tab:blue", "val": "tab:orange"} if single else {"train": f"C{index}", "val": f"C{index}"}
         if single and run["train_loss_step"]:
             loss_ax.plot(*run["train_loss_step"], color="tab:blue", alpha=0.25, linewidth=0.8, label="train (per step)")
-        for ax, keys, scale in ((loss_ax, ("train_loss_epoch", "val_loss"), 1), (acc_ax, ("train_acc", "val_acc"), 100)):
+        for ax, keys, scale in (
+            (loss_ax, ("train_loss_epoch", "val_loss"), 1),
+            (acc_ax, ("train_acc", "val_acc"), 100),
+        ):
             for key, name, style in zip(keys, ("train", "val"), ("--", "-")):
                 if run[key]:
                     x, y = run[key]
@@ -142,8 +163,10 @@ def curves_figure(runs: Sequence[dict[str, Any]], title: str) -> Figure:
         loss_ax.legend(fontsize="small")
         acc_ax.legend(fontsize="small")
     else:
-        styles = [Line2D([], [], color="0.3", linestyle="-", label="validation"),
-                  Line2D([], [], color="0.3", linestyle="--", label="training")]
+        styles = [
+            Line2D([], [], color="0.3", linestyle="-", label="validation"),
+            Line2D([], [], color="0.3", linestyle="--", label="training"),
+        ]
         loss_ax.legend(handles=[*loss_ax.get_legend_handles_labels()[0], *styles], fontsize="small")
         acc_ax.legend(handles=[*acc_ax.get_legend_handles_labels()[0], *styles], fontsize="small")
     fig.suptitle(title)
@@ -167,16 +190,30 @@ def confusion_figure(matrix: Tensor, class_names: Sequence[str], title: str) -> 
         for true in range(num_classes):
             for pred in range(num_classes):
                 if counts[true, pred]:
-                    ax.text(pred, true, f"{counts[true, pred]:,}", ha="center", va="center", fontsize=8,
-                            color="white" if shares[true, pred] > 0.5 else "black")
+                    ax.text(
+                        pred,
+                        true,
+                        f"{counts[true, pred]:,}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if shares[true, pred] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
     return fig
 
 
-def misclassified_figure(images: Tensor, true: Sequence[int], predicted: Sequence[int], confidence: Sequence[float],
-                         class_names: Sequence[str], title: str, columns: int = 8) -> Figure:
+def misclassified_figure(
+    images: Tensor,
+    true: Sequence[int],
+    predicted: Sequence[int],
+    confidence: Sequence[float],
+    class_names: Sequence[str],
+    title: str,
+    columns: int = 8,
+) -> Figure:
     """A grid of uint8 images ``(N, C, H, W)``, each captioned ``true → predicted (confidence)``."""
     count = len(images)
     rows = max(1, -(-count // columns))
@@ -192,7 +229,10 @@ def misclassified_figure(images: Tensor, true: Sequence[int], predicted: Sequenc
             ax.imshow(image[:, :, 0], cmap="gray", vmin=0, vmax=255)
         else:
             ax.imshow(image)
-        ax.set_title(f"{class_names[true[index]]}\n→ {class_names[predicted[index]]} ({100 * confidence[index]:.0f}%)",
-                     fontsize=7.5, color="tab:red")
+        ax.set_title(
+            f"{class_names[true[index]]}\n→ {class_names[predicted[index]]} ({100 * confidence[index]:.0f}%)",
+            fontsize=7.5,
+            color="tab:red",
+        )
     fig.suptitle(title)
     return fig

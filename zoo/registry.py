@@ -1,24 +1,58 @@
-"""The model registry: names → builders and their metadata, ``name.tag`` parsing, close-name hints.
+"""The model registry: names → builders and their metadata, weight records, ``name.tag`` parsing, hints.
 
-A family file registers each builder with :func:`register_model`, passing its metadata explicitly
-(no module inspection). Weights are named ``arch.tag`` like timm (``lenet5.fmnist``).
+A leaf: it imports nothing of zoo but ``errors``. A family file (``zoo/models/<family>.py``) registers
+each builder with :func:`register_model`, passing its metadata explicitly, and lists its trained
+weights in one :func:`weight_table` (like timm's ``default_cfgs``); ``import zoo.models`` registers every
+family. Weights are named ``arch.tag`` like timm (``lenet5.fmnist``).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
-from collections.abc import Callable, Sequence
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UnknownModelError
+from zoo.errors import UnknownArgumentError, UnknownModelError
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from zoo.weights import Weights
+
+@dataclass(frozen=True)
+class Weights:
+    """One trained weight of an architecture, listed in its family's weight table.
+
+    Weights trained by a zoo recipe live in ``model_cards/<arch.tag>/``; their numbers (accuracy,
+    epochs, hash) are not typed here but read from the card's ``metrics.json``, which the run wrote.
+    Weights published elsewhere (torchvision / timm ImageNet files) name where to fetch them, the
+    sha256 of the published file, and how to rename its keys into this zoo's module (``convert``).
+
+    Sources, in the order ``zoo.load("arch.tag")`` tries them: the bundled ``model_cards/<arch.tag>/``;
+    ``hf_hub_id`` without ``filename``, a hub repo laid out like a card folder; ``url``, or
+    ``hf_hub_id`` + ``filename``, one published file passed through ``convert``. Without ``sha256``, a
+    torchvision-style file name (``resnet18-f37072fd.pth``) is held to the hash prefix it carries.
+    """
+
+    tag: str  # "fmnist" in "lenet5.fmnist"
+    dataset: str  # the dataset it was trained and measured on
+    recipe: str | None = None  # recipes/<file>.yaml that produced it (zoo-trained weights)
+    license: str = "apache-2.0"
+    url: str | None = None  # https:// address of a published weight file
+    hf_hub_id: str | None = None  # "org/repo" on the Hugging Face Hub (optionally "@revision")
+    filename: str | None = None  # one published file inside that hub repo (None: the repo is a card folder)
+    sha256: str | None = None  # of the published file, checked before it is used
+    origin: str = "zoo"  # whose layout a published file is in ("torchvision"), for messages
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # published keys → zoo's ``net`` keys
+    num_classes: int | None = None  # head size of the published weights (default: the entry's)
+    input_size: tuple[int, int, int] | None = None  # (C, H, W) the published weights were trained at
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    class_names: str | None = None  # name of a class list in zoo.data.class_names ("imagenet-1k")
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,17 +65,43 @@ class ModelEntry:
     input_size: tuple[int, int, int]  # (C, H, W) the builder's defaults expect
     num_classes: int  # default head size
     num_params: int  # at the default num_classes / in_chans: tests recompute it
+    first_conv: str = ""  # module name of the first convolution (adapted to other in_chans), like timm's
+    classifier: str = ""  # module name of the classification head (replaced for other num_classes)
     fixed_input_size: bool = False  # True when a flatten→linear head pins H and W
     task: str = "classification"
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
     paper: str = ""
     weights: dict[str, Weights] = field(default_factory=dict)
-    columns: dict[str, str] = field(default_factory=dict)  # family facts `zoo list` shows side by side (EfficientNet's φ)
+    columns: dict[str, str] = field(
+        default_factory=dict
+    )  # family facts `zoo list` shows side by side (EfficientNet's φ)
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_FAMILY_MODULES = ("lenet", "alexnet", "vgg", "resnet", "efficientnet")
+_TABLES: list[dict[str, list[Weights]]] = []
+
+
+def weight_table(table: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Weights]]:
+    """A family's weights, ``{"arch.tag": {Weights fields}}`` → ``{arch: [Weights, ...]}`` in table order.
+
+    Pass the result to every :func:`register_model` of the family: each builder takes the rows of its own
+    name, so each name is written once, in the table. Rows that name no registered builder are listed
+    by :func:`unclaimed_weights` (a test keeps that list empty).
+    """
+    grouped: dict[str, list[Weights]] = {}
+    for name, fields in table.items():
+        arch, tag = split_name(name)
+        if tag is None:
+            raise ValueError(f"weight table key {name!r} must be 'arch.tag'")
+        grouped.setdefault(arch, []).append(Weights(tag=tag, **fields))
+    _TABLES.append(grouped)
+    return grouped
+
+
+def unclaimed_weights() -> list[str]:
+    """``arch.tag`` rows of the weight tables whose architecture was never registered (typos)."""
+    return [f"{arch}.{w.tag}" for table in _TABLES for arch, rows in table.items() if arch not in _MODELS for w in rows]
 
 
 def register_model(
@@ -50,16 +110,19 @@ def register_model(
     input_size: tuple[int, int, int],
     num_classes: int,
     num_params: int,
-    weights: Sequence[Weights] = (),
+    weights: Sequence[Weights] | Mapping[str, Sequence[Weights]] = (),
     **meta: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a builder ``fn(*, num_classes, in_chans, **kw) -> nn.Module`` under its name."""
+    """Decorator registering a builder ``fn(*, num_classes, in_chans, **kw) -> nn.Module`` under its name.
+
+    ``weights``: this builder's weights, or the family's :func:`weight_table` (its rows for this name).
+    """
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        tags = {w.tag: w for w in weights}
+        rows = weights.get(name, ()) if isinstance(weights, Mapping) else weights
         _MODELS[name] = ModelEntry(
             name=name,
             builder=builder,
@@ -67,7 +130,7 @@ def register_model(
             input_size=tuple(input_size),
             num_classes=num_classes,
             num_params=num_params,
-            weights=tags,
+            weights={w.tag: w for w in rows},
             **meta,
         )
         return builder
@@ -75,16 +138,10 @@ def register_model(
     return wrap
 
 
-def _ensure_registered() -> None:
-    for module in _FAMILY_MODULES:
-        importlib.import_module(f"zoo.models.{module}")
-
-
 def _suggest(name: str) -> str:
     candidates = list(_MODELS) + [f"{m}.{t}" for m, e in _MODELS.items() for t in e.weights]
     close = difflib.get_close_matches(name, candidates, n=4, cutoff=0.5)
-    hint = f"closest: {', '.join(close)}" if close else "see `zoo list`"
-    return hint
+    return f"closest: {', '.join(close)}" if close else "see `zoo list`"
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -95,7 +152,6 @@ def split_name(name: str) -> tuple[str, str | None]:
 
 def get_entry(name: str) -> ModelEntry:
     """The entry of an architecture name (a ``.tag`` suffix is ignored)."""
-    _ensure_registered()
     arch, _ = split_name(name)
     if arch not in _MODELS:
         raise UnknownModelError(f"unknown model {name!r}; {_suggest(name)}")
@@ -112,48 +168,87 @@ def get_weights(name: str) -> Weights:
         return next(iter(entry.weights.values()))
     if tag not in entry.weights:
         raise UnknownModelError(
-            f"unknown weights {name!r}; {entry.name} has: "
-            + ", ".join(f"{entry.name}.{t}" for t in entry.weights)
+            f"unknown weights {name!r}; {entry.name} has: " + ", ".join(f"{entry.name}.{t}" for t in entry.weights)
         )
     return entry.weights[tag]
 
 
-def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Registered architecture names matching a shell-style ``pattern`` (``"res*"``).
+def full_name(name: str) -> str:
+    """``arch.tag`` of registered weights named ``arch.tag`` or ``arch`` (its first tag)."""
+    return f"{get_entry(name).name}.{get_weights(name).tag}"
 
-    ``pretrained=True`` keeps only architectures that have weights.
+
+def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False, exclude: Iterable[str] = ()) -> list[str]:
+    """Registered architecture names matching a shell-style ``pattern`` (``"res*"``) or any of several.
+
+    ``pretrained=True`` keeps only architectures that have weights; ``exclude`` drops matching names.
     """
-    _ensure_registered()
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    excluded = [exclude] if isinstance(exclude, str) else list(exclude)
     return sorted(
         name
         for name, entry in _MODELS.items()
-        if fnmatch.fnmatch(name, pattern) and (entry.weights or not pretrained)
+        if any(fnmatch.fnmatch(name, p) for p in patterns)
+        and not any(fnmatch.fnmatch(name, p) for p in excluded)
+        and (entry.weights or not pretrained)
     )
 
 
-def list_weights(pattern: str = "*") -> list[str]:
+def list_weights(pattern: str | Iterable[str] = "*") -> list[str]:
     """Every ``arch.tag`` whose architecture matches ``pattern``."""
     return [f"{name}.{tag}" for name in list_models(pattern) for tag in _MODELS[name].weights]
+
+
+def builder_params(name: str) -> set[str] | None:
+    """The keyword arguments an architecture's builder takes (``None``: any, it cannot tell).
+
+    A builder ``def resnet20(**kwargs) -> ResNet`` passes its keywords on to the class it returns, so
+    that class's ``__init__`` arguments are the builder's too.
+    """
+    entry = get_entry(name)
+
+    def named(fn: Callable[..., Any]) -> tuple[set[str], bool]:
+        params = inspect.signature(fn).parameters.values()
+        keep = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        return keep, any(p.kind is p.VAR_KEYWORD for p in params)
+
+    accepted, open_ended = named(entry.builder)
+    if open_ended:
+        try:
+            returned = typing.get_type_hints(entry.builder).get("return")
+        except Exception:  # an annotation that does not resolve: accept anything
+            return None
+        if not isinstance(returned, type):
+            return None
+        more, open_ended = named(returned.__init__)
+        accepted |= more
+        if open_ended:
+            return None
+    return accepted - {"num_classes", "in_chans"}
+
+
+def check_kwargs(name: str, kwargs: Mapping[str, Any], also: Iterable[str] = (), what: str | None = None) -> None:
+    """Raise a one-line :class:`UnknownArgumentError` for keywords neither the builder nor ``also`` takes."""
+    accepted = builder_params(name)
+    if accepted is None:
+        return
+    accepted |= {"num_classes", "in_chans", *also}
+    unknown = [key for key in kwargs if key not in accepted]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UnknownArgumentError(
+            f"{what or get_entry(name).name} takes no argument {key!r}; {hint}it takes: {', '.join(sorted(accepted))}"
+        )
 
 
 def build_net(name: str, *, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
     """The plain ``nn.Module`` of an architecture, randomly initialised."""
     entry = get_entry(name)
+    check_kwargs(entry.name, kwargs)
     return entry.builder(
         num_classes=entry.num_classes if num_classes is None else num_classes,
         in_chans=entry.input_size[0] if in_chans is None else in_chans,
         **kwargs,
     )
-
-
-def create(name: str, **kwargs: Any):
-    """A randomly initialised LightningModule for ``name``.
-
-    Keyword arguments the task knows (``num_classes``, ``in_chans``, ``lr``, ``optimizer``...) go to the
-    task; the rest go to the architecture's builder (``model_kwargs``).
-    """
-    entry = get_entry(name)
-    from zoo.tasks import task_class
-
-    kwargs.setdefault("num_classes", entry.num_classes)  # the task's own default (10) fits only small-image models
-    return task_class(entry.task).from_registry(entry.name, **kwargs)

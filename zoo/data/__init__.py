@@ -1,5 +1,19 @@
-"""LightningDataModules for the zoo's datasets."""
+"""LightningDataModules for the zoo's datasets, and the tables they share (class names, statistics).
 
-from zoo.data.fashion_mnist import FashionMNISTDataModule
+``zoo.data.FashionMNISTDataModule`` imports Lightning on first use, so that the family files can read
+``zoo.data.constants`` without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["FashionMNISTDataModule"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FashionMNISTDataModule":
+        from zoo.data.fashion_mnist import FashionMNISTDataModule
+
+        return FashionMNISTDataModule
+    raise AttributeError(f"module 'zoo.data' has no attribute {name!r}")

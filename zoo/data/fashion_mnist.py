@@ -182,7 +182,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         images, labels = load_split("train", hp.root, hp.download)
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
         train, val = order[: len(labels) - hp.val_size], order[len(labels) - hp.val_size :]
-        self.datasets["train"] = TensorImageDataset(images[train], labels[train], train_augmentation(random_erasing=hp.random_erasing) if hp.augment else None)
+        self.datasets["train"] = TensorImageDataset(
+            images[train], labels[train], train_augmentation(random_erasing=hp.random_erasing) if hp.augment else None
+        )
         self.datasets["val"] = TensorImageDataset(images[val], labels[val])
         self.datasets["test"] = TensorImageDataset(*load_split("test", hp.root, hp.download))
 

@@ -1,1 +1,11 @@
-"""Plain ``nn.Module`` families, one file each; importing a family registers its builders."""
+"""The model families, one file each: blocks, the network, its weight table, registered builders.
+
+``import zoo.models`` registers every family in :mod:`zoo.registry`. A new family is one more file here
+and one more name in the import below.
+"""
+
+from __future__ import annotations
+
+from zoo.models import alexnet, efficientnet, lenet, resnet, vgg  # each registers its builders
+
+FAMILIES = (lenet, alexnet, vgg, resnet, efficientnet)

@@ -42,18 +42,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.errors import InputShapeError
-from zoo.layers.state_dict import convert_state_dict
 from zoo.inspect import fc_parameter_share
-from zoo.registry import register_model
-from zoo.weights import Weights
+from zoo.registry import register_model, weight_table
 
 ALEXNET_PARAMS = 62_378_344
 ALEXNET_TV_PARAMS = 61_100_840
 ALEXNET_LITE_PARAMS = 488_658
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
 
 
 def _out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
@@ -89,9 +85,13 @@ class AlexNet(nn.Module):
         kernel, stride, padding = conv1
         side = _out(_out(_out(_out(_out(img_size, kernel, stride, padding), 3, 2), 5, 1, 2), 3, 2), 3, 2)
         if side < 1:
-            raise InputShapeError(f"AlexNet with conv1 {conv1} needs larger images than {img_size}×{img_size}; resize the images")
+            raise InputShapeError(
+                f"AlexNet with conv1 {conv1} needs larger images than {img_size}×{img_size}; resize the images"
+            )
         if not adaptive_pool and side != pool_size:
-            raise InputShapeError(f"without adaptive_pool, pool5 gives {side}×{side} at img_size={img_size}, not {pool_size}×{pool_size}; pass adaptive_pool=True")
+            raise InputShapeError(
+                f"without adaptive_pool, pool5 gives {side}×{side} at img_size={img_size}, not {pool_size}×{pool_size}; pass adaptive_pool=True"
+            )
         self.input_size = (in_chans, img_size, img_size)
         self.fixed_input_size = not adaptive_pool  # fc6 takes exactly C5·6·6 inputs
         layers: list[tuple[str, nn.Module]] = []
@@ -147,31 +147,25 @@ def _tv_key(key: str) -> str:
 
 
 def convert_torchvision(state: dict[str, Any]) -> dict[str, Tensor]:
-    """A state dict of ``torchvision.models.alexnet`` → ``alexnet_tv``'s keys (any head size)."""
-    return convert_state_dict(
-        state,
-        build=lambda num_classes: alexnet_tv(num_classes=num_classes),
-        head="classifier.6.weight",
-        rename=_tv_key,
-        source="torchvision alexnet",
-    )
+    """A state dict of ``torchvision.models.alexnet`` → ``alexnet_tv``'s keys (any head size).
+
+    Keys already in the zoo's layout pass unchanged; the load names whatever is left over.
+    """
+    return {_tv_key(key): value for key, value in state.items()}
 
 
-_IMAGENET = dict(family="alexnet", num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-_PAPER = "Krizhevsky, Sutskever, Hinton 2012, ImageNet classification with deep convolutional neural networks"
-
-TV_IN1K = Weights(
-    "tv_in1k",
-    "imagenet-1k",
-    license="bsd-3-clause",
-    url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-    convert=convert_torchvision,
-    num_classes=1000,
-    input_size=(3, 224, 224),
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    class_names="imagenet-1k",
+# ---- weights and registered builders --------------------------------------------------------------
+WEIGHTS = weight_table(
+    {
+        "alexnet_tv.tv_in1k": dict(
+            url=TORCHVISION_URL + "alexnet-owt-7be5be79.pth", convert=convert_torchvision, **TORCHVISION_IN1K
+        ),
+        "alexnet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/alexnet_lite_fmnist.yaml"),
+    }
 )
+_NAMES = dict(family="alexnet", first_conv="features.conv1", classifier="classifier.fc8", weights=WEIGHTS)
+_IMAGENET = dict(num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD, **_NAMES)
+_PAPER = "Krizhevsky, Sutskever, Hinton 2012, ImageNet classification with deep convolutional neural networks"
 
 
 @register_model(input_size=(3, 227, 227), num_params=ALEXNET_PARAMS, fixed_input_size=True, paper=_PAPER, **_IMAGENET)
@@ -179,13 +173,17 @@ def alexnet(*, img_size: int = 227, **kwargs) -> AlexNet:
     """The course's AlexNet: 96 first filters, 227×227 input (``img_size=224`` pads conv1 by 2)."""
     padding = {227: 0, 224: 2}.get(img_size)
     if padding is None:
-        raise InputShapeError(f"alexnet takes 227×227 or 224×224 images (got {img_size}); use alexnet_tv for other sizes")
+        raise InputShapeError(
+            f"alexnet takes 227×227 or 224×224 images (got {img_size}); use alexnet_tv for other sizes"
+        )
     return AlexNet(img_size=img_size, conv1=(11, 4, padding), **kwargs)
 
 
 @register_model(
-    input_size=(3, 224, 224), num_params=ALEXNET_TV_PARAMS, weights=[TV_IN1K],
-    paper=_PAPER + "; Krizhevsky 2014, One weird trick for parallelizing CNNs", **_IMAGENET,
+    input_size=(3, 224, 224),
+    num_params=ALEXNET_TV_PARAMS,
+    paper=_PAPER + "; Krizhevsky 2014, One weird trick for parallelizing CNNs",
+    **_IMAGENET,
 )
 def alexnet_tv(**kwargs) -> AlexNet:
     """torchvision's AlexNet: 64 first filters, adaptive 6×6 pool before the FC layers."""
@@ -198,9 +196,14 @@ ALEXNET_LITE = dict(widths=(24, 48, 64, 64, 48), conv1=(5, 1, 2), img_size=28, h
 
 
 @register_model(
-    family="alexnet", input_size=(1, 28, 28), num_classes=10, num_params=ALEXNET_LITE_PARAMS, fixed_input_size=True,
-    mean=FMNIST_MEAN, std=FMNIST_STD, paper=_PAPER,
-    weights=[Weights("fmnist", "fashion_mnist", "recipes/alexnet_lite_fmnist.yaml")],
+    input_size=(1, 28, 28),
+    num_classes=10,
+    num_params=ALEXNET_LITE_PARAMS,
+    fixed_input_size=True,
+    mean=FMNIST_MEAN,
+    std=FMNIST_STD,
+    paper=_PAPER,
+    **_NAMES,
 )
 def alexnet_lite(**kwargs) -> AlexNet:
     """AlexNet's layer recipe for 28×28 Fashion-MNIST: stride-1 5×5 conv1, BatchNorm, 512-wide FC layers."""

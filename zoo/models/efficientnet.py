@@ -57,13 +57,9 @@ from typing import Any
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
-from zoo.layers.state_dict import same_keys_converter
-from zoo.registry import register_model
-from zoo.weights import Weights
+from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
+from zoo.registry import register_model, weight_table
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
 PAPER = "Tan, Le 2019, EfficientNet: rethinking model scaling for convolutional neural networks"
 
@@ -116,7 +112,12 @@ class Scaling:
 
     def columns(self) -> dict[str, str]:
         """The multipliers as registry columns, so that ``zoo list 'efficientnet*'`` sets the variants side by side."""
-        return {"φ": f"{self.phi:g}", "depth ×": f"{self.depth:.2g}", "width ×": f"{self.width:.2g}", "resolution": str(self.resolution)}
+        return {
+            "φ": f"{self.phi:g}",
+            "depth ×": f"{self.depth:.2g}",
+            "width ×": f"{self.width:.2g}",
+            "resolution": str(self.resolution),
+        }
 
 
 SCALING = {
@@ -141,14 +142,19 @@ def round_channels(channels: float, divisor: int = 8) -> int:
 class MBConv(nn.Module):
     """Inverted residual with squeeze-excitation. ``(N, in_chans, H, W)`` → ``(N, out_chans, H/stride, W/stride)``."""
 
-    def __init__(self, in_chans: int, out_chans: int, expand: int, kernel: int, stride: int,
-                 drop_path: float, norm: Any) -> None:
+    def __init__(
+        self, in_chans: int, out_chans: int, expand: int, kernel: int, stride: int, drop_path: float, norm: Any
+    ) -> None:
         super().__init__()
         hidden = round_channels(in_chans * expand)
         layers: list[nn.Module] = []
         if hidden != in_chans:
             layers.append(Conv2dNormActivation(in_chans, hidden, 1, norm_layer=norm, activation_layer=nn.SiLU))
-        layers.append(Conv2dNormActivation(hidden, hidden, kernel, stride=stride, groups=hidden, norm_layer=norm, activation_layer=nn.SiLU))
+        layers.append(
+            Conv2dNormActivation(
+                hidden, hidden, kernel, stride=stride, groups=hidden, norm_layer=norm, activation_layer=nn.SiLU
+            )
+        )
         layers.append(SqueezeExcitation(hidden, max(1, in_chans // 4), activation=partial(nn.SiLU, inplace=True)))
         layers.append(Conv2dNormActivation(hidden, out_chans, 1, norm_layer=norm, activation_layer=None))
         self.block = nn.Sequential(*layers)
@@ -192,7 +198,9 @@ class EfficientNet(nn.Module):
         self.fixed_input_size = False
         self.metadata = scaling.metadata() if scaling is not None else {}
         stem = round_channels(B0_STEM * width)
-        layers: list[nn.Module] = [Conv2dNormActivation(in_chans, stem, 3, stride=stem_stride, norm_layer=norm, activation_layer=nn.SiLU)]
+        layers: list[nn.Module] = [
+            Conv2dNormActivation(in_chans, stem, 3, stride=stem_stride, norm_layer=norm, activation_layer=nn.SiLU)
+        ]
         repeats = [math.ceil(stage.layers * depth) for stage in stages]
         total, index, channels = sum(repeats), 0, stem
         for stage, count in zip(stages, repeats):
@@ -200,7 +208,9 @@ class EfficientNet(nn.Module):
             blocks = []
             for position in range(count):
                 stride = stage.stride if position == 0 else 1
-                blocks.append(MBConv(channels, out_chans, stage.expand, stage.kernel, stride, drop_path * index / total, norm))
+                blocks.append(
+                    MBConv(channels, out_chans, stage.expand, stage.kernel, stride, drop_path * index / total, norm)
+                )
                 channels, index = out_chans, index + 1
             layers.append(nn.Sequential(*blocks))
         head = 4 * channels  # 1280 for B0
@@ -231,110 +241,124 @@ class EfficientNet(nn.Module):
 
 def _build(arch: str, **kwargs) -> EfficientNet:
     scaling = SCALING[arch]
-    defaults = dict(width=scaling.width, depth=scaling.depth, dropout=scaling.dropout, bn_eps=scaling.bn_eps,
-                    img_size=scaling.resolution, scaling=scaling)
+    defaults = dict(
+        width=scaling.width,
+        depth=scaling.depth,
+        dropout=scaling.dropout,
+        bn_eps=scaling.bn_eps,
+        img_size=scaling.resolution,
+        scaling=scaling,
+    )
     return EfficientNet(**{**defaults, **kwargs})
 
 
-# ---- torchvision importer ------------------------------------------------------------------------
-def torchvision_converter(arch: str):
-    """The converter of a torchvision ``efficientnet_b*`` state dict into ``arch``: same keys, checked."""
-    return same_keys_converter(
-        f"torchvision {arch}", lambda num_classes: _build(arch, num_classes=num_classes), head="classifier.1.weight"
+# ---- weights and registered builders --------------------------------------------------------------
+# torchvision's files (ported from the TensorFlow originals by Ross Wightman and Luke Melas-Kyriazi) have
+# this module layout: they load without renaming. torchvision evaluates its B2 weights at 288 px, not the
+# paper's 260, and so do they here (their input size and the builder's img_size).
+_TV = dict(TORCHVISION_IN1K)
+WEIGHTS = weight_table(
+    {
+        "efficientnet_b0.tv_in1k": dict(
+            url=TORCHVISION_URL + "efficientnet_b0_rwightman-7f5810bc.pth", **{**_TV, "input_size": (3, 224, 224)}
+        ),
+        "efficientnet_b1.tv_in1k": dict(
+            url=TORCHVISION_URL + "efficientnet_b1_rwightman-bac287d4.pth", **{**_TV, "input_size": (3, 240, 240)}
+        ),
+        "efficientnet_b2.tv_in1k": dict(
+            url=TORCHVISION_URL + "efficientnet_b2_rwightman-c35c1473.pth",
+            **{**_TV, "input_size": (3, 288, 288)},
+            model_kwargs={"img_size": 288},
+        ),
+        "efficientnet_b3.tv_in1k": dict(
+            url=TORCHVISION_URL + "efficientnet_b3_rwightman-b3899882.pth", **{**_TV, "input_size": (3, 300, 300)}
+        ),
+        "efficientnet_b4.tv_in1k": dict(
+            url=TORCHVISION_URL + "efficientnet_b4_rwightman-23ab8bcd.pth", **{**_TV, "input_size": (3, 380, 380)}
+        ),
+        "efficientnet_b5.tv_in1k": dict(
+            url=TORCHVISION_URL + "efficientnet_b5_lukemelas-1a07897c.pth", **{**_TV, "input_size": (3, 456, 456)}
+        ),
+        "efficientnet_b6.tv_in1k": dict(
+            url=TORCHVISION_URL + "efficientnet_b6_lukemelas-24a108a5.pth", **{**_TV, "input_size": (3, 528, 528)}
+        ),
+        "efficientnet_b7.tv_in1k": dict(
+            url=TORCHVISION_URL + "efficientnet_b7_lukemelas-c5b4e57e.pth", **{**_TV, "input_size": (3, 600, 600)}
+        ),
+        "efficientnet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/efficientnet_lite_fmnist.yaml"),
+    }
+)
+_NAMES = dict(family="efficientnet", first_conv="features.0.0", classifier="classifier.1", weights=WEIGHTS, paper=PAPER)
+
+
+def _imagenet(phi_name: str) -> dict:
+    resolution = SCALING[phi_name].resolution
+    return dict(
+        input_size=(3, resolution, resolution),
+        num_classes=1000,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        columns=SCALING[phi_name].columns(),
+        **_NAMES,
     )
 
 
-_TV_FILES = {  # torchvision's files (ported from the TensorFlow originals by Ross Wightman and Luke Melas-Kyriazi)
-    "efficientnet_b0": "efficientnet_b0_rwightman-7f5810bc.pth",
-    "efficientnet_b1": "efficientnet_b1_rwightman-bac287d4.pth",
-    "efficientnet_b2": "efficientnet_b2_rwightman-c35c1473.pth",
-    "efficientnet_b3": "efficientnet_b3_rwightman-b3899882.pth",
-    "efficientnet_b4": "efficientnet_b4_rwightman-23ab8bcd.pth",
-    "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
-    "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth",
-    "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
-}
-NUM_PARAMS = {
-    "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
-    "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
-    "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
-}
-
-
-# torchvision evaluates its B2 weights at 288 px, not the paper's 260 (its weights' transforms)
-_TV_EVAL_SIZE = {"efficientnet_b2": 288}
-
-
-def _register(arch: str):
-    resolution = SCALING[arch].resolution
-    evaluated_at = _TV_EVAL_SIZE.get(arch, resolution)
-    weights = Weights(
-        "tv_in1k", "imagenet-1k", license="bsd-3-clause", url=f"https://download.pytorch.org/models/{_TV_FILES[arch]}",
-        convert=torchvision_converter(arch), num_classes=1000, input_size=(3, evaluated_at, evaluated_at),
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names="imagenet-1k",
-        model_kwargs={"img_size": evaluated_at} if evaluated_at != resolution else {},
-    )
-    return register_model(
-        family="efficientnet", input_size=(3, resolution, resolution), num_classes=1000, num_params=NUM_PARAMS[arch],
-        weights=[weights], mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=PAPER, columns=SCALING[arch].columns(),
-    )
-
-
-@_register("efficientnet_b0")
+@register_model(num_params=5_288_548, **_imagenet("efficientnet_b0"))
 def efficientnet_b0(**kwargs) -> EfficientNet:
     """EfficientNet-B0, the searched base network (φ = 0), 224×224."""
     return _build("efficientnet_b0", **kwargs)
 
 
-@_register("efficientnet_b1")
+@register_model(num_params=7_794_184, **_imagenet("efficientnet_b1"))
 def efficientnet_b1(**kwargs) -> EfficientNet:
     """EfficientNet-B1 (φ = 1): depth 1.1, 240×240."""
     return _build("efficientnet_b1", **kwargs)
 
 
-@_register("efficientnet_b2")
+@register_model(num_params=9_109_994, **_imagenet("efficientnet_b2"))
 def efficientnet_b2(**kwargs) -> EfficientNet:
     """EfficientNet-B2 (φ = 2): width 1.1, depth 1.2, 260×260."""
     return _build("efficientnet_b2", **kwargs)
 
 
-@_register("efficientnet_b3")
+@register_model(num_params=12_233_232, **_imagenet("efficientnet_b3"))
 def efficientnet_b3(**kwargs) -> EfficientNet:
     """EfficientNet-B3 (φ = 3): width 1.2, depth 1.4, 300×300."""
     return _build("efficientnet_b3", **kwargs)
 
 
-@_register("efficientnet_b4")
+@register_model(num_params=19_341_616, **_imagenet("efficientnet_b4"))
 def efficientnet_b4(**kwargs) -> EfficientNet:
     """EfficientNet-B4 (φ = 4): width 1.4, depth 1.8, 380×380."""
     return _build("efficientnet_b4", **kwargs)
 
 
-@_register("efficientnet_b5")
+@register_model(num_params=30_389_784, **_imagenet("efficientnet_b5"))
 def efficientnet_b5(**kwargs) -> EfficientNet:
     """EfficientNet-B5 (φ = 5): width 1.6, depth 2.2, 456×456."""
     return _build("efficientnet_b5", **kwargs)
 
 
-@_register("efficientnet_b6")
+@register_model(num_params=43_040_704, **_imagenet("efficientnet_b6"))
 def efficientnet_b6(**kwargs) -> EfficientNet:
     """EfficientNet-B6 (φ = 6): width 1.8, depth 2.6, 528×528."""
     return _build("efficientnet_b6", **kwargs)
 
 
-@_register("efficientnet_b7")
+@register_model(num_params=66_347_960, **_imagenet("efficientnet_b7"))
 def efficientnet_b7(**kwargs) -> EfficientNet:
     """EfficientNet-B7 (φ = 7): width 2.0, depth 3.1, 600×600."""
     return _build("efficientnet_b7", **kwargs)
 
 
-EFFICIENTNET_LITE_PARAMS = 1_189_756
-
-
 @register_model(
-    family="efficientnet", input_size=(1, 28, 28), num_classes=10, num_params=EFFICIENTNET_LITE_PARAMS,
-    mean=FMNIST_MEAN, std=FMNIST_STD, paper=PAPER, columns=SCALING["efficientnet_lite"].columns(),
-    weights=[Weights("fmnist", "fashion_mnist", "recipes/efficientnet_lite_fmnist.yaml")],
+    input_size=(1, 28, 28),
+    num_classes=10,
+    num_params=1_189_756,
+    mean=FMNIST_MEAN,
+    std=FMNIST_STD,
+    columns=SCALING["efficientnet_lite"].columns(),
+    **_NAMES,
 )
 def efficientnet_lite(**kwargs) -> EfficientNet:
     """B0 scaled down by the compound rule to φ = −4 (width 0.68, depth 0.48), stride-1 stem for 28×28 Fashion-MNIST."""

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from zoo.registry import register_model
-from zoo.weights import Weights
+from zoo.data.constants import FMNIST_MEAN, FMNIST_STD
+from zoo.registry import register_model, weight_table
 
 LENET5_PARAMS = 61_706
 
@@ -102,25 +102,34 @@ class LeNet5(nn.Module):
         return self.head(self.features(x))
 
 
-_FMNIST_META = dict(
+WEIGHTS = weight_table(
+    {
+        "lenet5.fmnist": dict(dataset="fashion_mnist", recipe="recipes/lenet5_fmnist.yaml"),
+        "lenet5_relu.fmnist": dict(dataset="fashion_mnist", recipe="recipes/lenet5_relu_fmnist.yaml"),
+    }
+)
+_META = dict(
     family="lenet",
     input_size=(1, 28, 28),
     num_classes=10,
     num_params=LENET5_PARAMS,
     fixed_input_size=True,
-    mean=(0.2860,),
-    std=(0.3530,),
+    mean=FMNIST_MEAN,
+    std=FMNIST_STD,
+    first_conv="features.c1",
+    classifier="head.fc",
+    weights=WEIGHTS,
     paper="LeCun et al. 1998, Gradient-based learning applied to document recognition",
 )
 
 
-@register_model(weights=[Weights("fmnist", "fashion_mnist", "recipes/lenet5_fmnist.yaml")], **_FMNIST_META)
+@register_model(**_META)
 def lenet5(**kwargs) -> LeNet5:
     """LeNet-5 as in 1998: tanh, average pooling."""
     return LeNet5(**kwargs)
 
 
-@register_model(weights=[Weights("fmnist", "fashion_mnist", "recipes/lenet5_relu_fmnist.yaml")], **_FMNIST_META)
+@register_model(**_META)
 def lenet5_relu(**kwargs) -> LeNet5:
     """LeNet-5 layer sizes with ReLU and max pooling."""
     return LeNet5(**{"activation": "relu", "pooling": "max", **kwargs})

@@ -30,14 +30,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.errors import ZooError
-from zoo.layers.state_dict import same_keys_converter
-from zoo.registry import register_model
-from zoo.weights import Weights
+from zoo.registry import register_model, weight_table
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
 PAPER = "He, Zhang, Ren, Sun 2015, Deep residual learning for image recognition"
 
 
@@ -162,78 +158,62 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(self.forward_features(x)), 1))
 
 
-# ---- torchvision importer ------------------------------------------------------------------------
-def torchvision_converter(arch: str):
-    """The converter of a torchvision ``resnet*`` state dict into ``arch``: same keys, checked."""
-    return same_keys_converter(
-        f"torchvision {arch}", lambda num_classes: _IMAGENET_BUILDERS[arch](num_classes=num_classes), head="fc.weight"
-    )
+# ---- weights and registered builders --------------------------------------------------------------
+# torchvision's files (IMAGENET1K_V1) have this module layout: they load without renaming.
+_TV, _TV_URL = TORCHVISION_IN1K, TORCHVISION_URL
+WEIGHTS = weight_table(
+    {
+        "resnet18.tv_in1k": dict(url=_TV_URL + "resnet18-f37072fd.pth", **_TV),
+        "resnet34.tv_in1k": dict(url=_TV_URL + "resnet34-b627a593.pth", **_TV),
+        "resnet50.tv_in1k": dict(url=_TV_URL + "resnet50-11ad3fa6.pth", **_TV),
+        "resnet101.tv_in1k": dict(url=_TV_URL + "resnet101-cd907fc2.pth", **_TV),
+        "resnet152.tv_in1k": dict(url=_TV_URL + "resnet152-f82ba261.pth", **_TV),
+        "resnet20.fmnist": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist.yaml"),
+    }
+)
+_NAMES = dict(family="resnet", first_conv="conv1", classifier="fc", weights=WEIGHTS)
+_IMAGENET = dict(
+    input_size=(3, 224, 224), num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=PAPER, **_NAMES
+)
+# CIFAR-style networks for 28-32 pixel images (section 4.2 of the paper)
+_CIFAR = dict(
+    input_size=(1, 28, 28),
+    num_classes=10,
+    mean=FMNIST_MEAN,
+    std=FMNIST_STD,
+    paper=PAPER + " (section 4.2, CIFAR-10)",
+    **_NAMES,
+)
 
 
-# torchvision's files: IMAGENET1K_V1 for the small nets, the better V2 recipe where it exists
-_TV_FILES = {
-    "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth", "resnet50": "resnet50-11ad3fa6.pth",
-    "resnet101": "resnet101-cd907fc2.pth", "resnet152": "resnet152-f82ba261.pth",
-}
-NUM_PARAMS = {
-    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160, "resnet152": 60_192_808,
-}
-
-
-def _register_imagenet(arch: str):
-    weights = Weights(
-        "tv_in1k", "imagenet-1k", license="bsd-3-clause", url=f"https://download.pytorch.org/models/{_TV_FILES[arch]}",
-        convert=torchvision_converter(arch), num_classes=1000, input_size=(3, 224, 224),
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names="imagenet-1k",
-    )
-    return register_model(
-        family="resnet", input_size=(3, 224, 224), num_classes=1000, num_params=NUM_PARAMS[arch], weights=[weights],
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=PAPER,
-    )
-
-
-@_register_imagenet("resnet18")
+@register_model(num_params=11_689_512, **_IMAGENET)
 def resnet18(**kwargs) -> ResNet:
     """ResNet-18: BasicBlocks 2-2-2-2."""
     return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
 
 
-@_register_imagenet("resnet34")
+@register_model(num_params=21_797_672, **_IMAGENET)
 def resnet34(**kwargs) -> ResNet:
     """ResNet-34: BasicBlocks 3-4-6-3."""
     return ResNet(BasicBlock, (3, 4, 6, 3), **kwargs)
 
 
-@_register_imagenet("resnet50")
+@register_model(num_params=25_557_032, **_IMAGENET)
 def resnet50(**kwargs) -> ResNet:
     """ResNet-50: Bottlenecks 3-4-6-3."""
     return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
 
 
-@_register_imagenet("resnet101")
+@register_model(num_params=44_549_160, **_IMAGENET)
 def resnet101(**kwargs) -> ResNet:
     """ResNet-101: Bottlenecks 3-4-23-3."""
     return ResNet(Bottleneck, (3, 4, 23, 3), **kwargs)
 
 
-@_register_imagenet("resnet152")
+@register_model(num_params=60_192_808, **_IMAGENET)
 def resnet152(**kwargs) -> ResNet:
     """ResNet-152: Bottlenecks 3-8-36-3."""
     return ResNet(Bottleneck, (3, 8, 36, 3), **kwargs)
-
-
-_IMAGENET_BUILDERS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101, "resnet152": resnet152}
-
-
-# ---- CIFAR-style networks for 28-32 pixel images ---------------------------------------------------
-CIFAR_PARAMS = {"resnet20": 272_186, "resnet32": 466_618, "resnet56": 855_482}
-
-
-def _register_cifar(arch: str, weights: Sequence[Weights] = ()):
-    return register_model(
-        family="resnet", input_size=(1, 28, 28), num_classes=10, num_params=CIFAR_PARAMS[arch], weights=weights,
-        mean=FMNIST_MEAN, std=FMNIST_STD, paper=PAPER + " (section 4.2, CIFAR-10)",
-    )
 
 
 def _cifar(depth: int, **kwargs) -> ResNet:
@@ -241,19 +221,19 @@ def _cifar(depth: int, **kwargs) -> ResNet:
     return ResNet(BasicBlock, (n, n, n), widths=(16, 32, 64), stem="cifar", **kwargs)
 
 
-@_register_cifar("resnet20", weights=[Weights("fmnist", "fashion_mnist", "recipes/resnet20_fmnist.yaml")])
+@register_model(num_params=272_186, **_CIFAR)
 def resnet20(**kwargs) -> ResNet:
     """CIFAR ResNet-20: 3 stages × 3 BasicBlocks of 16/32/64 channels."""
     return _cifar(20, **kwargs)
 
 
-@_register_cifar("resnet32")
+@register_model(num_params=466_618, **_CIFAR)
 def resnet32(**kwargs) -> ResNet:
     """CIFAR ResNet-32: 3 stages × 5 BasicBlocks."""
     return _cifar(32, **kwargs)
 
 
-@_register_cifar("resnet56")
+@register_model(num_params=855_482, **_CIFAR)
 def resnet56(**kwargs) -> ResNet:
     """CIFAR ResNet-56: 3 stages × 9 BasicBlocks."""
     return _cifar(56, **kwargs)

@@ -42,14 +42,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from zoo.layers.state_dict import same_keys_converter
+from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.inspect import fc_parameter_share
-from zoo.registry import register_model
-from zoo.weights import Weights
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
+from zoo.registry import register_model, weight_table
 
 # Filters per conv, "M" for a 2×2 max pool: the columns A, B, D, E of the paper's Table 1.
 CONFIGS: dict[str, list[int | str]] = {
@@ -58,11 +53,6 @@ CONFIGS: dict[str, list[int | str]] = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
     "vgg_lite": [24, "M", 48, 48, "M", 96, 96, "M"],
-}
-
-NUM_PARAMS = {
-    "vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240,
-    "vgg11_bn": 132_868_840, "vgg13_bn": 133_053_736, "vgg16_bn": 138_365_992, "vgg19_bn": 143_678_248,
 }
 
 
@@ -130,100 +120,75 @@ class VGG(nn.Module):
         return self.classifier(self.avgpool(x).flatten(1))
 
 
-# ---- torchvision importer ------------------------------------------------------------------------
-def torchvision_converter(arch: str):
-    """The converter of a torchvision ``vgg*`` state dict into ``arch``: same keys, checked."""
-    return same_keys_converter(
-        f"torchvision {arch}", lambda num_classes: _BUILDERS[arch](num_classes=num_classes), head="classifier.6.weight"
-    )
+# ---- weights and registered builders --------------------------------------------------------------
+# torchvision's files have this module layout (features.<i>, classifier.0/3/6): they load without renaming.
+WEIGHTS = weight_table(
+    {
+        "vgg11.tv_in1k": dict(url=TORCHVISION_URL + "vgg11-8a719046.pth", **TORCHVISION_IN1K),
+        "vgg13.tv_in1k": dict(url=TORCHVISION_URL + "vgg13-19584684.pth", **TORCHVISION_IN1K),
+        "vgg16.tv_in1k": dict(url=TORCHVISION_URL + "vgg16-397923af.pth", **TORCHVISION_IN1K),
+        "vgg19.tv_in1k": dict(url=TORCHVISION_URL + "vgg19-dcbb9e9d.pth", **TORCHVISION_IN1K),
+        "vgg11_bn.tv_in1k": dict(url=TORCHVISION_URL + "vgg11_bn-6002323d.pth", **TORCHVISION_IN1K),
+        "vgg13_bn.tv_in1k": dict(url=TORCHVISION_URL + "vgg13_bn-abd245e5.pth", **TORCHVISION_IN1K),
+        "vgg16_bn.tv_in1k": dict(url=TORCHVISION_URL + "vgg16_bn-6c64b313.pth", **TORCHVISION_IN1K),
+        "vgg19_bn.tv_in1k": dict(url=TORCHVISION_URL + "vgg19_bn-c79401a0.pth", **TORCHVISION_IN1K),
+        "vgg_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/vgg_lite_fmnist.yaml"),
+    }
+)
+_PAPER = "Simonyan, Zisserman 2014, Very deep convolutional networks for large-scale image recognition"
+_NAMES = dict(family="vgg", first_conv="features.0", classifier="classifier.6", weights=WEIGHTS, paper=_PAPER)
+_IMAGENET = dict(input_size=(3, 224, 224), num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD, **_NAMES)
 
 
-_TV_FILES = {
-    "vgg11": "vgg11-8a719046.pth", "vgg13": "vgg13-19584684.pth", "vgg16": "vgg16-397923af.pth",
-    "vgg19": "vgg19-dcbb9e9d.pth", "vgg11_bn": "vgg11_bn-6002323d.pth", "vgg13_bn": "vgg13_bn-abd245e5.pth",
-    "vgg16_bn": "vgg16_bn-6c64b313.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth",
-}
-
-
-def _tv_weights(arch: str) -> list[Weights]:
-    return [
-        Weights(
-            "tv_in1k", "imagenet-1k", license="bsd-3-clause", url=f"https://download.pytorch.org/models/{_TV_FILES[arch]}",
-            convert=torchvision_converter(arch), num_classes=1000, input_size=(3, 224, 224),
-            mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names="imagenet-1k",
-        )
-    ]
-
-
-def _register(arch: str):
-    return register_model(
-        family="vgg", input_size=(3, 224, 224), num_classes=1000, num_params=NUM_PARAMS[arch], weights=_tv_weights(arch),
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        paper="Simonyan, Zisserman 2014, Very deep convolutional networks for large-scale image recognition",
-    )
-
-
-@_register("vgg11")
+@register_model(num_params=132_863_336, **_IMAGENET)
 def vgg11(**kwargs) -> VGG:
     """VGG configuration A: 8 convs + 3 FC."""
     return VGG(CONFIGS["vgg11"], **kwargs)
 
 
-@_register("vgg13")
+@register_model(num_params=133_047_848, **_IMAGENET)
 def vgg13(**kwargs) -> VGG:
     """VGG configuration B: 10 convs + 3 FC."""
     return VGG(CONFIGS["vgg13"], **kwargs)
 
 
-@_register("vgg16")
+@register_model(num_params=138_357_544, **_IMAGENET)
 def vgg16(**kwargs) -> VGG:
     """VGG configuration D: 13 convs + 3 FC, 138,357,544 parameters."""
     return VGG(CONFIGS["vgg16"], **kwargs)
 
 
-@_register("vgg19")
+@register_model(num_params=143_667_240, **_IMAGENET)
 def vgg19(**kwargs) -> VGG:
     """VGG configuration E: 16 convs + 3 FC."""
     return VGG(CONFIGS["vgg19"], **kwargs)
 
 
-@_register("vgg11_bn")
+@register_model(num_params=132_868_840, **_IMAGENET)
 def vgg11_bn(**kwargs) -> VGG:
     """VGG-11 with BatchNorm after each conv."""
     return VGG(CONFIGS["vgg11"], batch_norm=True, **kwargs)
 
 
-@_register("vgg13_bn")
+@register_model(num_params=133_053_736, **_IMAGENET)
 def vgg13_bn(**kwargs) -> VGG:
     """VGG-13 with BatchNorm after each conv."""
     return VGG(CONFIGS["vgg13"], batch_norm=True, **kwargs)
 
 
-@_register("vgg16_bn")
+@register_model(num_params=138_365_992, **_IMAGENET)
 def vgg16_bn(**kwargs) -> VGG:
     """VGG-16 with BatchNorm after each conv."""
     return VGG(CONFIGS["vgg16"], batch_norm=True, **kwargs)
 
 
-@_register("vgg19_bn")
+@register_model(num_params=143_678_248, **_IMAGENET)
 def vgg19_bn(**kwargs) -> VGG:
     """VGG-19 with BatchNorm after each conv."""
     return VGG(CONFIGS["vgg19"], batch_norm=True, **kwargs)
 
 
-_BUILDERS = {
-    "vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19,
-    "vgg11_bn": vgg11_bn, "vgg13_bn": vgg13_bn, "vgg16_bn": vgg16_bn, "vgg19_bn": vgg19_bn,
-}
-
-VGG_LITE_PARAMS = 446_474
-
-
-@register_model(
-    family="vgg", input_size=(1, 28, 28), num_classes=10, num_params=VGG_LITE_PARAMS,
-    mean=FMNIST_MEAN, std=FMNIST_STD, weights=[Weights("fmnist", "fashion_mnist", "recipes/vgg_lite_fmnist.yaml")],
-    paper="Simonyan, Zisserman 2014, Very deep convolutional networks for large-scale image recognition",
-)
+@register_model(input_size=(1, 28, 28), num_classes=10, num_params=446_474, mean=FMNIST_MEAN, std=FMNIST_STD, **_NAMES)
 def vgg_lite(**kwargs) -> VGG:
     """VGG's recipe for 28×28 Fashion-MNIST: 24-48-48-96-96 3×3 convs with BatchNorm, 256-wide FC layers."""
     return VGG(CONFIGS["vgg_lite"], **{"batch_norm": True, "pool_size": 3, "hidden": 256, **kwargs})

@@ -1,12 +1,4 @@
-"""LightningModules: one per task, each wrapping a registered ``nn.Module`` as ``.net``."""
+"""LightningModules: one base (:class:`~zoo.tasks.base.ZooTask`) and one subclass per task.
 
-from __future__ import annotations
-
-
-def task_class(task: str):
-    """The LightningModule class of a registry entry's ``task``."""
-    if task == "classification":
-        from zoo.tasks.classification import ImageClassifier
-
-        return ImageClassifier
-    raise ValueError(f"unknown task {task!r}")
+``zoo.tasks.factory`` holds ``create``/``load``/``task_class``; ``zoo.tasks.optim`` the training options.
+"""

@@ -22,68 +22,22 @@ import copy
 import csv
 import logging
 import math
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.cli.recipe import Recipe, load_recipe, tool_trainer
 from zoo.errors import ZooError
 
 log = logging.getLogger("zoo")
 
 
-# ---- recipes -----------------------------------------------------------------------------------------
-@dataclass
-class Recipe:
-    """A recipe resolved by LightningCLI: the instantiated task and datamodule, and the trainer settings."""
-
-    path: Path
-    model: Any
-    datamodule: Any
-    trainer: dict[str, Any]
-
-
-def load_recipe(config: str, overrides: list[str]) -> Recipe:
-    """Parse ``config`` (+ CLI-style ``overrides``) exactly as ``zoo fit`` does, without building a Trainer.
-
-    Going through ``ZooCLI`` keeps every recipe feature (class paths, links such as ``num_classes``
-    from the datamodule, seeds); skipping the Trainer keeps these commands from creating log folders.
-    """
-    from zoo.cli import _make_cli_class
-    from zoo.tasks.classification import ImageClassifier
-
-    if not Path(config).is_file():
-        raise ZooError(f"recipe {config} not found; give a YAML file such as recipes/lenet5_fmnist.yaml")
-    ZooCLI, _, L = _make_cli_class()
-
-    class RecipeCLI(ZooCLI):
-        def instantiate_trainer(self, **kwargs: Any) -> None:
-            return None
-
-    with warnings.catch_warnings():  # the recipe arrives through args=, by design, while sys.argv holds the command
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = RecipeCLI(ImageClassifier, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                        args=["--config", config, *overrides], run=False, auto_configure_optimizers=False,
-                        parser_kwargs={"prog": "zoo"})
-    trainer = cli.config.get("trainer")
-    return Recipe(Path(config), cli.model, cli.datamodule, dict(vars(trainer)) if trainer is not None else {})
-
-
-def tool_trainer(recipe: Recipe, **kwargs: Any):
-    """A quiet Trainer for a tool run: the recipe's hardware and optimisation flags, no logs, no checkpoints."""
-    import lightning as L
-
-    keep = ("accelerator", "precision", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm", "deterministic")
-    settings = {key: recipe.trainer[key] for key in keep if recipe.trainer.get(key) is not None}
-    settings.update(devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False)
-    settings.update(kwargs)
-    return L.Trainer(**settings)
-
-
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"zoo {prog}", description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     epilog="Other --model.* / --data.* / --trainer.* options override the recipe.")
+    parser = argparse.ArgumentParser(
+        prog=f"zoo {prog}",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Other --model.* / --data.* / --trainer.* options override the recipe.",
+    )
     parser.add_argument("--config", "-c", required=True, help="recipe YAML, e.g. recipes/lenet5_fmnist.yaml")
     return parser
 
@@ -103,7 +57,9 @@ def _console():
 
 # ---- zoo lr-find ---------------------------------------------------------------------------------------
 def cmd_lr_find(argv: list[str]) -> None:
-    parser = _parser("lr-find", "Learning-rate range test (Lightning's Tuner.lr_find): plot loss against LR, suggest an LR.")
+    parser = _parser(
+        "lr-find", "Learning-rate range test (Lightning's Tuner.lr_find): plot loss against LR, suggest an LR."
+    )
     parser.add_argument("-o", "--output", default="lr_find.png", help="PNG of loss against learning rate")
     parser.add_argument("--apply", metavar="YAML", help="write a copy of the recipe with the suggested learning rate")
     parser.add_argument("--min-lr", type=float, default=1e-6)
@@ -116,10 +72,14 @@ def cmd_lr_find(argv: list[str]) -> None:
     result = find_lr(recipe, args.min_lr, args.max_lr, args.num_training, Path(args.output))
     console = _console()
     if result["suggestion"] is None:
-        raise ZooError("the LR finder could not suggest a learning rate (too few finite losses); "
-                       "raise --num-training or lower --max-lr")
-    console.print(f"LR range test over {len(result['lrs'])} batches ({_describe(recipe)}): suggested learning rate "
-                  f"[bold]{result['suggestion']:.3g}[/bold] (recipe: {recipe.model.hparams.lr:g})")
+        raise ZooError(
+            "the LR finder could not suggest a learning rate (too few finite losses); "
+            "raise --num-training or lower --max-lr"
+        )
+    console.print(
+        f"LR range test over {len(result['lrs'])} batches ({_describe(recipe)}): suggested learning rate "
+        f"[bold]{result['suggestion']:.3g}[/bold] (recipe: {recipe.model.hparams.lr:g})"
+    )
     console.print(f"wrote {args.output}")
     if args.apply:
         apply_lr(recipe.path, Path(args.apply), result["suggestion"])
@@ -133,12 +93,20 @@ def find_lr(recipe: Recipe, min_lr: float, max_lr: float, num_training: int, out
     from zoo import plots
 
     trainer = tool_trainer(recipe, max_epochs=1)
-    finder = Tuner(trainer).lr_find(recipe.model, datamodule=recipe.datamodule, min_lr=min_lr, max_lr=max_lr,
-                                    num_training=num_training, update_attr=False)
+    finder = Tuner(trainer).lr_find(
+        recipe.model,
+        datamodule=recipe.datamodule,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+        update_attr=False,
+    )
     suggestion = finder.suggestion()
     if output is not None:
         title = f"LR range test: {_describe(recipe)}, {len(finder.results['lr'])} steps"
-        figure = plots.lr_finder_figure(finder.results["lr"], finder.results["loss"], suggestion, recipe.model.hparams.lr, title)
+        figure = plots.lr_finder_figure(
+            finder.results["lr"], finder.results["loss"], suggestion, recipe.model.hparams.lr, title
+        )
         plots.save(figure, output)
     return {"suggestion": suggestion, "lrs": finder.results["lr"], "losses": finder.results["loss"]}
 
@@ -178,9 +146,11 @@ def cmd_overfit_batch(argv: list[str]) -> None:
         figure = plots.overfit_figure(result["losses"], result["final_acc"], args.loss_below, result["verdict"], title)
         plots.save(figure, args.output)
         console.print(f"wrote {args.output}")
-    console.print(f"overfit one batch of {result['batch_size']} ({_describe(recipe)}, lr {result['lr']:g}; weight decay, "
-                  f"label smoothing, augmentation and schedule off): loss {result['first_loss']:.4f} → "
-                  f"{result['final_loss']:.4f}, accuracy {100 * result['final_acc']:.1f}% after {result['steps']} steps")
+    console.print(
+        f"overfit one batch of {result['batch_size']} ({_describe(recipe)}, lr {result['lr']:g}; weight decay, "
+        f"label smoothing, augmentation and schedule off): loss {result['first_loss']:.4f} → "
+        f"{result['final_loss']:.4f}, accuracy {100 * result['final_acc']:.1f}% after {result['steps']} steps"
+    )
     console.print(("[bold green]" if result["ok"] else "[bold red]") + result["verdict"])
 
 
@@ -208,18 +178,34 @@ def overfit_batch(recipe: Recipe, steps: int, loss_below: float = 0.05) -> dict[
             trainer.should_stop = self.losses[-1] < loss_below / 2  # well below: no need to spend the other steps
 
     record = Record()
-    trainer = tool_trainer(recipe, overfit_batches=1, max_steps=steps, max_epochs=-1, limit_val_batches=0,
-                           num_sanity_val_steps=0, callbacks=[record])
+    trainer = tool_trainer(
+        recipe,
+        overfit_batches=1,
+        max_steps=steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[record],
+    )
     trainer.fit(model, datamodule=data)
     images, targets = record.batch[0], record.batch[1]
     model.eval()
-    with torch.inference_mode():  # the final check uses eval mode, as the model will be used (dropout off, BN running stats)
+    with (
+        torch.inference_mode()
+    ):  # the final check uses eval mode, as the model will be used (dropout off, BN running stats)
         logits = model.net(model.preprocess(images))
         final_loss = float(F.cross_entropy(logits, targets))
         final_acc = float((logits.argmax(dim=1) == targets).float().mean())
     lr = trainer.optimizers[0].param_groups[0]["lr"]
-    result = {"steps": len(record.losses), "batch_size": len(targets), "lr": lr, "losses": record.losses,
-              "first_loss": record.losses[0], "final_loss": final_loss, "final_acc": final_acc}
+    result = {
+        "steps": len(record.losses),
+        "batch_size": len(targets),
+        "lr": lr,
+        "losses": record.losses,
+        "first_loss": record.losses[0],
+        "final_loss": final_loss,
+        "final_acc": final_acc,
+    }
     result["ok"], result["verdict"] = overfit_verdict(result, loss_below)
     return result
 
@@ -229,30 +215,43 @@ def overfit_verdict(result: dict[str, Any], loss_below: float) -> tuple[bool, st
     losses, final_loss, final_acc = result["losses"], result["final_loss"], result["final_acc"]
     if final_acc == 1.0 and final_loss < loss_below:
         reached = next((i + 1 for i, loss in enumerate(losses) if loss < loss_below), len(losses))
-        return True, f"the model can learn: training loss below {loss_below} by step {reached}, 100% accuracy on the batch"
+        return (
+            True,
+            f"the model can learn: training loss below {loss_below} by step {reached}, 100% accuracy on the batch",
+        )
     if not all(math.isfinite(loss) for loss in losses) or not math.isfinite(final_loss):
         bad = next((i for i, loss in enumerate(losses) if not math.isfinite(loss)), None)
         where = f"{losses[bad]} at step {bad + 1}" if bad is not None else f"{final_loss} in eval mode"
-        return False, (f"something is wrong: the loss became {where}; check the learning rate "
-                       "(too high: run zoo lr-find), the input data (NaN/inf pixels, normalisation) and the loss")
+        return False, (
+            f"something is wrong: the loss became {where}; check the learning rate "
+            "(too high: run zoo lr-find), the input data (NaN/inf pixels, normalisation) and the loss"
+        )
     if result["lr"] == 0:
         return False, "something is wrong: check the learning rate: it is 0, so no parameter moves"
     if final_loss > 0.9 * result["first_loss"]:
-        return False, (f"something is wrong: the loss barely moved ({result['first_loss']:.3f} → {final_loss:.3f}); check the "
-                       "learning rate (too small? run zoo lr-find), that gradients reach the parameters (frozen layers, "
-                       "detached tensors), the loss function and the labels")
-    return False, (f"something is wrong: after {len(losses)} steps the loss is {final_loss:.3f} and accuracy "
-                   f"{100 * final_acc:.1f}%; check the learning rate (zoo lr-find), that the labels match the images, "
-                   "the loss, the model's capacity, or give it more --steps")
+        return False, (
+            f"something is wrong: the loss barely moved ({result['first_loss']:.3f} → {final_loss:.3f}); check the "
+            "learning rate (too small? run zoo lr-find), that gradients reach the parameters (frozen layers, "
+            "detached tensors), the loss function and the labels"
+        )
+    return False, (
+        f"something is wrong: after {len(losses)} steps the loss is {final_loss:.3f} and accuracy "
+        f"{100 * final_acc:.1f}%; check the learning rate (zoo lr-find), that the labels match the images, "
+        "the loss, the model's capacity, or give it more --steps"
+    )
 
 
 # ---- zoo schedule --------------------------------------------------------------------------------------
 def cmd_schedule(argv: list[str]) -> None:
     parser = _parser("schedule", "Plot the learning rate over the whole run, before training.")
     parser.add_argument("-o", "--output", default="lr.png", help="PNG of learning rate against step")
-    parser.add_argument("--steps-per-epoch", type=int, help="optimizer steps per epoch (default: from the datamodule's size)")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, help="optimizer steps per epoch (default: from the datamodule's size)"
+    )
     parser.add_argument("--epochs", type=int, help="length of the run (default: the recipe's trainer.max_epochs)")
-    parser.add_argument("--all", action="store_true", help="draw every scheduler with the recipe's settings, to compare")
+    parser.add_argument(
+        "--all", action="store_true", help="draw every scheduler with the recipe's settings, to compare"
+    )
     parser.add_argument("--log-scale", action="store_true", help="logarithmic learning-rate axis")
     args, overrides = parser.parse_known_args(argv)
     recipe = load_recipe(args.config, overrides)
@@ -261,7 +260,7 @@ def cmd_schedule(argv: list[str]) -> None:
         raise ZooError("the recipe sets no trainer.max_epochs; give --epochs N")
     per_epoch = args.steps_per_epoch or steps_per_epoch(recipe)
     from zoo import plots
-    from zoo.tasks.classification import Scheduler
+    from zoo.tasks.optim import Scheduler
 
     hp = recipe.model.hparams
     kinds = list(Scheduler.__args__) if args.all else [hp.scheduler]
@@ -278,8 +277,10 @@ def cmd_schedule(argv: list[str]) -> None:
     plots.save(plots.schedule_figure(curves, per_epoch, title, log_scale=args.log_scale), args.output)
     console = _console()
     for label, lrs in curves.items():
-        console.print(f"{label.replace(chr(10), ' ')}: start {lrs[0]:.3g}, peak {max(lrs):.3g}, end {lrs[-1]:.3g} "
-                      f"over {len(lrs):,} steps")
+        console.print(
+            f"{label.replace(chr(10), ' ')}: start {lrs[0]:.3g}, peak {max(lrs):.3g}, end {lrs[-1]:.3g} "
+            f"over {len(lrs):,} steps"
+        )
     console.print(f"wrote {args.output}")
 
 
@@ -302,7 +303,7 @@ def lr_schedule(hp: Any, kind: str, epochs: int, per_epoch: int) -> list[float]:
     loss that never improves: the most often the rule can fire."""
     import torch
 
-    from zoo.tasks.classification import build_scheduler, warmup_scheduler
+    from zoo.tasks.optim import build_scheduler, warmup_scheduler
 
     hp = copy.copy(hp)
     hp.scheduler = kind
@@ -310,8 +311,9 @@ def lr_schedule(hp: Any, kind: str, epochs: int, per_epoch: int) -> list[float]:
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.lr)
     if kind == "plateau":
         per_step = warmup_scheduler(optimizer, hp, (total, per_epoch)) if hp.warmup_epochs else None
-        per_epoch_rule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=hp.gamma, patience=hp.plateau_patience,
-                                                                    min_lr=hp.min_lr)
+        per_epoch_rule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=hp.gamma, patience=hp.plateau_patience, min_lr=hp.min_lr
+        )
     else:
         per_step, per_epoch_rule = build_scheduler(optimizer, hp, (total, per_epoch)), None
     lrs = []
@@ -327,11 +329,18 @@ def lr_schedule(hp: Any, kind: str, epochs: int, per_epoch: int) -> list[float]:
 
 # ---- zoo plot ------------------------------------------------------------------------------------------
 def cmd_plot(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="zoo plot", description="Draw train/val curves from runs' CSV logs into a PNG.")
-    parser.add_argument("runs", nargs="+",
-                        help="run folders (runs/zoo/<version>) or their metrics.csv; a folder of runs means its newest")
+    parser = argparse.ArgumentParser(
+        prog="zoo plot", description="Draw train/val curves from runs' CSV logs into a PNG."
+    )
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        help="run folders (runs/zoo/<version>) or their metrics.csv; a folder of runs means its newest",
+    )
     parser.add_argument("-o", "--output", default="curves.png")
-    parser.add_argument("--labels", nargs="+", help="one legend label per run (default: model and init from hparams.yaml)")
+    parser.add_argument(
+        "--labels", nargs="+", help="one legend label per run (default: model and init from hparams.yaml)"
+    )
     parser.add_argument("--title", help="figure title")
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.runs):
@@ -349,8 +358,14 @@ def cmd_plot(argv: list[str]) -> None:
     for run in runs:
         if run["val_loss"]:
             best = min(range(len(run["val_loss"][1])), key=run["val_loss"][1].__getitem__)
-            acc = f", val acc {100 * run['val_acc'][1][best]:.2f}%" if run["val_acc"] and best < len(run["val_acc"][1]) else ""
-            console.print(f"{run['label']}: best val loss {run['val_loss'][1][best]:.4f} at epoch {run['val_loss'][0][best]:g}{acc}")
+            acc = (
+                f", val acc {100 * run['val_acc'][1][best]:.2f}%"
+                if run["val_acc"] and best < len(run["val_acc"][1])
+                else ""
+            )
+            console.print(
+                f"{run['label']}: best val loss {run['val_loss'][1][best]:.4f} at epoch {run['val_loss'][0][best]:g}{acc}"
+            )
     console.print(f"wrote {args.output}")
 
 
@@ -364,7 +379,9 @@ def find_metrics(path: str | Path) -> Path:
     found = sorted(path.glob("*/metrics.csv"), key=lambda p: p.stat().st_mtime) if path.is_dir() else []
     if found:
         return found[-1]
-    raise ZooError(f"no metrics.csv in {path}; give a run folder such as runs/zoo/<version> (written by zoo fit's CSV logger)")
+    raise ZooError(
+        f"no metrics.csv in {path}; give a run folder such as runs/zoo/<version> (written by zoo fit's CSV logger)"
+    )
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -382,7 +399,9 @@ def read_metrics(path: Path) -> dict[str, Any]:
 
     def column(key: str, rows=rows) -> list[tuple[float, float, float]]:
         """(epoch, step, value) of the rows that hold ``key``; the LR monitor's rows carry no epoch (NaN)."""
-        return [(float(r["epoch"] or "nan"), float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+        return [
+            (float(r["epoch"] or "nan"), float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")
+        ]
 
     lr_key = next((k for k in rows[0] if k.startswith("lr-")), None)
     # the step at which each epoch ended, from the epoch-level rows Lightning writes at that point
@@ -412,6 +431,13 @@ def read_metrics(path: Path) -> dict[str, Any]:
         hp = yaml.safe_load(hparams.read_text()) or {}
         if "model_name" in hp:
             label = hp["model_name"] + (f" ({hp['init']} init)" if hp.get("init", "default") != "default" else "")
-    return {"path": path, "label": label, "train_loss_step": by_step("train_loss_step"),
-            "train_loss_epoch": by_epoch("train_loss_epoch"), "val_loss": by_epoch("val_loss"),
-            "train_acc": by_epoch("train_acc"), "val_acc": by_epoch("val_acc"), "lr": by_step(lr_key)}
+    return {
+        "path": path,
+        "label": label,
+        "train_loss_step": by_step("train_loss_step"),
+        "train_loss_epoch": by_epoch("train_loss_epoch"),
+        "val_loss": by_epoch("val_loss"),
+        "train_acc": by_epoch("train_acc"),
+        "val_acc": by_epoch("val_acc"),
+        "lr": by_step(lr_key),
+    }

@@ -1,0 +1,269 @@
+"""The model commands: ``zoo list``, ``zoo info``, ``zoo classify``, ``zoo evaluate``.
+
+Plain argparse; heavy libraries load inside each command, so ``zoo --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+
+def _console():
+    import shutil
+
+    from rich.console import Console
+
+    # piped output (tests, `| less`) gets a wide table rather than rich's 80-column default
+    return Console(width=shutil.get_terminal_size((160, 24)).columns)
+
+
+# ---- zoo list / info / classify / evaluate --------------------------------------------------------
+def cmd_list(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="zoo list", description="List registered models and their weights.")
+    parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'res*'")
+    parser.add_argument("--pretrained", action="store_true", help="only models with trained weights")
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print a Markdown table with FLOPs and shipped accuracy (for the README)",
+    )
+    parser.add_argument(
+        "--flops", action="store_true", help="add a GFLOPs-per-image column (builds each network on the meta device)"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(registry_markdown(args.pattern, pretrained=args.pretrained) + "\n")
+        return
+    from rich.table import Table
+
+    import zoo.models  # noqa: F401  registers every family
+    from zoo.registry import get_entry, list_models
+
+    entries = [get_entry(name) for name in list_models(args.pattern, pretrained=args.pretrained)]
+    extra = list(dict.fromkeys(key for entry in entries for key in entry.columns))  # e.g. EfficientNet's φ, multipliers
+    table = Table("model", "family", "input", "params", *(["GFLOPs"] if args.flops else []), *extra, "weights")
+    for entry in entries:
+        table.add_row(
+            entry.name,
+            entry.family,
+            "×".join(map(str, entry.input_size)),
+            f"{entry.num_params:,}",
+            *([f"{_gflops(entry.name):.3f}"] if args.flops else []),
+            *(entry.columns.get(k, "") for k in extra),
+            ", ".join(f"{entry.name}.{t}" for t in entry.weights) or "–",
+        )
+    _console().print(table)
+
+
+def _gflops(name: str) -> float:
+    """FLOPs per image at the model's input size, in billions (shapes only, on the meta device)."""
+    import torch
+
+    import zoo.models  # noqa: F401  registers every family
+    from zoo.inspect import count_flops
+    from zoo.registry import build_net, get_entry
+
+    with torch.device("meta"):  # no memory, no arithmetic, even for VGG-19 at 224 px
+        return count_flops(build_net(name), get_entry(name).input_size) / 1e9
+
+
+def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
+    """The registry as a Markdown table: parameters and FLOPs recomputed, accuracies read from the cards' metrics.json."""
+    import zoo.models  # noqa: F401  registers every family
+    from zoo.files import METRICS_FILE, bundled_cards_dir, read_json
+    from zoo.registry import get_entry, list_models
+
+    lines = ["| model | family | input | params | GFLOPs | weights (test top-1) |", "|---|---|---|---:|---:|---|"]
+    for name in list_models(pattern, pretrained=pretrained):
+        entry = get_entry(name)
+        shipped = []
+        for tag, weights in entry.weights.items():
+            metrics = bundled_cards_dir() / f"{name}.{tag}" / METRICS_FILE
+            accuracy = f" ({100 * read_json(metrics)['test_acc']:.2f}% {weights.dataset})" if metrics.is_file() else ""
+            shipped.append(f"`{name}.{tag}`{accuracy}")
+        family = entry.family + (
+            f" ({', '.join(f'{k} {v}' for k, v in entry.columns.items())})" if entry.columns else ""
+        )
+        lines.append(
+            f"| `{name}` | {family} | {'×'.join(map(str, entry.input_size))} | {entry.num_params:,} | "
+            f"{_gflops(name):.3f} | {', '.join(shipped) or '–'} |"
+        )
+    return "\n".join(lines)
+
+
+def _human_count(n: float) -> str:
+    for unit in ("", "K", "M", "G"):
+        if n < 1000 or unit == "G":
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n:.3g}G"
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def cmd_info(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="zoo info", description="Per-layer table: output shape, parameters, FLOPs, activation memory."
+    )
+    parser.add_argument("name", help="model name (zoo list) or arch.tag")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size for the memory totals")
+    parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="override the input size")
+    parser.add_argument("--num-classes", type=int, default=None)
+    args = parser.parse_args(argv)
+    from rich.table import Table
+
+    import zoo.models  # noqa: F401  registers every family
+    from zoo.inspect import layer_table
+    from zoo.registry import build_net, get_entry
+
+    entry = get_entry(args.name)
+    kwargs: dict = {}
+    if args.input_size:
+        kwargs["in_chans"] = args.input_size[0]
+        if entry.fixed_input_size:  # a flatten→linear head: build the network for that size (alexnet: 227 or 224)
+            kwargs["img_size"] = args.input_size[1]
+    net = build_net(entry.name, num_classes=args.num_classes, **kwargs)
+    input_size = tuple(args.input_size) if args.input_size else tuple(getattr(net, "input_size", entry.input_size))
+    try:
+        table = layer_table(net, input_size, batch_size=args.batch_size)
+    except (RuntimeError, ValueError) as error:  # e.g. an image too small for the pools
+        raise ZooError(
+            f"{entry.name} cannot take a {'×'.join(map(str, input_size))} input ({str(error).splitlines()[0]}); "
+            f"try its default {'×'.join(map(str, entry.input_size))}"
+        ) from error
+    console = _console()
+    console.print(
+        f"[bold]{entry.name}[/bold] ({entry.family}) — {entry.paper}" if entry.paper else f"[bold]{entry.name}[/bold]"
+    )
+    out = Table("layer", "type", "output (C×H×W)", "params", "% params", "FLOPs", "activations")
+    for row in table.rows:
+        out.add_row(
+            row.name,
+            row.kind,
+            "×".join(map(str, row.output_shape)),
+            f"{row.params:,}" if row.params else "",
+            f"{100 * row.params / table.total_params:.1f}" if row.params else "",
+            f"{row.flops:,}" if row.flops else "",
+            f"{row.activations:,}",
+        )
+    console.print(out)
+    memory = table.memory()
+    doc = sys.modules[type(net).__module__].__doc__ or ""
+    console.print(
+        f"input {'×'.join(map(str, input_size))} · parameters [bold]{table.total_params:,}[/bold] · "
+        f"FLOPs/image {table.total_flops:,} ({_human_count(table.total_flops / 2)} multiply-adds)"
+    )
+    console.print(
+        f"activations per image {table.activations:,} values = {_human_bytes(table.activations * 4)} fp32 "
+        f"(input + every layer's output); {table.new_activations:,} = {_human_bytes(table.new_activations * 4)} "
+        "without the outputs that reuse their input's memory (in-place ReLU, Flatten, Identity, eval Dropout)"
+    )
+    console.print(
+        f"at batch {args.batch_size}: weights {_human_bytes(memory['parameters'])}, stored for backward "
+        f"{_human_bytes(memory['activations_for_backward'])}, training with SGD+momentum ≈ "
+        f"{_human_bytes(memory['train_sgd_momentum'])}, with Adam ≈ {_human_bytes(memory['train_adam'])}"
+    )
+    console.print("by output size (share of activations / of parameters): " + where_memory_and_parameters_are(table))
+    for key, value in getattr(net, "metadata", {}).items():  # family-specific facts, e.g. EfficientNet's scaling
+        console.print(f"{key}: {value}")
+    note = re.search(r"The course's hand count[^\n]*(?:\n(?!\n)[^\n]*)*", doc)
+    if note:
+        console.print(note.group(0).replace("\n", " "))
+
+
+def where_memory_and_parameters_are(table) -> str:
+    """Each output resolution's share of the activations and of the parameters (the layers that output it)."""
+    groups: dict[str, list[int]] = {}
+    for row in table.rows:
+        shape = tuple(row.output_shape)
+        key = (shape[-2], shape[-1]) if len(shape) == 3 else (0, 0)  # (0, 0): vectors (FC layers, pooled features)
+        acts, params = groups.setdefault(key, [0, 0])
+        groups[key] = [acts + row.activations, params + row.params]
+    acts_total = sum(a for a, _ in groups.values()) or 1
+    params_total = sum(p for _, p in groups.values()) or 1
+    return " · ".join(
+        f"{f'{h}×{w}' if h else 'vectors'} {100 * a / acts_total:.0f}% / {100 * p / params_total:.1f}%"
+        for (h, w), (a, p) in sorted(groups.items(), key=lambda item: -item[0][0] * item[0][1])
+    )
+
+
+def read_image(path: str, channels: int):
+    """A file as a uint8 ``(C, H, W)`` tensor with the model's channel count (grey or RGB)."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    if not Path(path).is_file():
+        raise ZooError(f"image file {path} does not exist; check the path")
+    try:
+        return decode_image(path, mode=mode)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise ZooError(f"cannot read image {path} ({err}); give PNG or JPEG files") from None
+
+
+def classify_files(weights: str, paths: list[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
+    """Top-k ``(class name, probability)`` for each image file, resized to the model's input if needed."""
+    import torch
+    from torchvision.transforms.v2.functional import resize
+
+    import zoo
+
+    model = zoo.load(weights)
+    channels, height, width = model.input_size
+    images = []
+    for path in paths:
+        image = read_image(path, channels)
+        if image.shape[1:] != (height, width):
+            image = resize(image, [height, width], antialias=True)
+        images.append(image)
+    probs = model.predict_proba(torch.stack(images).float() / 255)
+    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [
+        [(model.class_names[i], p) for i, p in zip(indices.tolist(), values.tolist())]
+        for values, indices in zip(top.values, top.indices)
+    ]
+
+
+def cmd_classify(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="zoo classify", description="Classify image files with trained weights.")
+    parser.add_argument("weights", help="arch.tag (zoo list --pretrained) or a weight folder")
+    parser.add_argument("images", nargs="+", help="PNG/JPEG files")
+    parser.add_argument("--top-k", type=int, default=1)
+    args = parser.parse_args(argv)
+    from rich.table import Table
+
+    table = Table("image", "prediction", "confidence")
+    for path, top in zip(args.images, classify_files(args.weights, args.images, args.top_k)):
+        table.add_row(
+            Path(path).name, " / ".join(name for name, _ in top), " / ".join(f"{100 * p:.1f}%" for _, p in top)
+        )
+    _console().print(table)
+
+
+def cmd_evaluate(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="zoo evaluate", description="Measure trained weights on the Fashion-MNIST test set (10,000 images)."
+    )
+    parser.add_argument("weights", help="arch.tag or a weight folder")
+    parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args(argv)
+    import zoo
+    from zoo.evaluate import evaluate_classifier
+
+    model = zoo.load(args.weights)
+    result = evaluate_classifier(model, root=args.data_root, batch_size=args.batch_size)
+    _console().print(
+        f"{args.weights}: test top-1 {100 * result['test_acc']:.2f}%, top-5 {100 * result['test_acc5']:.2f}% "
+        f"on {result['test_samples']:,} images"
+    )

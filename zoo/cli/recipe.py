@@ -1,0 +1,274 @@
+"""Recipes: the ``LightningCLI`` subclass behind ``zoo fit|validate|test|predict``, and recipe parsing.
+
+``zoo fit --config recipes/<recipe>.yaml`` is Lightning's own ``LightningCLI`` (every ``--trainer.*``,
+``--model.*``, ``--data.*`` flag works); zoo adds defaults (rich progress bar, best-val-accuracy
+checkpoint + ``last.ckpt``, LR monitor, CSV + TensorBoard logs, the resolved config saved with each
+run) and, with ``--card.name arch.tag``, turns the best checkpoint into a weight folder with a card when
+``fit`` ends (through the task's own ``save_pretrained``). The craft commands parse recipes with the
+same class (:func:`load_recipe`), so a recipe means the same thing to every command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+log = logging.getLogger("zoo")
+
+
+# ---- LightningCLI ---------------------------------------------------------------------------------
+def hardware() -> str:
+    """A short description of what ran: accelerator, processor, core count, library versions."""
+    import lightning
+    import torch
+
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
+    else:
+        cpu = platform.processor() or platform.machine()
+        try:
+            cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        device = f"CPU {cpu}, {os.cpu_count()} cores"
+    return f"{device}, {torch.get_num_threads()} threads; torch {torch.__version__}, lightning {lightning.__version__}"
+
+
+def _make_cli_class():
+    """Built lazily so that ``import zoo.cli`` (and ``zoo list``) does not import Lightning."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, Timer
+    from lightning.pytorch.cli import LightningCLI
+
+    from zoo.callbacks import KeepBestEarlyStopping, TestReport, TrainingHistograms
+
+    class ZooCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults(
+                {
+                    "checkpoint.monitor": "val_acc",
+                    "checkpoint.mode": "max",
+                    "checkpoint.filename": "best-{epoch:02d}-{val_acc:.4f}",
+                }
+            )
+            # Always present, off until asked: --early_stopping.patience N, --histograms.every_n_steps N.
+            parser.add_lightning_class_args(KeepBestEarlyStopping, "early_stopping")
+            parser.add_lightning_class_args(TrainingHistograms, "histograms")
+            parser.add_lightning_class_args(TestReport, "test_report")
+            parser.add_argument(
+                "--card.name",
+                type=str | None,
+                default=None,
+                help="export the best checkpoint as model_cards/<arch.tag> when fit ends",
+            )
+            parser.add_argument(
+                "--card.output_dir", type=str, default="model_cards", help="folder that receives the weight folder"
+            )
+            parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+            parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config.get(str(self.subcommand), self.config)
+            loggers = config.get("trainer", {}).get("logger")
+            # One folder per run for both loggers. DDP workers are re-launched copies of this command
+            # (LOCAL_RANK set): they inherit the launcher's version instead of making their own.
+            if "LOCAL_RANK" not in os.environ or "ZOO_RUN_VERSION" not in os.environ:
+                now = time.time()
+                os.environ["ZOO_RUN_VERSION"] = (
+                    time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+                )
+            version = os.environ["ZOO_RUN_VERSION"]
+            for logger in loggers if isinstance(loggers, list) else []:
+                init = logger.get("init_args", {}) if hasattr(logger, "get") else {}
+                if "version" in init and init["version"] is None:
+                    init["version"] = version
+
+        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
+            # Defaults that must step aside when the user turns their feature off (Lightning refuses
+            # a progress bar callback with enable_progress_bar=False, an LR monitor without a logger).
+            if config.get("enable_checkpointing") is not False:
+                # last.ckpt after every epoch, for --ckpt_path resumes: Lightning 2.6's save_last only
+                # writes it when the monitored checkpoint improves, so a separate unmonitored one does it.
+                callbacks = [*callbacks, ModelCheckpoint(filename="last", monitor=None, save_top_k=1)]
+            # Training time kept in every checkpoint, so a run resumed with --ckpt_path (say, in a later
+            # session) reports its whole training time on the card, not the last stretch.
+            callbacks = [*callbacks, Timer()]
+            if config.get("enable_progress_bar") is not False:
+                callbacks = [*callbacks, RichProgressBar(leave=True)]
+            if config.get("logger") not in (False, []):
+                callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
+            return super()._instantiate_trainer(config, callbacks)
+
+        def after_fit(self) -> None:
+            name = self.config.fit.card.name
+            if name:
+                timer = next(callback for callback in self.trainer.callbacks if isinstance(callback, Timer))
+                export_card(self, name, Path(self.config.fit.card.output_dir), timer.time_elapsed("train"))
+
+    defaults = {
+        "logger": [
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": "runs", "name": "zoo", "version": None},
+            },
+            {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "runs", "name": "zoo", "version": None, "default_hp_metric": False},
+            },
+        ],
+    }
+    return ZooCLI, defaults, L
+
+
+def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path | None:
+    """Best checkpoint → test + validate with it → ``output_dir/<name>/`` (weights, config, metrics, card)."""
+    from zoo.registry import get_weights, split_name
+
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    arch, tag = split_name(name)
+    if arch != model.hparams.model_name or tag is None:
+        raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
+    best = trainer.checkpoint_callback.best_model_path or None
+    use_best_weights(trainer, model, best)
+    test = trainer.test(model, datamodule=data, verbose=False)[0]
+    val = trainer.validate(model, datamodule=data, verbose=False)[0]
+    if not trainer.is_global_zero:
+        return None
+    match = re.search(r"epoch=(\d+)", Path(best).name) if best else None
+    recipes = cli.config.fit.get("config") or []
+    try:
+        weights_meta = get_weights(name)
+        license_ = weights_meta.license
+    except ZooError:  # a new tag that the registry does not list yet
+        license_ = "apache-2.0"
+    metrics = {
+        "name": name,
+        "dataset": getattr(data, "dataset_name", type(data).__name__),
+        "test_acc": test["test_acc"],
+        "test_acc5": test["test_acc5"],
+        "test_loss": test["test_loss"],
+        "test_samples": int(model.confusion_matrix.sum()),
+        "val_acc": val["val_acc"],
+        "val_loss": val["val_loss"],
+        "epochs": trainer.current_epoch,
+        "best_epoch": int(match.group(1)) + 1 if match else trainer.current_epoch,
+        "wall_time_s": round(wall_time, 1),
+        "hardware": hardware(),
+        "precision": str(trainer.precision),
+        "devices": trainer.num_devices,
+        "recipe": str(recipes[-1].relative if hasattr(recipes[-1], "relative") else recipes[-1]) if recipes else None,
+        "seed": cli.config.fit.get("seed_everything"),
+        "license": license_,
+        "date": time.strftime("%Y-%m-%d"),
+        "confusion_matrix": model.confusion_matrix.tolist(),
+    }
+    folder = model.save_pretrained(output_dir / name, name=name, metrics=metrics)
+    log.info("wrote %s (test top-1 %.2f%%)", folder, 100 * metrics["test_acc"])
+    return folder
+
+
+def use_best_weights(trainer: Any, model: Any, best: str | None) -> None:
+    """Put the best checkpoint's weights into ``model`` and stop weight averaging, before the card's test.
+
+    With Lightning's ``WeightAveraging``/``EMAWeightAveraging`` a checkpoint's ``state_dict`` holds the
+    averaged weights (the ones validated and monitored), but ``trainer.test(ckpt_path=...)`` would reload
+    the raw ones through the callback, and a later ``validate`` would swap in the last average. So the
+    averaged state is loaded here and the callbacks leave the trainer: test and card see the same weights.
+    """
+    import torch
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+    if best:  # the run's own checkpoint, written by this process
+        model.load_state_dict(torch.load(best, map_location=model.device, weights_only=False)["state_dict"])
+
+
+def run_lightning(argv: list[str]):
+    """Run a LightningCLI subcommand; returns the CLI object (its ``trainer``, ``model``, ``datamodule``)."""
+    from zoo.tasks.classification import ImageClassifier
+
+    ZooCLI, defaults, L = _make_cli_class()
+    return ZooCLI(
+        ImageClassifier,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        trainer_defaults=defaults,
+        save_config_kwargs={"overwrite": True},
+        args=argv,
+        auto_configure_optimizers=False,
+        parser_kwargs={"prog": "zoo", "description": "Train and evaluate zoo models (LightningCLI)."},
+    )
+
+
+# ---- recipes for the other commands ----------------------------------------------------------------
+@dataclass
+class Recipe:
+    """A recipe resolved by LightningCLI: the instantiated task and datamodule, and the trainer settings."""
+
+    path: Path
+    model: Any
+    datamodule: Any
+    trainer: dict[str, Any]
+
+
+def load_recipe(config: str, overrides: list[str]) -> Recipe:
+    """Parse ``config`` (+ CLI-style ``overrides``) exactly as ``zoo fit`` does, without building a Trainer.
+
+    Going through ``ZooCLI`` keeps every recipe feature (class paths, links such as ``num_classes``
+    from the datamodule, seeds); skipping the Trainer keeps these commands from creating log folders.
+    """
+    from zoo.tasks.classification import ImageClassifier
+
+    if not Path(config).is_file():
+        raise ZooError(f"recipe {config} not found; give a YAML file such as recipes/lenet5_fmnist.yaml")
+    ZooCLI, _, L = _make_cli_class()
+
+    class RecipeCLI(ZooCLI):
+        def instantiate_trainer(self, **kwargs: Any) -> None:
+            return None
+
+    with warnings.catch_warnings():  # the recipe arrives through args=, by design, while sys.argv holds the command
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = RecipeCLI(
+            ImageClassifier,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=["--config", config, *overrides],
+            run=False,
+            auto_configure_optimizers=False,
+            parser_kwargs={"prog": "zoo"},
+        )
+    trainer = cli.config.get("trainer")
+    return Recipe(Path(config), cli.model, cli.datamodule, dict(vars(trainer)) if trainer is not None else {})
+
+
+def tool_trainer(recipe: Recipe, **kwargs: Any):
+    """A quiet Trainer for a tool run: the recipe's hardware and optimisation flags, no logs, no checkpoints."""
+    import lightning as L
+
+    keep = (
+        "accelerator",
+        "precision",
+        "accumulate_grad_batches",
+        "gradient_clip_val",
+        "gradient_clip_algorithm",
+        "deterministic",
+    )
+    settings = {key: recipe.trainer[key] for key in keep if recipe.trainer.get(key) is not None}
+    settings.update(
+        devices=1, logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False
+    )
+    settings.update(kwargs)
+    return L.Trainer(**settings)

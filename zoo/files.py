@@ -1,0 +1,159 @@
+"""The weight-folder format: its file names, hashing, and the safe readers.
+
+A weight lives in a folder laid out like a Hugging Face model repo::
+
+    model_cards/<arch.tag>/
+        model.safetensors   the plain network's state dict (keys of ``model.net``)
+        config.json         architecture, task, classes, input size, mean/std, builder kwargs
+        metrics.json        what the training run measured, and the sha256 of model.safetensors
+        README.md           the card, rendered from the two JSON files
+
+Nothing in a weight folder is ever imported or unpickled: safetensors files are plain tensors, and
+``.pt``/``.pth``/``.bin``/``.ckpt`` files are read only with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import WeightsError
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE)  # what a zoo weight folder (or Hub repo) holds
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")  # read only with torch.load(weights_only=True)
+
+
+def bundled_cards_dir() -> Path:
+    """``model_cards/`` of a source checkout or editable install, else the copy inside the wheel."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parent / "model_cards", package / "model_cards"):
+        if candidate.is_dir():
+            return candidate
+    return package.parent / "model_cards"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{path} is missing; a weight folder needs {CONFIG_FILE} and {WEIGHTS_FILE}") from None
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); restore the file") from None
+
+
+def check_sha256(
+    path: Path, expected: str, *, label: str | None = None, action: str = "delete it and fetch the weights again"
+) -> None:
+    """Raise if ``path`` (named ``label`` in the message) does not hash to ``expected``."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise WeightsError(
+            f"sha256 of {label or path} is {actual[:12]}…, expected {expected[:12]}…: the file is corrupt or was "
+            f"tampered with; {action}"
+        )
+
+
+def verify_folder(folder: Path, *, label: str | None = None, action: str | None = None) -> dict[str, Any]:
+    """A weight folder's ``metrics.json`` (``{}`` without one), its weights checked against the sha256 in it.
+
+    The one place where "the weights are the ones the card describes" is checked: on load, after a Hub
+    download, and before a push.
+    """
+    metrics_path = folder / METRICS_FILE
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise WeightsError(
+            f"{folder} has no {WEIGHTS_FILE}; a weight folder is written by `zoo fit --card.name` or model.save_pretrained()"
+        )
+    if metrics.get("sha256"):
+        kwargs = {"action": action} if action else {}
+        check_sha256(weights, metrics["sha256"], label=label, **kwargs)
+    return metrics
+
+
+def read_safetensors(path: Path, sha256: str | None = None) -> dict[str, Any]:
+    """The tensors of a safetensors file, after checking its sha256 when one is expected."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise WeightsError(f"weight file {path} is missing")
+    if sha256 is not None:
+        check_sha256(path, sha256)
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for bad headers and truncation
+        raise WeightsError(f"{path} is not a readable safetensors file ({err}); delete it and fetch it again") from None
+
+
+def read_pickle(path: Path) -> Any:
+    """A ``torch.save`` file through ``torch.load(weights_only=True)``: tensors and containers only.
+
+    The restricted unpickler refuses any global it does not know (``os.system``, a model class...)
+    before calling it, so a malicious file fails here without running anything.
+    """
+    import argparse
+    import pickle
+
+    import torch
+
+    try:
+        # argparse.Namespace: torchvision's reference scripts save their command line beside the weights
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        named = re.search(r"GLOBAL ([\w.]+)", str(err))
+        reason = f"it would call {named.group(1)}" if named else "it holds objects that are not tensors"
+        raise WeightsError(
+            f"refused to load {path}: the pickle asks for more than tensors ({reason}); zoo reads "
+            ".pt/.pth/.bin/.ckpt only with torch.load(weights_only=True) — convert trusted files to safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise WeightsError(f"{path} is not a readable PyTorch file ({first}); delete it and fetch it again") from None
+
+
+def is_lightning_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and "pytorch-lightning_version" in obj
+
+
+def checkpoint_net_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The network's tensors of a Lightning checkpoint of a zoo task (they sit under ``net.``)."""
+    return {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+
+
+def read_weight_file(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
+    """The state dict in a weight file: safetensors, or a torch pickle read with ``weights_only=True``.
+
+    A Lightning checkpoint of a zoo task gives its network's tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weight file {path} is missing")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path, sha256)
+    if path.suffix not in PICKLE_SUFFIXES:
+        raise WeightsError(f"{path} is not a weight file; give a .safetensors file (or .pt/.pth/.bin/.ckpt)")
+    if sha256 is not None:
+        check_sha256(path, sha256)
+    state = read_pickle(path)
+    if is_lightning_checkpoint(state):
+        state = checkpoint_net_state(state)
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict; save model.state_dict() instead")
+    return state

@@ -1,0 +1,350 @@
+"""The LightningModule base every zoo task subclasses: the network, its input, its weights, its options.
+
+A task (classification, detection...) adds only its loss, metrics, steps and outputs. From this base it
+gets, for free:
+
+* ``.net``, the registered plain ``nn.Module``, built once from the registry; ``channels_last``, ``init``;
+* the input: mean/std normalisation as buffers inside the module (callers pass [0, 1] pixels or uint8),
+  input checks with one-line errors, uint8 batches scaled after the transfer to the device;
+* weights: :meth:`from_pretrained` (any source :func:`zoo.load` takes), :meth:`save_pretrained` (a card
+  folder), :meth:`push_to_hub`, its ``config.json`` content, :meth:`fold_batchnorm` for inference;
+* the optimiser, schedule and init options of :mod:`zoo.tasks.optim`;
+* keyword routing: :meth:`from_registry` sends the task's own arguments to the task and the rest to the
+  architecture's builder, and names the accepted ones when neither takes an argument.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from zoo import pretrained
+from zoo.errors import InputShapeError, InvalidValueError, ZooError
+from zoo.registry import build_net, check_kwargs, get_entry
+from zoo.tasks import optim
+from zoo.tasks.optim import Init, Optimizer, Scheduler
+
+log = logging.getLogger("zoo")
+
+
+class ZooTask(L.LightningModule):
+    """Base of the zoo's LightningModules (see the module doc). Subclasses set ``task`` and ``config_task``.
+
+    Args:
+        model_name: a registered architecture (``zoo list``).
+        num_classes: size of the head.
+        in_chans: input channels (default: the architecture's).
+        model_kwargs: extra arguments for the architecture's builder (``dropout``, ``img_size``...).
+        mean, std: per-channel input statistics (default: the architecture's dataset).
+        class_names: names of the classes, in order; saved into the weights' config.
+        optimizer: ``sgd`` (with ``momentum``/``nesterov``), ``adam`` or ``adamw`` (decoupled weight decay).
+        lr, weight_decay, momentum, nesterov, betas: optimizer settings; weight decay skips biases and
+            normalisation weights.
+        scheduler: learning-rate schedule over the whole run, stepped every batch (``plateau``: every
+            epoch on ``val_loss``); ``warmup_epochs`` of linear warm-up come first.
+        step_epochs, gamma: ``step`` multiplies the LR by ``gamma`` every ``step_epochs``;
+            ``exponential`` by ``gamma`` each epoch; ``plateau`` by ``gamma`` after ``plateau_patience``.
+        restart_epochs, restart_mult: SGDR's first cycle length and its growth factor.
+        min_lr: floor of ``cosine``/``sgdr``/``plateau``.
+        channels_last: keep activations in NHWC memory format (faster convolutions on many CPUs/GPUs).
+        init: weights of every conv/linear layer: ``default`` (the layers' own, PyTorch's scaled uniform),
+            ``kaiming`` (He et al. 2015, normal with variance 2/fan_in, made for ReLU) or ``xavier``
+            (Glorot & Bengio 2010, uniform with variance 2/(fan_in+fan_out), made for tanh); biases 0.
+    """
+
+    task: ClassVar[str] = ""  # the registry entries' task this class serves ("classification")
+    config_task: ClassVar[str] = ""  # the Hub's name for it, written into config.json ("image-classification")
+
+    def __init__(
+        self,
+        model_name: str = "lenet5",
+        num_classes: int = 10,
+        in_chans: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        class_names: list[str] | None = None,
+        optimizer: Optimizer = "sgd",
+        lr: float = 0.01,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        betas: tuple[float, float] = (0.9, 0.999),
+        scheduler: Scheduler = "constant",
+        warmup_epochs: float = 0.0,
+        step_epochs: int = 10,
+        gamma: float = 0.1,
+        restart_epochs: int = 10,
+        restart_mult: int = 1,
+        plateau_patience: int = 3,
+        min_lr: float = 0.0,
+        channels_last: bool = False,
+        init: Init = "default",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # the subclass's own arguments too (Lightning collects the whole __init__ chain)
+        _check_choices(optimizer=(optimizer, Optimizer), scheduler=(scheduler, Scheduler), init=(init, Init))
+        entry = get_entry(model_name)
+        in_chans = entry.input_size[0] if in_chans is None else in_chans
+        self.net = build_net(model_name, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
+        if init != "default":
+            optim.initialize(self.net, init)
+        mean = list(entry.mean if mean is None else mean)
+        std = list(entry.std if std is None else std)
+        if len(mean) != in_chans:  # e.g. grayscale statistics for an RGB copy: use their average per channel
+            mean, std = [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.input_size = tuple(getattr(self.net, "input_size", (in_chans, *entry.input_size[1:])))
+        self.fixed_input_size = getattr(self.net, "fixed_input_size", entry.fixed_input_size)
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.weights_name: str | None = None
+        self.weights_source: str | None = None
+        self.card_metrics: dict[str, Any] = {}
+        self.example_input_array = torch.zeros(2, *self.input_size)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    # ---- construction ----------------------------------------------------------------------------
+    @classmethod
+    def task_params(cls) -> set[str]:
+        """The keyword arguments of this task's ``__init__``, its base classes' included."""
+        params: set[str] = set()
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass) or not issubclass(klass, ZooTask):
+                continue
+            signature = inspect.signature(klass.__init__).parameters.values()
+            params |= {p.name for p in signature if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if not any(p.kind is p.VAR_KEYWORD for p in signature):
+                break
+        return params - {"self"}
+
+    @classmethod
+    def from_registry(cls, model_name: str, **kwargs: Any) -> ZooTask:
+        """Route ``kwargs``: this task's arguments to the task, the builder's to ``model_kwargs``.
+
+        An argument neither takes is a one-line :class:`~zoo.errors.UnknownArgumentError` naming both lists.
+        """
+        own = cls.task_params() - {"model_name", "model_kwargs"}
+        model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
+        model_kwargs.update({k: kwargs.pop(k) for k in list(kwargs) if k not in own})
+        check_kwargs(model_name, model_kwargs, also=own, what=f"{cls.__name__}({model_name!r})")
+        return cls(model_name=model_name, model_kwargs=model_kwargs, **kwargs)
+
+    @classmethod
+    def from_record(cls, record: pretrained.Pretrained, **overrides: Any) -> ZooTask:
+        """The task for a :class:`~zoo.pretrained.Pretrained` record, its network built once, in eval mode.
+
+        Overrides of ``num_classes``/``in_chans`` keep the backbone and adapt the head / first convolution.
+        """
+        if cls.task and record.task != cls.task:
+            raise ZooError(f"{record.name} holds {record.task} weights; load them with zoo.load, not {cls.__name__}")
+        args = {**record.task_args, **overrides}
+        if args.get("num_classes") != record.task_args.get("num_classes") and "class_names" not in overrides:
+            args["class_names"] = None  # the published names belong to the published head
+        model = cls.from_registry(record.arch, **args)
+        model.load_net_state(
+            record.state,
+            source_num_classes=record.task_args.get("num_classes"),
+            source_in_chans=record.task_args.get("in_chans"),
+            label=record.label,
+        )
+        model.weights_name, model.weights_source, model.card_metrics = record.name, record.source, dict(record.metrics)
+        return model.eval()
+
+    def load_net_state(
+        self,
+        state: dict[str, Tensor],
+        *,
+        source_num_classes: int | None = None,
+        source_in_chans: int | None = None,
+        label: str | None = None,
+    ) -> None:
+        """Load a plain network state dict into ``.net`` (see :func:`zoo.pretrained.load_net_state`)."""
+        pretrained.load_net_state(
+            self.net,
+            self.hparams.model_name,
+            state,
+            num_classes=self.hparams.num_classes,
+            in_chans=self.input_size[0],
+            source_num_classes=source_num_classes,
+            source_in_chans=source_in_chans,
+            label=label,
+        )
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, **overrides: Any) -> ZooTask:
+        """:func:`zoo.load` for this task; a bare ``"org/repo[@revision]"`` that is not a local path means the Hub."""
+        text = str(source)
+        if hub_repo_like(text) and not Path(text).expanduser().exists():
+            text = "hf-hub:" + text
+        file, arch = overrides.pop("file", None), overrides.pop("arch", None)
+        return cls.from_record(pretrained.resolve(text, file=file, arch=arch), **overrides)
+
+    # ---- inference -------------------------------------------------------------------------------
+    def check_input(self, x: Tensor) -> None:
+        channels, height, width = self.input_size
+        name = self.weights_name or self.hparams.model_name
+        if x.ndim != 4:
+            raise InputShapeError(
+                f"{name} takes a batch (N, C, H, W); got a tensor of shape {tuple(x.shape)} (add a batch dimension with x[None])"
+            )
+        if x.shape[1] != channels:
+            raise InputShapeError(
+                f"{name} takes {channels}-channel images, got {x.shape[1]} channels; convert the images "
+                f"or create the model with in_chans={x.shape[1]}"
+            )
+        if self.fixed_input_size and tuple(x.shape[2:]) != (height, width):
+            raise InputShapeError(
+                f"{name} takes {height}×{width} images, got {x.shape[2]}×{x.shape[3]}; resize the images to {height}×{width}"
+            )
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        """uint8 → [0, 1] floats, then the normalisation the weights were trained with."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        x = (x - self.mean) / self.std
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: Tensor) -> Any:
+        self.check_input(x)
+        return self.net(self.preprocess(x))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 batches travel to the device as uint8 (4× less to copy) and become [0, 1] floats there."""
+        if isinstance(batch, Tensor):
+            return batch.float().div_(255) if batch.dtype == torch.uint8 else batch
+        images, *rest = batch
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255)
+        return (images, *rest)
+
+    def fold_batchnorm(self, *, compile: bool = False) -> ZooTask:
+        """An inference-only copy whose BatchNorm layers are folded into the convolutions before them.
+
+        In eval mode BatchNorm is a fixed per-channel affine map, so ``conv → bn`` equals a single
+        convolution with rescaled weights and a bias (``torch.fx.experimental.optimization.fuse``):
+        one pass over the activations fewer per block, the same outputs up to float rounding. The copy
+        cannot be trained or saved as weights (its layers are renamed); this model is left unchanged.
+
+        ``compile=True`` also ``torch.compile``s the copy's network with inductor's ``freezing``: under
+        ``torch.no_grad``/``inference_mode`` its weights become constants, pre-packed for the CPU's
+        convolution library and fused with the ops around them. Safe here because the copy never trains;
+        the first call compiles (10–20 s on a CPU for ResNet-50). Together with ``channels_last`` this is
+        the fastest CPU inference the zoo has (``benchmarks/bench_resnet50.py``).
+        """
+        from torch.fx.experimental.optimization import fuse
+
+        folded = copy.deepcopy(self).eval()
+        try:
+            folded.net = fuse(folded.net)
+        except Exception as error:  # torch.fx could not trace the network (data-dependent control flow)
+            raise ZooError(
+                f"{self.hparams.model_name} cannot be folded for inference: {str(error).splitlines()[0]}"
+            ) from error
+        if self.hparams.channels_last:
+            folded.net = folded.net.to(memory_format=torch.channels_last)
+        if compile:
+            folded.net = torch.compile(folded.net, options={"freezing": True})
+        folded._folded = True
+        return folded
+
+    def on_fit_start(self) -> None:
+        if getattr(self, "_folded", False):
+            raise ZooError(
+                f"{self.hparams.model_name} had its BatchNorm folded by fold_batchnorm() and is for inference only; "
+                "train the original model instead"
+            )
+
+    # ---- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        return optim.configure(self, self.hparams, optim.trainer_steps(self.trainer))
+
+    # ---- weights ---------------------------------------------------------------------------------
+    def model_config(self, name: str) -> dict[str, Any]:
+        """``config.json``: enough to rebuild this task from the registry alone."""
+        hp = self.hparams
+        return {
+            "name": name,
+            "architecture": hp.model_name,
+            "library_name": "zoo",
+            "task": self.config_task,
+            "num_classes": hp.num_classes,
+            "in_chans": self.input_size[0],
+            "input_size": list(self.input_size),
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+            "class_names": list(self.class_names),
+            "model_kwargs": dict(hp.model_kwargs or {}),
+        }
+
+    def save_pretrained(
+        self, save_directory: str | Path, *, name: str | None = None, metrics: dict[str, Any] | None = None
+    ) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` + ``metrics.json`` + ``README.md`` (the card).
+
+        ``metrics``: numbers just measured for these weights (a training run's). Without them, the numbers
+        measured for the loaded weights travel with them only while the weights are unchanged (same
+        sha256); after fine-tuning, only what still holds (dataset, license...) is kept.
+        """
+        from safetensors.torch import save
+
+        from zoo.cards import write_folder
+        from zoo.inspect import count_flops
+
+        name = name or self.weights_name or self.hparams.model_name
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        if metrics is None:
+            metrics = dict(self.card_metrics or {})
+            if metrics.get("sha256") != hashlib.sha256(save(state, metadata={"format": "pt"})).hexdigest():
+                metrics = {k: metrics[k] for k in pretrained.DESCRIPTIVE_METRICS if k in metrics}
+        metrics = {"name": name, **{k: v for k, v in metrics.items() if k != "name"}}
+        metrics["params"] = sum(p.numel() for p in self.net.parameters())
+        metrics["flops"] = count_flops(self.net, self.input_size)
+        return write_folder(Path(save_directory).expanduser(), state, self.model_config(name), metrics)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        token: str | None = None,
+    ) -> str:
+        """:meth:`save_pretrained` into a temporary folder, then push it; returns the commit URL."""
+        with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            return pretrained.push(
+                folder, repo_id, private=private, revision=revision, commit_message=commit_message, token=token
+            )
+
+
+def hub_repo_like(text: str) -> bool:
+    """``org/name`` or ``org/name@revision``: how the Hub names a repo."""
+    from zoo.hub import REPO_ID
+
+    return bool(REPO_ID.fullmatch(text.partition("@")[0]))
+
+
+def _check_choices(**values: tuple[Any, Any]) -> None:
+    """A one-line error for an option value outside its ``Literal`` choices (``optimizer="sgdd"``)."""
+    import difflib
+
+    for option, (value, choices) in values.items():
+        allowed = choices.__args__
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InvalidValueError(f"unknown {option} {value!r}; {hint}choose one of {', '.join(allowed)}")

@@ -1,0 +1,126 @@
+"""Optimisers, learning-rate schedules and initialisation: the training options every task shares.
+
+The task's hyper-parameters (``optimizer``, ``lr``, ``scheduler``, ``warmup_epochs``...) are read here;
+``zoo schedule`` draws a run's schedule with the same functions before it trains.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+Optimizer = Literal["sgd", "adam", "adamw"]
+Scheduler = Literal["constant", "step", "exponential", "cosine", "sgdr", "plateau", "onecycle"]
+Init = Literal["default", "kaiming", "xavier"]
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: weights with decay, biases and normalisation weights (1-D tensors) without."""
+    decay = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(groups: list[dict[str, Any]], hp: Any) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov), Adam or AdamW (decoupled weight decay) over ``groups``."""
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov and hp.momentum > 0)
+    if hp.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=hp.lr, betas=tuple(hp.betas))
+    if hp.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+    raise ValueError(f"unknown optimizer {hp.optimizer!r}; choose one of {Optimizer.__args__}")
+
+
+def configure(module: nn.Module, hp: Any, steps: tuple[int, int]) -> Any:
+    """What ``LightningModule.configure_optimizers`` returns for these hyper-parameters.
+
+    ``steps``: (total optimizer steps of the run, steps per epoch).
+    """
+    optimizer = build_optimizer(param_groups(module, hp.weight_decay), hp)
+    if hp.scheduler == "constant" and not hp.warmup_epochs:
+        return optimizer
+    if hp.scheduler == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=hp.gamma, patience=hp.plateau_patience, min_lr=hp.min_lr
+        )
+        configs = [{"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"}]
+        if hp.warmup_epochs:  # a per-step ramp beside the per-epoch plateau rule: both scale the same LR
+            configs.insert(0, {"scheduler": warmup_scheduler(optimizer, hp, steps), "interval": "step"})
+        return [optimizer], configs
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"scheduler": build_scheduler(optimizer, hp, steps), "interval": "step"},
+    }
+
+
+def trainer_steps(trainer: Any) -> tuple[int, int]:
+    """(total optimizer steps of the run, steps per epoch) as the Trainer estimates them."""
+    total = int(trainer.estimated_stepping_batches)
+    epochs = max(1, trainer.max_epochs or 1)
+    return total, max(1, math.ceil(total / epochs))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, hp: Any, steps: tuple[int, int]
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step schedule from the task's hyper-parameters; epochs are converted to steps."""
+    sched = torch.optim.lr_scheduler
+    total, per_epoch = steps
+    warmup = warmup_steps(hp, steps)
+    if hp.scheduler == "onecycle":  # one-cycle has its own warm-up phase
+        pct = warmup / total if warmup else 0.3
+        return sched.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total, pct_start=pct)
+    rest = max(1, total - warmup)
+    if hp.scheduler == "constant":
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    elif hp.scheduler == "step":
+        main = sched.StepLR(optimizer, step_size=hp.step_epochs * per_epoch, gamma=hp.gamma)
+    elif hp.scheduler == "exponential":
+        main = sched.ExponentialLR(optimizer, gamma=hp.gamma ** (1 / per_epoch))
+    elif hp.scheduler == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=rest, eta_min=hp.min_lr)
+    elif hp.scheduler == "sgdr":
+        main = sched.CosineAnnealingWarmRestarts(
+            optimizer, T_0=hp.restart_epochs * per_epoch, T_mult=hp.restart_mult, eta_min=hp.min_lr
+        )
+    else:
+        raise ValueError(f"unknown scheduler {hp.scheduler!r}; choose one of {Scheduler.__args__}")
+    if not warmup:
+        return main
+    return sched.SequentialLR(optimizer, [warmup_scheduler(optimizer, hp, steps), main], milestones=[warmup])
+
+
+def warmup_steps(hp: Any, steps: tuple[int, int]) -> int:
+    total, per_epoch = steps
+    return max(0, min(int(hp.warmup_epochs * per_epoch), total - 1))
+
+
+def warmup_scheduler(
+    optimizer: torch.optim.Optimizer, hp: Any, steps: tuple[int, int]
+) -> torch.optim.lr_scheduler.LinearLR:
+    """Linear warm-up from lr/1000 to lr over ``warmup_epochs``, then a factor of 1."""
+    return torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1e-3, end_factor=1.0, total_iters=max(1, warmup_steps(hp, steps))
+    )
+
+
+def initialize(net: nn.Module, scheme: str) -> None:
+    """Re-initialise every conv/linear weight with ``kaiming`` or ``xavier``; biases to zero.
+
+    Normalisation layers keep weight 1 / bias 0. Kaiming uses the ReLU gain for every layer, Xavier
+    gain 1: the course's rule of thumb (He for ReLU nets, Glorot for tanh nets), not a per-layer tuning.
+    """
+    for module in net.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            elif scheme == "xavier":
+                nn.init.xavier_uniform_(module.weight)
+            else:
+                raise ValueError(f"unknown init {scheme!r}; choose one of {Init.__args__}")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
