@@ -25,7 +25,7 @@ def test_wheel_ships_cards_and_loads_them(tmp_path) -> None:
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / "zoo" / "model_cards" / "lenet5.fmnist" / "model.safetensors").is_file()
     code = (
-        "import zoo, torch; from zoo.weights import bundled_cards_dir; m = zoo.load('lenet5.fmnist'); "
+        "import zoo, torch; from zoo.files import bundled_cards_dir; m = zoo.load('lenet5.fmnist'); "
         "print(zoo.__file__, bundled_cards_dir(), m.predict_proba(torch.rand(1, 1, 28, 28)).shape)"
     )
     out = subprocess.run(

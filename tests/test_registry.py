@@ -144,3 +144,35 @@ def test_folded_model_refuses_to_train() -> None:
     )
     with pytest.raises(zoo.ZooError, match="inference only"):
         trainer.fit(folded, data)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_declared_first_conv_and_classifier_exist(name: str) -> None:
+    """The names the loader adapts by (timm's ``first_conv`` / ``classifier``) point at real layers."""
+    entry = get_entry(name)
+    with torch.device("meta"):
+        net = build_net(name)
+    conv, head = net.get_submodule(entry.first_conv), net.get_submodule(entry.classifier)
+    assert isinstance(conv, torch.nn.Conv2d) and conv.in_channels == entry.input_size[0]
+    assert isinstance(head, torch.nn.Linear) and head.out_features == entry.num_classes
+
+
+def test_every_weight_table_row_names_a_registered_model() -> None:
+    from zoo.registry import unclaimed_weights
+
+    assert unclaimed_weights() == []
+
+
+def test_unknown_keyword_is_one_line_naming_the_accepted_ones() -> None:
+    with pytest.raises(zoo.errors.UnknownArgumentError) as info:
+        zoo.create("lenet5", dropuot=0.5)
+    message = str(info.value)
+    assert "\n" not in message and "'dropuot'" in message and "did you mean 'dropout'" in message
+    assert "lr" in message and "batch_norm" in message  # the task's and the builder's arguments
+    with pytest.raises(TypeError):  # still a TypeError for code that catches one
+        zoo.create("resnet20", depthh=3)
+
+
+def test_unknown_option_value_is_refused_at_creation() -> None:
+    with pytest.raises(zoo.ZooError, match="unknown optimizer 'sgdd'; did you mean 'sgd'"):
+        zoo.create("lenet5", optimizer="sgdd")
