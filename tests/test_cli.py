@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo.cli import main
+from zoo.files import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "lenet5_fmnist.yaml")
@@ -261,3 +262,26 @@ def test_classify_missing_image_file(tmp_path, capsys) -> None:
         main(["classify", "lenet5.fmnist", str(tmp_path / "nothere.png")])
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().endswith("does not exist; check the path")
+
+
+def test_fit_refuses_to_replace_a_card_before_training(in_tmp, capsys) -> None:
+    """A second run with the same --card.name stops before its first step; the card stays byte for byte."""
+    fit(in_tmp)
+    card = in_tmp / "cards" / "lenet5.test"
+    before = {p.name: p.read_bytes() for p in card.iterdir()}
+    checkpoints = sorted((in_tmp / "runs").rglob("*.ckpt"))
+    with pytest.raises(SystemExit) as exit_info:
+        fit(in_tmp)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and "already exists" in err and "--card.overwrite true" in err
+    assert {p.name: p.read_bytes() for p in card.iterdir()} == before
+    assert sorted((in_tmp / "runs").rglob("*.ckpt")) == checkpoints, "refused before the first training step"
+    fit(in_tmp, "--card.overwrite=true")
+    assert json.loads((card / "metrics.json").read_text())["sha256"] == sha256_file(card / "model.safetensors")
+
+
+def test_fit_checks_the_card_name_before_training(in_tmp, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", RECIPE, *QUICK, "--card.output_dir", str(in_tmp / "cards"), "--card.name", "lenet5"])
+    assert exit_info.value.code == 2 and "--card.name must be 'lenet5.<tag>'" in capsys.readouterr().err
+    assert not (in_tmp / "runs").exists() or not list((in_tmp / "runs").rglob("*.ckpt"))

@@ -113,3 +113,36 @@ def test_rewriting_a_card_keeps_the_old_one_until_the_new_one_is_complete(card) 
     assert sha256_file(card / "model.safetensors") == original
     assert not [p for p in card.parent.iterdir() if p.name.startswith(".")], "staging folder left behind"
     shutil.rmtree(card)
+
+
+def test_save_pretrained_never_deletes_the_users_files(tmp_path) -> None:
+    target = tmp_path / "mine"
+    (target / "src").mkdir(parents=True)
+    (target / "important.txt").write_text("notes")
+    (target / "src" / "code.py").write_text("print('hi')\n")
+    model = zoo.create("lenet5")
+    with pytest.raises(zoo.ZooError) as info:
+        model.save_pretrained(target)
+    assert "important.txt" in _one_line(info.value) and "overwrite=True" in str(info.value)
+    assert sorted(p.name for p in target.iterdir()) == ["important.txt", "src"]
+    model.save_pretrained(target, overwrite=True)  # asked for: the weight files join the user's files
+    assert (target / "important.txt").read_text() == "notes" and (
+        target / "src" / "code.py"
+    ).read_text() == "print('hi')\n"
+    assert torch.equal(zoo.load(target).net.head.fc.weight, model.net.head.fc.weight)
+
+
+def test_save_pretrained_onto_a_file_is_refused(tmp_path) -> None:
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"keep me")
+    with pytest.raises(zoo.ZooError) as info:
+        zoo.create("lenet5").save_pretrained(target)
+    assert "is a file" in _one_line(info.value) and target.read_bytes() == b"keep me"
+
+
+def test_save_pretrained_replaces_its_own_folder(card) -> None:
+    torch.manual_seed(1)
+    model = zoo.create("lenet5")
+    model.save_pretrained(card)
+    assert sorted(p.name for p in card.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
+    assert torch.equal(zoo.load(card).net.head.fc.weight, model.net.head.fc.weight)

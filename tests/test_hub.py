@@ -605,3 +605,18 @@ def test_torch_hub_load_local_clone(tmp_path, monkeypatch) -> None:
     assert torch.equal(model(X), zoo.load("lenet5.fmnist")(X))
     fresh = torch.hub.load(str(REPO_ROOT), "lenet5", source="local", num_classes=3)
     assert fresh(X).shape == (3, 3)
+
+
+def test_lightning_checkpoint_is_a_source_with_its_model_and_classes(tmp_path) -> None:
+    """A zoo task's checkpoint names its architecture and classes in its hyper-parameters: no arch= needed."""
+    import lightning as L
+
+    model = zoo.create("lenet5", num_classes=3, class_names=["a", "b", "c"])
+    trainer = L.Trainer(
+        max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    loaded = zoo.load(tmp_path / "run.ckpt")
+    assert loaded.hparams.model_name == "lenet5" and loaded.class_names == ["a", "b", "c"]
+    assert torch.equal(loaded(X), model.eval()(X))

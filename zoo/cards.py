@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.files import CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, sha256_file
+from zoo.errors import ZooError
+from zoo.files import CARD_FILE, CONFIG_FILE, FOLDER_FILES, METRICS_FILE, WEIGHTS_FILE, sha256_file
 
 # What each task reports: its headline metric (metrics.json key, model-index type and name, scale)
 # and its rows in the card's table, before the rows every card has.
@@ -114,17 +115,53 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_folder(folder: str | Path, state: dict[str, Any], config: dict[str, Any], metrics: dict[str, Any]) -> Path:
+def check_target(folder: Path, *, overwrite: bool = False) -> str:
+    """What writing a weight folder at ``folder`` would do: ``"new"``, ``"replace"`` (a zoo weight folder,
+    whose own four files are replaced) or ``"add"`` (``overwrite=True`` into a folder of other files, which
+    stay); anything else is a one-line :class:`~zoo.errors.ZooError` and nothing is written.
+    """
+    if folder.is_file() or (folder.exists() and not folder.is_dir()):
+        raise ZooError(f"{folder} is a file, not a folder; give a new folder name for the weights")
+    if not folder.exists():
+        return "new"
+    others = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES)
+    if not others:  # empty, or only the files of the layout
+        return "replace" if any(folder.iterdir()) else "new"
+    if not overwrite:
+        shown = ", ".join(others[:3]) + (f" (+{len(others) - 3} more)" if len(others) > 3 else "")
+        raise ZooError(
+            f"{folder} already holds files that are not zoo weights ({shown}); give a new or empty folder, "
+            "or pass overwrite=True to add the weight files beside them"
+        )
+    return "add"
+
+
+def write_folder(
+    folder: str | Path,
+    state: dict[str, Any],
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write a complete weight folder atomically: built beside the target, then swapped in.
 
-    ``metrics`` gets the weights file's sha256 and size. An existing folder is replaced only once
-    the new one is complete, so an interrupted run never leaves a half-written card behind.
+    ``metrics`` gets the weights file's sha256 and size. An existing zoo weight folder is replaced only
+    once the new one is complete, so an interrupted run never leaves a half-written card behind. A folder
+    holding other files is refused (see :func:`check_target`); with ``overwrite=True`` only the four weight
+    files are written into it, the others left as they are.
     """
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    folder = Path(folder).expanduser()
+    mode = check_target(folder, overwrite=overwrite)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as err:
+        raise ZooError(
+            f"cannot write the weights to {folder} ({err.strerror}); choose a folder you can write to"
+        ) from None
     try:
         weights = staging / WEIGHTS_FILE
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(weights), metadata={"format": "pt"})
@@ -132,6 +169,10 @@ def write_folder(folder: str | Path, state: dict[str, Any], config: dict[str, An
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         (staging / CARD_FILE).write_text(render_card(config, metrics))
+        if mode == "add":  # the user's files stay: the weight files move in one by one, the weights last
+            for name in (CONFIG_FILE, METRICS_FILE, CARD_FILE, WEIGHTS_FILE):
+                os.replace(staging / name, folder / name)
+            return folder
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")

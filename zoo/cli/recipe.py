@@ -74,6 +74,12 @@ def _make_cli_class():
             parser.add_argument(
                 "--card.output_dir", type=str, default="model_cards", help="folder that receives the weight folder"
             )
+            parser.add_argument(
+                "--card.overwrite",
+                type=bool,
+                default=False,
+                help="replace an existing weight folder of that name (off: fit refuses before training)",
+            )
             parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
             parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
 
@@ -109,6 +115,11 @@ def _make_cli_class():
                 callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
             return super()._instantiate_trainer(config, callbacks)
 
+        def before_fit(self) -> None:
+            card = self.config.fit.card
+            if card.name:
+                check_card_target(self.model, card.name, Path(card.output_dir), card.overwrite)
+
         def after_fit(self) -> None:
             name = self.config.fit.card.name
             if name:
@@ -128,6 +139,22 @@ def _make_cli_class():
         ],
     }
     return ZooCLI, defaults, L
+
+
+def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) -> None:
+    """Before training: ``--card.name`` fits the model, and its folder is new unless ``--card.overwrite``."""
+    from zoo.cards import check_target
+    from zoo.registry import split_name
+
+    arch, tag = split_name(name)
+    if arch != model.hparams.model_name or tag is None:
+        raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
+    folder = output_dir.expanduser() / name
+    if check_target(folder) == "replace" and not overwrite:
+        raise ZooError(
+            f"{folder} already exists and fit would replace it; pass --card.overwrite true, another --card.name, "
+            "or --card.output_dir elsewhere (--card.name null writes no card)"
+        )
 
 
 def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path | None:

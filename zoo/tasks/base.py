@@ -290,19 +290,28 @@ class ZooTask(L.LightningModule):
         }
 
     def save_pretrained(
-        self, save_directory: str | Path, *, name: str | None = None, metrics: dict[str, Any] | None = None
+        self,
+        save_directory: str | Path,
+        *,
+        name: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> Path:
         """Write ``model.safetensors`` + ``config.json`` + ``metrics.json`` + ``README.md`` (the card).
 
         ``metrics``: numbers just measured for these weights (a training run's). Without them, the numbers
         measured for the loaded weights travel with them only while the weights are unchanged (same
         sha256); after fine-tuning, only what still holds (dataset, license...) is kept.
+
+        An existing weight folder is replaced whole; a folder holding other files, or a file, is refused
+        before anything is written (``overwrite=True`` adds the weight files beside the others).
         """
         from safetensors.torch import save
 
-        from zoo.cards import write_folder
+        from zoo.cards import check_target, write_folder
         from zoo.inspect import count_flops
 
+        check_target(Path(save_directory).expanduser(), overwrite=overwrite)  # before any work
         name = name or self.weights_name or self.hparams.model_name
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         if metrics is None:
@@ -312,7 +321,9 @@ class ZooTask(L.LightningModule):
         metrics = {"name": name, **{k: v for k, v in metrics.items() if k != "name"}}
         metrics["params"] = sum(p.numel() for p in self.net.parameters())
         metrics["flops"] = count_flops(self.net, self.input_size)
-        return write_folder(Path(save_directory).expanduser(), state, self.model_config(name), metrics)
+        return write_folder(
+            Path(save_directory).expanduser(), state, self.model_config(name), metrics, overwrite=overwrite
+        )
 
     def push_to_hub(
         self,
