@@ -139,6 +139,8 @@ def register_model(
 
 
 def _suggest(name: str) -> str:
+    if not _MODELS:  # the registry is filled by importing the families
+        return "no family is registered yet: `import zoo.models` first (zoo.create/zoo.load do it)"
     candidates = list(_MODELS) + [f"{m}.{t}" for m, e in _MODELS.items() for t in e.weights]
     close = difflib.get_close_matches(name, candidates, n=4, cutoff=0.5)
     return f"closest: {', '.join(close)}" if close else "see `zoo list`"

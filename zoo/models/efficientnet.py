@@ -291,75 +291,73 @@ WEIGHTS = weight_table(
 _NAMES = dict(family="efficientnet", first_conv="features.0.0", classifier="classifier.1", weights=WEIGHTS, paper=PAPER)
 
 
-def _imagenet(phi_name: str) -> dict:
-    resolution = SCALING[phi_name].resolution
-    return dict(
-        input_size=(3, resolution, resolution),
-        num_classes=1000,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        columns=SCALING[phi_name].columns(),
-        **_NAMES,
-    )
+def _scaled(num_params: int, **meta: Any):
+    """``register_model`` for a builder whose name keys ``SCALING``: its resolution and φ columns come from there."""
+
+    def wrap(builder):
+        scaling = SCALING[builder.__name__]
+        imagenet = dict(
+            input_size=(3, scaling.resolution, scaling.resolution),
+            num_classes=1000,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+        )
+        return register_model(num_params=num_params, columns=scaling.columns(), **{**imagenet, **meta}, **_NAMES)(
+            builder
+        )
+
+    return wrap
 
 
-@register_model(num_params=5_288_548, **_imagenet("efficientnet_b0"))
+@_scaled(5_288_548)
 def efficientnet_b0(**kwargs) -> EfficientNet:
     """EfficientNet-B0, the searched base network (φ = 0), 224×224."""
     return _build("efficientnet_b0", **kwargs)
 
 
-@register_model(num_params=7_794_184, **_imagenet("efficientnet_b1"))
+@_scaled(7_794_184)
 def efficientnet_b1(**kwargs) -> EfficientNet:
     """EfficientNet-B1 (φ = 1): depth 1.1, 240×240."""
     return _build("efficientnet_b1", **kwargs)
 
 
-@register_model(num_params=9_109_994, **_imagenet("efficientnet_b2"))
+@_scaled(9_109_994)
 def efficientnet_b2(**kwargs) -> EfficientNet:
     """EfficientNet-B2 (φ = 2): width 1.1, depth 1.2, 260×260."""
     return _build("efficientnet_b2", **kwargs)
 
 
-@register_model(num_params=12_233_232, **_imagenet("efficientnet_b3"))
+@_scaled(12_233_232)
 def efficientnet_b3(**kwargs) -> EfficientNet:
     """EfficientNet-B3 (φ = 3): width 1.2, depth 1.4, 300×300."""
     return _build("efficientnet_b3", **kwargs)
 
 
-@register_model(num_params=19_341_616, **_imagenet("efficientnet_b4"))
+@_scaled(19_341_616)
 def efficientnet_b4(**kwargs) -> EfficientNet:
     """EfficientNet-B4 (φ = 4): width 1.4, depth 1.8, 380×380."""
     return _build("efficientnet_b4", **kwargs)
 
 
-@register_model(num_params=30_389_784, **_imagenet("efficientnet_b5"))
+@_scaled(30_389_784)
 def efficientnet_b5(**kwargs) -> EfficientNet:
     """EfficientNet-B5 (φ = 5): width 1.6, depth 2.2, 456×456."""
     return _build("efficientnet_b5", **kwargs)
 
 
-@register_model(num_params=43_040_704, **_imagenet("efficientnet_b6"))
+@_scaled(43_040_704)
 def efficientnet_b6(**kwargs) -> EfficientNet:
     """EfficientNet-B6 (φ = 6): width 1.8, depth 2.6, 528×528."""
     return _build("efficientnet_b6", **kwargs)
 
 
-@register_model(num_params=66_347_960, **_imagenet("efficientnet_b7"))
+@_scaled(66_347_960)
 def efficientnet_b7(**kwargs) -> EfficientNet:
     """EfficientNet-B7 (φ = 7): width 2.0, depth 3.1, 600×600."""
     return _build("efficientnet_b7", **kwargs)
 
 
-@register_model(
-    input_size=(1, 28, 28),
-    num_classes=10,
-    num_params=1_189_756,
-    mean=FMNIST_MEAN,
-    std=FMNIST_STD,
-    columns=SCALING["efficientnet_lite"].columns(),
-    **_NAMES,
-)
+@_scaled(1_189_756, input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD)
 def efficientnet_lite(**kwargs) -> EfficientNet:
     """B0 scaled down by the compound rule to φ = −4 (width 0.68, depth 0.48), stride-1 stem for 28×28 Fashion-MNIST."""
     return _build("efficientnet_lite", **{"stem_stride": 1, **kwargs})
