@@ -233,7 +233,7 @@ def _read_published(path: Path, name: str, weights: Weights) -> Pretrained:
     return Pretrained(entry.name, task_args, state, name, str(path), metrics, label=label, task=entry.task)
 
 
-def _read_checkpoint_args(checkpoint: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]] | None:
+def _read_checkpoint_args(checkpoint: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(architecture, task arguments) from the hyper-parameters a zoo task saved in its Lightning checkpoint."""
     hp = checkpoint.get("hyper_parameters") or {}
     if not isinstance(hp.get("model_name"), str):
@@ -260,7 +260,7 @@ def _read_file(path: Path, arch: str | None, config_path: Path | None = None) ->
         raise WeightsError(f"weight file {path} is missing")
     if arch is None and path.suffix in PICKLE_SUFFIXES:
         checkpoint = read_pickle(path)
-        found = _read_checkpoint_args(checkpoint, path) if is_lightning_checkpoint(checkpoint) else None
+        found = _read_checkpoint_args(checkpoint) if is_lightning_checkpoint(checkpoint) else None
         if found is not None:
             found_arch, task_args = found
             return Pretrained(
