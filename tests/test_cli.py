@@ -285,3 +285,8 @@ def test_fit_checks_the_card_name_before_training(in_tmp, capsys) -> None:
         main(["fit", "--config", RECIPE, *QUICK, "--card.output_dir", str(in_tmp / "cards"), "--card.name", "lenet5"])
     assert exit_info.value.code == 2 and "--card.name must be 'lenet5.<tag>'" in capsys.readouterr().err
     assert not (in_tmp / "runs").exists() or not list((in_tmp / "runs").rglob("*.ckpt"))
+
+
+def test_version(capsys) -> None:
+    main(["--version"])
+    assert capsys.readouterr().out.strip() == f"zoo {zoo.__version__}"

@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(overview(), end="")
         return
+    if argv[0] in ("--version", "-V"):
+        from zoo._version import __version__
+
+        print(f"zoo {__version__}")
+        return
     command, rest = argv[0], argv[1:]
     try:
         if command in LIGHTNING_COMMANDS:
