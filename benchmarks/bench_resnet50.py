@@ -40,7 +40,7 @@ import torch
 import torchvision
 
 import zoo
-from zoo.registry import get_weights
+from zoo.pretrained import convert_state
 
 
 def _time(fn: Callable[[], object]) -> float:
@@ -123,7 +123,7 @@ def main() -> None:
     reference = torchvision.models.resnet50(weights=None).eval()
     twin = torchvision.models.resnet50(weights=None).eval()
     twin.load_state_dict(reference.state_dict())
-    state = get_weights("resnet50.tv_in1k").convert(reference.state_dict())
+    state = convert_state("resnet50.tv2_in1k", reference.state_dict())
     task = zoo.create("resnet50").eval()
     task.load_net_state(state)
     task_nhwc = zoo.create("resnet50", channels_last=True).eval()

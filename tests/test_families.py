@@ -314,4 +314,4 @@ def test_registry_markdown_table() -> None:
     lines = registry_markdown("resnet*").splitlines()
     assert lines[0].startswith("| model | family | input | params | GFLOPs |")
     row = next(line for line in lines if line.startswith("| `resnet50` "))
-    assert "| 25,557,032 | 8.178 |" in row and "`resnet50.tv_in1k`" in row
+    assert "| 25,557,032 | 8.178 |" in row and "`resnet50.tv2_in1k`" in row

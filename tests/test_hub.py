@@ -128,7 +128,8 @@ def test_push_then_load_round_trip_identical_outputs_and_card(hub_env, tmp_path)
         assert (remote / name).read_bytes() == (local / name).read_bytes(), name
     card = (remote / "README.md").read_text()
     assert (
-        card.startswith("---\nlibrary_name: zoo\n")
+        card.startswith("---\n")
+        and card.split("---\n")[1].count("\nlibrary_name: zoo\n") == 1  # in the YAML header (ModelCardData sorts it)
         and "datasets:\n- fashion_mnist" in card
         and "license: apache-2.0" in card
     )
@@ -620,3 +621,24 @@ def test_lightning_checkpoint_is_a_source_with_its_model_and_classes(tmp_path) -
     loaded = zoo.load(tmp_path / "run.ckpt")
     assert loaded.hparams.model_name == "lenet5" and loaded.class_names == ["a", "b", "c"]
     assert torch.equal(loaded(X), model.eval()(X))
+
+
+def test_hugging_face_keyword_names(hub_env, tmp_path) -> None:
+    """from_pretrained / push_to_hub take huggingface_hub's own names: revision, branch, token, cache_dir,
+    local_files_only, force_download."""
+    first = zoo.load(_card(tmp_path / "a", seed=21))
+    second = zoo.load(_card(tmp_path / "b", seed=22))
+    cls = type(first)
+    first.push_to_hub("org/hfnames", token=os.environ["HF_TOKEN"])
+    second.push_to_hub("org/hfnames", branch="exp", commit_message="on a branch")
+    cache = tmp_path / "own-cache"
+    assert torch.equal(cls.from_pretrained("org/hfnames", revision="exp", cache_dir=cache)(X), second(X))
+    assert torch.equal(cls.from_pretrained("org/hfnames")(X), first(X))
+    assert any(cache.rglob("model.safetensors")), "cache_dir= is where the download went"
+    served = sum(hub_env.counts.values())
+    again = cls.from_pretrained("org/hfnames", revision="exp", cache_dir=cache, local_files_only=True)
+    assert torch.equal(again(X), second(X)) and sum(hub_env.counts.values()) == served, "local_files_only: no request"
+    cls.from_pretrained("org/hfnames", revision="exp", cache_dir=cache, force_download=True)
+    assert sum(hub_env.counts.values()) > served
+    with pytest.raises(zoo.ZooError, match="revision= applies to Hub repos"):
+        cls.from_pretrained(_card(tmp_path / "c", seed=23), revision="exp")

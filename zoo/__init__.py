@@ -24,6 +24,7 @@ __all__ = [
     "WeightsError",
     "ZooError",
     "__version__",
+    "backbone",
     "create",
     "is_model",
     "list_models",
@@ -75,6 +76,14 @@ def load(source: str, **overrides: Any):
     from zoo.tasks.factory import load as _load
 
     return _load(source, **overrides)
+
+
+def backbone(source: str, out_indices=None, **kwargs: Any):
+    """A feature-pyramid extractor of an architecture or weights: [0, 1] pixels in, a list of maps out,
+    with ``feature_info`` (``num_chs``, ``reduction``, ``module`` per level), like timm's ``features_only``."""
+    from zoo.backbones import backbone as _backbone
+
+    return _backbone(source, out_indices=out_indices, **kwargs)
 
 
 def prefetch(*sources: str) -> list:

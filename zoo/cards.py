@@ -42,31 +42,33 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     dataset = metrics.get("dataset", "")
     task = config.get("task", "image-classification")
     spec = TASKS.get(task, {"headline": None, "rows": []})
-    front = {
-        "library_name": "zoo",
-        "license": metrics.get("license", "apache-2.0"),
-        "tags": [task, "zoo", "lightning", config["architecture"]],
-        "datasets": [dataset] if dataset else [],
-        "metrics": [spec["headline"][1]] if spec["headline"] else [],
-    }
+    from huggingface_hub import EvalResult, ModelCardData
+
     headline = spec["headline"]
+    results = []
     if headline and metrics.get(headline[0]) is not None:  # weights nobody measured yet have no results
         key, kind, label, scale = headline
-        front["model-index"] = [
-            {
-                "name": name,
-                "results": [
-                    {
-                        "task": {"type": task},
-                        "dataset": {"name": dataset, "type": dataset, "split": "test"},
-                        "metrics": [{"type": kind, "value": round(scale * metrics[key], 2), "name": label}],
-                    }
-                ],
-            }
-        ]
-    import yaml
-
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
+        results.append(
+            EvalResult(
+                task_type=task,
+                dataset_type=dataset,
+                dataset_name=dataset,
+                dataset_split="test",
+                metric_type=kind,
+                metric_value=round(scale * metrics[key], 2),
+                metric_name=label,
+            )
+        )
+    card_data = ModelCardData(  # huggingface_hub builds and checks the metadata, model-index included
+        library_name="zoo",
+        license=metrics.get("license", "apache-2.0"),
+        tags=[task, "zoo", "lightning", config["architecture"]],
+        datasets=[dataset] if dataset else None,
+        metrics=[headline[1]] if headline else None,
+        model_name=name if results else None,
+        eval_results=results or None,
+    )
+    lines = ["---", card_data.to_yaml().rstrip(), "---", "", f"# {name}", ""]
     if metrics.get("recipe"):
         origin = (
             f"`{config['architecture']}` trained on {dataset} by the recipe `{metrics['recipe']}`; every number "

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from zoo.errors import WeightsError
@@ -274,17 +275,30 @@ def _hf_error(err: Exception, repo_id: str, revision: str | None, filename: str,
 
 
 def hf_file(
-    repo_id: str, filename: str, revision: str | None = None, *, pull: str | None = None, optional: bool = False
+    repo_id: str,
+    filename: str,
+    revision: str | None = None,
+    *,
+    pull: str | None = None,
+    optional: bool = False,
+    **options: Any,
 ) -> Path | None:
-    """One file of a hub repo through huggingface_hub's cache (``None`` for a missing ``optional`` file)."""
+    """One file of a hub repo through huggingface_hub's cache (``None`` for a missing ``optional`` file).
+
+    ``options`` are ``hf_hub_download``'s own: ``token``, ``cache_dir``, ``force_download``,
+    ``local_files_only`` (also on under ``HF_HUB_OFFLINE``/``ZOO_OFFLINE``).
+    """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RemoteEntryNotFoundError
 
+    options = {k: v for k, v in options.items() if v is not None}
+    options["local_files_only"] = bool(options.get("local_files_only")) or is_offline()
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=is_offline()))
+        return Path(hf_hub_download(repo_id, filename, revision=revision, **options))
     except Exception as err:  # huggingface_hub's own errors, translated into one line with what to do
+        offline = options["local_files_only"]
         if optional and (
-            isinstance(err, RemoteEntryNotFoundError) or (isinstance(err, LocalEntryNotFoundError) and is_offline())
+            isinstance(err, RemoteEntryNotFoundError) or (isinstance(err, LocalEntryNotFoundError) and offline)
         ):
             return None
         if isinstance(err, (EntryNotFoundError, OSError, ValueError)) or type(err).__module__.startswith("httpx"):
@@ -292,7 +306,7 @@ def hf_file(
         raise
 
 
-def hf_folder(spec: str, *, name: str | None = None) -> Path:
+def hf_folder(spec: str, *, name: str | None = None, **options: Any) -> Path:
     """The local snapshot folder of a zoo repo on the hub (``org/repo[@revision]``).
 
     ``config.json`` is fetched first; the other files are then pinned to the commit it came from, so a
@@ -300,11 +314,11 @@ def hf_folder(spec: str, *, name: str | None = None) -> Path:
     """
     repo_id, revision = parse_hf(spec)
     pull = name or f"{HF_PREFIX}{spec.removeprefix(HF_PREFIX)}"
-    config = hf_file(repo_id, CONFIG_FILE, revision, pull=pull)
+    config = hf_file(repo_id, CONFIG_FILE, revision, pull=pull, **options)
     commit = config.parent.name  # snapshots/<commit sha>/config.json
-    weights = hf_file(repo_id, WEIGHTS_FILE, commit, pull=pull)
-    hf_file(repo_id, METRICS_FILE, commit, pull=pull, optional=True)
-    hf_file(repo_id, CARD_FILE, commit, pull=pull, optional=True)
+    weights = hf_file(repo_id, WEIGHTS_FILE, commit, pull=pull, **options)
+    hf_file(repo_id, METRICS_FILE, commit, pull=pull, optional=True, **options)
+    hf_file(repo_id, CARD_FILE, commit, pull=pull, optional=True, **options)
     try:  # checked at download, so that a bad file is dropped from the cache, not kept
         verify_folder(
             config.parent,
@@ -325,9 +339,11 @@ def _remove_cached_blob(path: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
-def hf_file_verified(repo_id: str, filename: str, revision: str | None, sha256: str | None, *, pull: str) -> Path:
+def hf_file_verified(
+    repo_id: str, filename: str, revision: str | None, sha256: str | None, *, pull: str, **options: Any
+) -> Path:
     """One published file of a hub repo, held to its known sha256 (a bad cached copy is removed)."""
-    path = hf_file(repo_id, filename, revision, pull=pull)
+    path = hf_file(repo_id, filename, revision, pull=pull, **options)
     if sha256:
         try:
             check_sha256(path, sha256, label=f"{repo_id}/{filename}", action="the cached copy was removed")

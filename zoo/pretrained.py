@@ -59,6 +59,7 @@ class Pretrained:
     metrics: dict[str, Any] = field(default_factory=dict)  # what the run that made it measured
     label: str = ""  # what the state dict claims to be, for the key report ("torchvision resnet50")
     task: str = "classification"
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # resize / interpolation of evaluation images
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,19 @@ def registered_url(url: str) -> str | None:
     return next((name for name in list_weights() if get_weights(name).url == url), None)
 
 
-def _fetch_published(name: str, weights: Weights) -> Path:
+def _fetch_published(name: str, weights: Weights, hub_options: dict[str, Any]) -> Path:
     """The local file of registered weights published at a URL or as one file of a hub repo, verified."""
     if weights.url:
         prefix = None if weights.sha256 else hub.published_hash_prefix(weights.url)
         return hub.download_url(weights.url, sha256=weights.sha256, hash_prefix=prefix, name=name)
     repo_id, revision = hub.parse_hf(weights.hf_hub_id or "")
-    return hub.hf_file_verified(repo_id, weights.filename or WEIGHTS_FILE, revision, weights.sha256, pull=name)
+    return hub.hf_file_verified(
+        repo_id, weights.filename or WEIGHTS_FILE, revision, weights.sha256, pull=name, **hub_options
+    )
 
 
-def _locate_registered(name: str, file: str | Path | None = None) -> Located:
+def _locate_registered(name: str, file: str | Path | None = None, hub_options: dict[str, Any] | None = None) -> Located:
+    hub_options = hub_options or {}
     weights = get_weights(name)
     name = full_name(name)
     folder = bundled_cards_dir() / name
@@ -93,33 +97,37 @@ def _locate_registered(name: str, file: str | Path | None = None) -> Located:
     if folder.is_dir():
         return Located("folder", folder, name, weights)
     if weights.hf_hub_id and not weights.filename:  # a repo laid out like model_cards/<name>/
-        return Located("folder", hub.hf_folder(weights.hf_hub_id, name=name), name, weights)
+        return Located("folder", hub.hf_folder(weights.hf_hub_id, name=name, **hub_options), name, weights)
     if weights.url or weights.hf_hub_id:
-        return Located("published", _fetch_published(name, weights), name, weights)  # verified on fetch
+        return Located("published", _fetch_published(name, weights, hub_options), name, weights)  # verified on fetch
     raise WeightsError(
         f"weights {name} are not in {folder.parent} and have no download source; "
         f"train them with `zoo fit --config {weights.recipe}`"
     )
 
 
-def locate(source: str | Path, *, file: str | Path | None = None) -> Located:
-    """Where ``source`` is on this machine, downloading it first if needed (the order in the module doc)."""
+def locate(source: str | Path, *, file: str | Path | None = None, hub_options: dict[str, Any] | None = None) -> Located:
+    """Where ``source`` is on this machine, downloading it first if needed (the order in the module doc).
+
+    ``hub_options``: ``huggingface_hub``'s ``token``, ``cache_dir``, ``force_download``, ``local_files_only``.
+    """
+    hub_options = hub_options or {}
     text = str(source)
     if file is not None:
-        return _locate_registered(text, file)
+        return _locate_registered(text, file, hub_options)
     if text.startswith(hub.HF_PREFIX):
-        return Located("folder", hub.hf_folder(text.removeprefix(hub.HF_PREFIX)))
+        return Located("folder", hub.hf_folder(text.removeprefix(hub.HF_PREFIX), **hub_options))
     if text.startswith(("https://", "http://")):
         registered = registered_url(text)
         if registered is not None:
-            return _locate_registered(registered)
+            return _locate_registered(registered, hub_options=hub_options)
         return Located("file", hub.download_url(text))
     path = Path(text).expanduser()
     if path.is_dir():
         return Located("folder", path)
     if path.suffix in (".safetensors", *PICKLE_SUFFIXES):
         return Located("file", path)
-    return _locate_registered(text)
+    return _locate_registered(text, hub_options=hub_options)
 
 
 def prefetch(*sources: str) -> list[Path]:
@@ -230,7 +238,17 @@ def _read_published(path: Path, name: str, weights: Weights) -> Pretrained:
         "license": weights.license,
         "source": weights.url or weights.hf_hub_id,
     }
-    return Pretrained(entry.name, task_args, state, name, str(path), metrics, label=label, task=entry.task)
+    return Pretrained(
+        entry.name,
+        task_args,
+        state,
+        name,
+        str(path),
+        metrics,
+        label=label,
+        task=entry.task,
+        preprocessing=weights.preprocessing(),
+    )
 
 
 def _read_checkpoint_args(checkpoint: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -284,9 +302,15 @@ def _read_file(path: Path, arch: str | None, config_path: Path | None = None) ->
     return Pretrained(entry.name, task_args, state, entry.name, str(path), label=entry.name, task=entry.task)
 
 
-def resolve(source: str | Path, *, file: str | Path | None = None, arch: str | None = None) -> Pretrained:
+def resolve(
+    source: str | Path,
+    *,
+    file: str | Path | None = None,
+    arch: str | None = None,
+    hub_options: dict[str, Any] | None = None,
+) -> Pretrained:
     """The :class:`Pretrained` record of any source (see the module doc for the kinds and their order)."""
-    where = locate(source, file=file)
+    where = locate(source, file=file, hub_options=hub_options)
     if where.kind == "folder":
         return _read_folder(where.path, where.name)
     if where.kind == "published":

@@ -53,6 +53,14 @@ class Weights:
     std: tuple[float, ...] | None = None
     class_names: str | None = None  # name of a class list in zoo.data.class_names ("imagenet-1k")
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # how evaluation images were prepared (torchvision's ``weights.transforms()``): resize the short side
+    # to ``resize``, centre-crop the input size, with ``interpolation``; no ``resize``: resize to the input size
+    resize: int | None = None
+    interpolation: str = "bilinear"
+    old_tags: tuple[str, ...] = ()  # earlier names of these weights, still loaded with a warning
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"resize": self.resize, "interpolation": self.interpolation} if self.resize else {}
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,11 @@ def register_model(
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         rows = weights.get(name, ()) if isinstance(weights, Mapping) else weights
+        network = _returned_class(builder)
+        for attribute in ("first_conv", "classifier"):  # declared once, on the network class
+            declared = getattr(network, f"{attribute}_name", None)
+            if attribute not in meta and isinstance(declared, str):
+                meta[attribute] = declared
         _MODELS[name] = ModelEntry(
             name=name,
             builder=builder,
@@ -169,6 +182,16 @@ def get_weights(name: str) -> Weights:
     if tag is None:
         return next(iter(entry.weights.values()))
     if tag not in entry.weights:
+        renamed = next((w for w in entry.weights.values() if tag in w.old_tags), None)
+        if renamed is not None:
+            import warnings
+
+            warnings.warn(
+                f"{entry.name}.{tag} is now called {entry.name}.{renamed.tag}; the old name will be removed",
+                FutureWarning,
+                stacklevel=3,
+            )
+            return renamed
         raise UnknownModelError(
             f"unknown weights {name!r}; {entry.name} has: " + ", ".join(f"{entry.name}.{t}" for t in entry.weights)
         )
@@ -201,6 +224,15 @@ def list_weights(pattern: str | Iterable[str] = "*") -> list[str]:
     return [f"{name}.{tag}" for name in list_models(pattern) for tag in _MODELS[name].weights]
 
 
+def _returned_class(builder: Callable[..., Any]) -> type | None:
+    """The class a builder's return annotation names (``def resnet20(**kw) -> ResNet``), if it resolves."""
+    try:
+        returned = typing.get_type_hints(builder).get("return")
+    except Exception:  # an annotation that does not resolve
+        return None
+    return returned if isinstance(returned, type) else None
+
+
 def builder_params(name: str) -> set[str] | None:
     """The keyword arguments an architecture's builder takes (``None``: any, it cannot tell).
 
@@ -216,11 +248,8 @@ def builder_params(name: str) -> set[str] | None:
 
     accepted, open_ended = named(entry.builder)
     if open_ended:
-        try:
-            returned = typing.get_type_hints(entry.builder).get("return")
-        except Exception:  # an annotation that does not resolve: accept anything
-            return None
-        if not isinstance(returned, type):
+        returned = _returned_class(entry.builder)
+        if returned is None:  # cannot tell: accept anything
             return None
         more, open_ended = named(returned.__init__)
         accepted |= more
@@ -229,11 +258,26 @@ def builder_params(name: str) -> set[str] | None:
     return accepted - {"num_classes", "in_chans"}
 
 
+# timm's names for the regularisation every family calls by its own name
+TIMM_ALIASES = {"drop_rate": "dropout", "drop_path_rate": "drop_path"}
+
+
+def with_aliases(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with timm's ``drop_rate`` / ``drop_path_rate`` renamed to the builder's own argument."""
+    accepted = builder_params(name)
+    out = dict(kwargs)
+    for alias, own in TIMM_ALIASES.items():
+        if alias in out and (accepted is None or alias not in accepted) and (accepted is None or own in accepted):
+            out[own] = out.pop(alias)
+    return out
+
+
 def check_kwargs(name: str, kwargs: Mapping[str, Any], also: Iterable[str] = (), what: str | None = None) -> None:
     """Raise a one-line :class:`UnknownArgumentError` for keywords neither the builder nor ``also`` takes."""
     accepted = builder_params(name)
     if accepted is None:
         return
+    accepted |= {alias for alias, own in TIMM_ALIASES.items() if own in accepted}
     accepted |= {"num_classes", "in_chans", *also}
     unknown = [key for key in kwargs if key not in accepted]
     if unknown:
@@ -249,6 +293,7 @@ def build_net(name: str, *, num_classes: int | None = None, in_chans: int | None
     """The plain ``nn.Module`` of an architecture, randomly initialised."""
     entry = get_entry(name)
     check_kwargs(entry.name, kwargs)
+    kwargs = with_aliases(entry.name, kwargs)
     return entry.builder(
         num_classes=entry.num_classes if num_classes is None else num_classes,
         in_chans=entry.input_size[0] if in_chans is None else in_chans,

@@ -198,35 +198,29 @@ def where_memory_and_parameters_are(table) -> str:
     )
 
 
-def read_image(path: str, channels: int):
-    """A file as a uint8 ``(C, H, W)`` tensor with the model's channel count (grey or RGB)."""
-    from torchvision.io import ImageReadMode, decode_image
+def read_image(path: str):
+    """A file as a PIL image, loaded (so that a truncated file fails here, with its name)."""
+    from PIL import Image, UnidentifiedImageError
 
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     if not Path(path).is_file():
         raise ZooError(f"image file {path} does not exist; check the path")
     try:
-        return decode_image(path, mode=mode)
-    except (RuntimeError, OSError, ValueError) as err:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ZooError(f"cannot read image {path} ({err}); give PNG or JPEG files") from None
 
 
 def classify_files(weights: str, paths: list[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
-    """Top-k ``(class name, probability)`` for each image file, resized to the model's input if needed."""
+    """Top-k ``(class name, probability)`` for each image file, prepared by the weights' own ``transforms()``."""
     import torch
-    from torchvision.transforms.v2.functional import resize
 
     import zoo
 
     model = zoo.load(weights)
-    channels, height, width = model.input_size
-    images = []
-    for path in paths:
-        image = read_image(path, channels)
-        if image.shape[1:] != (height, width):
-            image = resize(image, [height, width], antialias=True)
-        images.append(image)
-    probs = model.predict_proba(torch.stack(images).float() / 255)
+    prepare = model.transforms()
+    probs = model.predict_proba(torch.stack([prepare(read_image(path)) for path in paths]))
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [
         [(model.class_names[i], p) for i, p in zip(indices.tolist(), values.tolist())]

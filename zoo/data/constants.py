@@ -17,4 +17,6 @@ TORCHVISION_IN1K = dict(
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     class_names="imagenet-1k",
+    resize=256,  # evaluated as torchvision's transforms: short side to 256, centre crop 224, bilinear
+    interpolation="bilinear",
 )

@@ -1,6 +1,6 @@
 """State dicts from other layouts and other shapes: unwrapping, the key report, input-conv adaptation.
 
-Every ImageNet importer (``alexnet_tv.tv_in1k``, ``resnet50.tv_in1k``...) is a renaming of keys (or
+Every ImageNet importer (``alexnet_tv.tv_in1k``, ``resnet50.tv2_in1k``...) is a renaming of keys (or
 none, where the zoo network already has torchvision's layout) followed by one check, done when the
 weights are loaded into the network: exactly its keys, the same shape under each (:func:`key_report`).
 """

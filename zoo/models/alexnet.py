@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.errors import InputShapeError
 from zoo.inspect import fc_parameter_share
+from zoo.layers.backbone import Backbone, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 ALEXNET_PARAMS = 62_378_344
@@ -56,7 +57,7 @@ def _out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
     return (size - kernel + 2 * padding) // stride + 1
 
 
-class AlexNet(nn.Module):
+class AlexNet(Backbone):
     """Five convolutions, three max pools, three FC layers. Input ``(N, in_chans, H, W)`` → logits ``(N, num_classes)``.
 
     Args:
@@ -66,7 +67,13 @@ class AlexNet(nn.Module):
         hidden: width of fc6 and fc7.
         adaptive_pool: average-pool conv5's map to ``pool_size`` so any large-enough input works.
         batch_norm: BatchNorm after every conv (the lite variant; AlexNet itself had none).
+
+    Backbone interface: features are conv5's map before pool5, the embedding is fc7's output (``hidden``
+    values), feature levels pool1, pool2, pool5.
     """
+
+    first_conv_name = "features.conv1"
+    classifier_name = "classifier.fc8"
 
     def __init__(
         self,
@@ -116,20 +123,39 @@ class AlexNet(nn.Module):
                 drop7=nn.Dropout(dropout),
                 fc7=nn.Linear(hidden, hidden),
                 relu7=nn.ReLU(inplace=True),
-                fc8=nn.Linear(hidden, num_classes),
+                fc8=linear_or_identity(hidden, num_classes),
             )
         )
+        self.num_features = hidden
+        self.feature_info = [
+            dict(module=f"features.pool{i}", num_chs=widths[i - 1], reduction=stride * 2**k)
+            for k, i in enumerate((1, 2, 5), start=1)
+        ]
 
     @property
     def metadata(self) -> dict[str, str]:
         """Shown by ``zoo info``: the course's point that the FC layers hold most of the parameters."""
         return fc_parameter_share(self, self.classifier)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier.fc8 = nn.Linear(self.classifier.fc8.in_features, num_classes)
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)  # (N, conv5 channels, 6, 6) at the design size
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.avgpool(self.features(x)))  # (N, num_classes)
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.avgpool(x)
+        for layer in list(self.classifier)[:-1]:  # flatten, fc6, fc7 with their ReLU and dropout
+            x = layer(x)
+        return x if pre_logits else self.classifier.fc8(x)
+
+    def stages(self) -> list[tuple[str, list[nn.Module]]]:
+        def conv(i: int) -> list[nn.Module]:
+            return [getattr(self.features, n) for n in (f"conv{i}", f"bn{i}") if hasattr(self.features, n)]
+
+        return [
+            ("stem", conv(1)),
+            *((f"stage{i - 1}", conv(i)) for i in range(2, 6)),
+            ("pre_logits", [self.classifier.fc6, self.classifier.fc7]),
+            ("head", [self.classifier.fc8]),
+        ]
 
 
 # ---- torchvision importer ------------------------------------------------------------------------
@@ -163,7 +189,7 @@ WEIGHTS = weight_table(
         "alexnet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/alexnet_lite_fmnist.yaml"),
     }
 )
-_NAMES = dict(family="alexnet", first_conv="features.conv1", classifier="classifier.fc8", weights=WEIGHTS)
+_NAMES = dict(family="alexnet", weights=WEIGHTS)
 _IMAGENET = dict(num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD, **_NAMES)
 _PAPER = "Krizhevsky, Sutskever, Hinton 2012, ImageNet classification with deep convolutional neural networks"
 

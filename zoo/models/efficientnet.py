@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
+from zoo.layers.backbone import Backbone, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
@@ -166,7 +167,7 @@ class MBConv(nn.Module):
         return x + self.stochastic_depth(out) if self.use_residual else out
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(Backbone):
     """B0 scaled by ``width`` and ``depth``. ``(N, in_chans, H, W)`` → ``(N, num_classes)``; five stride-2 steps, so H/32 (four with ``stem_stride=1``).
 
     Args:
@@ -176,7 +177,13 @@ class EfficientNet(nn.Module):
         bn_eps: BatchNorm epsilon.
         img_size: the resolution the variant is meant for (reported as ``input_size``; not pinned).
         stem_stride: 2 as in the paper; 1 keeps small images (28 px) from shrinking to 1×1 by the last stages.
+
+    Backbone interface: features are the 1×1 head convolution's map (1280 channels for B0), the embedding
+    its global average, feature levels the seven MBConv stages.
     """
+
+    first_conv_name = "features.0.0"
+    classifier_name = "classifier.1"
 
     def __init__(
         self,
@@ -203,8 +210,11 @@ class EfficientNet(nn.Module):
         ]
         repeats = [math.ceil(stage.layers * depth) for stage in stages]
         total, index, channels = sum(repeats), 0, stem
-        for stage, count in zip(stages, repeats):
+        reduction, self.feature_info = stem_stride, []
+        for number, (stage, count) in enumerate(zip(stages, repeats), start=1):
             out_chans = round_channels(stage.channels * width)
+            reduction *= stage.stride
+            self.feature_info.append(dict(module=f"features.{number}", num_chs=out_chans, reduction=reduction))
             blocks = []
             for position in range(count):
                 stride = stage.stride if position == 0 else 1
@@ -217,7 +227,8 @@ class EfficientNet(nn.Module):
         layers.append(Conv2dNormActivation(channels, head, 1, norm_layer=norm, activation_layer=nn.SiLU))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), nn.Linear(head, num_classes))
+        self.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), linear_or_identity(head, num_classes))
+        self.num_features = head
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out")
@@ -231,12 +242,21 @@ class EfficientNet(nn.Module):
                 nn.init.uniform_(module.weight, -bound, bound)
                 nn.init.zeros_(module.bias)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier[1] = nn.Linear(self.classifier[1].in_features, num_classes)
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)  # (N, 4·w·320, H/32, W/32)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.features(x)  # (N, 4·w·320, H/32, W/32)
-        return self.classifier(self.avgpool(x).flatten(1))
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.classifier[0](self.avgpool(x).flatten(1))  # dropout
+        return x if pre_logits else self.classifier[1](x)
+
+    def stages(self) -> list[tuple[str, list[nn.Module]]]:
+        stages = [(f"stage{i}", [self.features[i]]) for i in range(1, len(self.features) - 1)]
+        return [
+            ("stem", [self.features[0]]),
+            *stages,
+            ("conv_head", [self.features[-1]]),
+            ("head", [self.classifier[1]]),
+        ]
 
 
 def _build(arch: str, **kwargs) -> EfficientNet:
@@ -256,39 +276,46 @@ def _build(arch: str, **kwargs) -> EfficientNet:
 # torchvision's files (ported from the TensorFlow originals by Ross Wightman and Luke Melas-Kyriazi) have
 # this module layout: they load without renaming. torchvision evaluates its B2 weights at 288 px, not the
 # paper's 260, and so do they here (their input size and the builder's img_size).
-_TV = dict(TORCHVISION_IN1K)
+_TV = {**TORCHVISION_IN1K, "interpolation": "bicubic"}  # resize / crop per file, as torchvision's transforms
 WEIGHTS = weight_table(
     {
         "efficientnet_b0.tv_in1k": dict(
-            url=TORCHVISION_URL + "efficientnet_b0_rwightman-7f5810bc.pth", **{**_TV, "input_size": (3, 224, 224)}
+            url=TORCHVISION_URL + "efficientnet_b0_rwightman-7f5810bc.pth",
+            **{**_TV, "input_size": (3, 224, 224), "resize": 256},
         ),
         "efficientnet_b1.tv_in1k": dict(
-            url=TORCHVISION_URL + "efficientnet_b1_rwightman-bac287d4.pth", **{**_TV, "input_size": (3, 240, 240)}
+            url=TORCHVISION_URL + "efficientnet_b1_rwightman-bac287d4.pth",
+            **{**_TV, "input_size": (3, 240, 240), "resize": 256},
         ),
         "efficientnet_b2.tv_in1k": dict(
             url=TORCHVISION_URL + "efficientnet_b2_rwightman-c35c1473.pth",
-            **{**_TV, "input_size": (3, 288, 288)},
+            **{**_TV, "input_size": (3, 288, 288), "resize": 288},
             model_kwargs={"img_size": 288},
         ),
         "efficientnet_b3.tv_in1k": dict(
-            url=TORCHVISION_URL + "efficientnet_b3_rwightman-b3899882.pth", **{**_TV, "input_size": (3, 300, 300)}
+            url=TORCHVISION_URL + "efficientnet_b3_rwightman-b3899882.pth",
+            **{**_TV, "input_size": (3, 300, 300), "resize": 320},
         ),
         "efficientnet_b4.tv_in1k": dict(
-            url=TORCHVISION_URL + "efficientnet_b4_rwightman-23ab8bcd.pth", **{**_TV, "input_size": (3, 380, 380)}
+            url=TORCHVISION_URL + "efficientnet_b4_rwightman-23ab8bcd.pth",
+            **{**_TV, "input_size": (3, 380, 380), "resize": 384},
         ),
         "efficientnet_b5.tv_in1k": dict(
-            url=TORCHVISION_URL + "efficientnet_b5_lukemelas-1a07897c.pth", **{**_TV, "input_size": (3, 456, 456)}
+            url=TORCHVISION_URL + "efficientnet_b5_lukemelas-1a07897c.pth",
+            **{**_TV, "input_size": (3, 456, 456), "resize": 456},
         ),
         "efficientnet_b6.tv_in1k": dict(
-            url=TORCHVISION_URL + "efficientnet_b6_lukemelas-24a108a5.pth", **{**_TV, "input_size": (3, 528, 528)}
+            url=TORCHVISION_URL + "efficientnet_b6_lukemelas-24a108a5.pth",
+            **{**_TV, "input_size": (3, 528, 528), "resize": 528},
         ),
         "efficientnet_b7.tv_in1k": dict(
-            url=TORCHVISION_URL + "efficientnet_b7_lukemelas-c5b4e57e.pth", **{**_TV, "input_size": (3, 600, 600)}
+            url=TORCHVISION_URL + "efficientnet_b7_lukemelas-c5b4e57e.pth",
+            **{**_TV, "input_size": (3, 600, 600), "resize": 600},
         ),
         "efficientnet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/efficientnet_lite_fmnist.yaml"),
     }
 )
-_NAMES = dict(family="efficientnet", first_conv="features.0.0", classifier="classifier.1", weights=WEIGHTS, paper=PAPER)
+_NAMES = dict(family="efficientnet", weights=WEIGHTS, paper=PAPER)
 
 
 def _scaled(num_params: int, **meta: Any):

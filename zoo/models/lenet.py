@@ -38,12 +38,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD
+from zoo.layers.backbone import Backbone, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 LENET5_PARAMS = 61_706
 
 
-class LeNet5(nn.Module):
+class LeNet5(Backbone):
     """LeNet-5. Input ``(N, in_chans, img_size, img_size)``, output logits ``(N, num_classes)``.
 
     ``img_size`` 28 pads by 2 to LeCun's 32×32 field; 32 uses no padding. ``activation`` is
@@ -53,7 +54,13 @@ class LeNet5(nn.Module):
     ``dropout`` before the output layer, and ``batch_norm``, a BatchNorm after C1, C3 and C5 (before
     the activation, as in Ioffe & Szegedy 2015; +284 parameters, and batch statistics in training
     mode vs running averages in eval mode).
+
+    Backbone interface: features are C5's 120@1×1 map, the embedding is F6's 84 values, feature levels
+    S2 (6@14×14) and S4 (16@5×5).
     """
+
+    first_conv_name = "features.c1"
+    classifier_name = "head.fc"
 
     def __init__(
         self,
@@ -93,13 +100,32 @@ class LeNet5(nn.Module):
         self.head.add_module("f6", nn.Linear(120, 84))
         self.head.add_module("act6", act())
         self.head.add_module("dropout", nn.Dropout(dropout))
-        self.head.add_module("fc", nn.Linear(84, num_classes))
+        self.head.add_module("fc", linear_or_identity(84, num_classes))
+        self.num_features = 84
+        self.feature_info = [
+            dict(module="features.s2", num_chs=6, reduction=2),
+            dict(module="features.s4", num_chs=16, reduction=4),
+        ]
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head.fc = nn.Linear(self.head.fc.in_features, num_classes)
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)  # (N, 120, 1, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        for layer in list(self.head)[:-1]:  # flatten, F6, activation, dropout: (N, 84)
+            x = layer(x)
+        return x if pre_logits else self.head.fc(x)
+
+    def stages(self) -> list[tuple[str, list[nn.Module]]]:
+        def named(*names: str) -> list[nn.Module]:
+            return [getattr(self.features, n) for n in names if hasattr(self.features, n)]
+
+        return [
+            ("stem", named("c1", "bn1")),
+            ("stage1", named("c3", "bn3")),
+            ("stage2", named("c5", "bn5")),
+            ("pre_logits", [self.head.f6]),
+            ("head", [self.head.fc]),
+        ]
 
 
 WEIGHTS = weight_table(
@@ -116,8 +142,6 @@ _META = dict(
     fixed_input_size=True,
     mean=FMNIST_MEAN,
     std=FMNIST_STD,
-    first_conv="features.c1",
-    classifier="head.fc",
     weights=WEIGHTS,
     paper="LeCun et al. 1998, Gradient-based learning applied to document recognition",
 )

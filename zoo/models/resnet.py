@@ -14,7 +14,7 @@ ImageNet networks (``resnet18`` … ``resnet152``): 7×7/2 stem conv + 3×3/2 ma
 64, 128, 256, 512 base channels, global average pool, one FC layer. Shapes at 224×224: stem 64×56×56,
 stages 56, 28, 14, 7. Parameter counts equal torchvision's (ResNet-18 11,689,512; ResNet-50
 25,557,032; ResNet-152 60,192,808) and so does the key layout, so torchvision's ImageNet weights load
-as they are (``resnet50.tv_in1k``).
+as they are (``resnet50.tv2_in1k``).
 
 CIFAR networks (``resnet20``, ``resnet32``, ``resnet56``, section 4.2 of the paper): a 3×3 stem
 with no pooling, three stages of 16, 32, 64 channels with n BasicBlocks each (6n + 2 weight layers),
@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.errors import ZooError
+from zoo.layers.backbone import Backbone, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 PAPER = "He, Zhang, Ren, Sun 2015, Deep residual learning for image recognition"
@@ -90,7 +91,7 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """Stem, stages of residual blocks, global average pool, FC. ``(N, in_chans, H, W)`` → ``(N, num_classes)``.
 
     Args:
@@ -99,7 +100,13 @@ class ResNet(nn.Module):
         widths: base channels per stage (a Bottleneck stage outputs 4× as many).
         stem: ``"imagenet"`` (7×7/2 conv + 3×3/2 max pool) or ``"cifar"`` (3×3 conv, no pool).
         zero_init_residual: start every block's last BN at γ = 0, so each block begins as the identity.
+
+    Backbone interface: features are the last stage's map, the embedding its global average (512·expansion
+    values for ImageNet nets, 64 for CIFAR nets), feature levels the stem and every stage.
     """
+
+    first_conv_name = "conv1"
+    classifier_name = "fc"
 
     def __init__(
         self,
@@ -132,7 +139,17 @@ class ResNet(nn.Module):
             self.add_module(f"layer{index}", nn.Sequential(*blocks))
         self.num_stages = len(depths)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, num_classes)
+        self.fc = linear_or_identity(channels, num_classes)
+        self.num_features = channels
+        stem_stride = 2 if stem == "imagenet" else 1
+        self.feature_info = [dict(module="relu", num_chs=widths[0], reduction=stem_stride)] + [
+            dict(
+                module=f"layer{i}",
+                num_chs=widths[i - 1] * block.expansion,
+                reduction=stem_stride * (2 if stem == "imagenet" else 1) * 2 ** (i - 1),
+            )
+            for i in range(1, len(depths) + 1)
+        ]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -145,33 +162,37 @@ class ResNet(nn.Module):
                     last = module.bn3 if isinstance(module, Bottleneck) else module.bn2
                     nn.init.zeros_(last.weight)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
-
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, 64, H/4, W/4) ImageNet stem; (N, 16, H, W) CIFAR
         for index in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{index}")(x)
         return x  # (N, 512·expansion, H/32, W/32) ImageNet; (N, 64, H/4, W/4) CIFAR
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(torch.flatten(self.avgpool(self.forward_features(x)), 1))
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def stages(self) -> list[tuple[str, list[nn.Module]]]:
+        layers = [(f"stage{i}", [getattr(self, f"layer{i}")]) for i in range(1, self.num_stages + 1)]
+        return [("stem", [self.conv1, self.bn1]), *layers, ("head", [self.fc])]
 
 
 # ---- weights and registered builders --------------------------------------------------------------
-# torchvision's files (IMAGENET1K_V1) have this module layout: they load without renaming.
+# torchvision's files have this module layout: they load without renaming.
 _TV, _TV_URL = TORCHVISION_IN1K, TORCHVISION_URL
+_TV2 = {**_TV, "resize": 232}  # V2 weights are evaluated at resize 232, crop 224
 WEIGHTS = weight_table(
     {
         "resnet18.tv_in1k": dict(url=_TV_URL + "resnet18-f37072fd.pth", **_TV),
         "resnet34.tv_in1k": dict(url=_TV_URL + "resnet34-b627a593.pth", **_TV),
-        "resnet50.tv_in1k": dict(url=_TV_URL + "resnet50-11ad3fa6.pth", **_TV),
-        "resnet101.tv_in1k": dict(url=_TV_URL + "resnet101-cd907fc2.pth", **_TV),
-        "resnet152.tv_in1k": dict(url=_TV_URL + "resnet152-f82ba261.pth", **_TV),
+        # torchvision's IMAGENET1K_V2 files (the newer recipe: +4 points), named tv2 as timm does
+        "resnet50.tv2_in1k": dict(url=_TV_URL + "resnet50-11ad3fa6.pth", old_tags=("tv_in1k",), **_TV2),
+        "resnet101.tv2_in1k": dict(url=_TV_URL + "resnet101-cd907fc2.pth", old_tags=("tv_in1k",), **_TV2),
+        "resnet152.tv2_in1k": dict(url=_TV_URL + "resnet152-f82ba261.pth", old_tags=("tv_in1k",), **_TV2),
         "resnet20.fmnist": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist.yaml"),
     }
 )
-_NAMES = dict(family="resnet", first_conv="conv1", classifier="fc", weights=WEIGHTS)
+_NAMES = dict(family="resnet", weights=WEIGHTS)
 _IMAGENET = dict(
     input_size=(3, 224, 224), num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=PAPER, **_NAMES
 )

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.inspect import fc_parameter_share
+from zoo.layers.backbone import Backbone, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 # Filters per conv, "M" for a 2×2 max pool: the columns A, B, D, E of the paper's Table 1.
@@ -56,7 +57,7 @@ CONFIGS: dict[str, list[int | str]] = {
 }
 
 
-class VGG(nn.Module):
+class VGG(Backbone):
     """A stack of 3×3 convs and 2×2 max pools, then three FC layers. ``(N, in_chans, H, W)`` → ``(N, num_classes)``.
 
     Args:
@@ -64,7 +65,13 @@ class VGG(nn.Module):
         batch_norm: BatchNorm after each conv.
         pool_size: side of the adaptive average pool before fc6 (7 for 224×224 inputs).
         hidden: width of the two hidden FC layers.
+
+    Backbone interface: features are the last pool's map, the embedding is the second hidden FC layer's
+    output (``hidden`` values), one feature level per max pool; each pool-to-pool block is a stage.
     """
+
+    first_conv_name = "features.0"
+    classifier_name = "classifier.6"
 
     def __init__(
         self,
@@ -79,9 +86,14 @@ class VGG(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_chans
+        self.feature_info = []
         for item in config:
             if item == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                reduction = 2 ** (len(self.feature_info) + 1)
+                self.feature_info.append(
+                    dict(module=f"features.{len(layers) - 1}", num_chs=channels, reduction=reduction)
+                )
                 continue
             layers.append(nn.Conv2d(channels, int(item), kernel_size=3, padding=1))
             if batch_norm:
@@ -97,8 +109,9 @@ class VGG(nn.Module):
             nn.Linear(hidden, hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
+            linear_or_identity(hidden, num_classes),
         )
+        self.num_features = hidden
         for module in self.modules():  # the initialisation torchvision's weights were trained from
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -112,12 +125,27 @@ class VGG(nn.Module):
         """Shown by ``zoo info``: the course's point that the FC layers hold most of the parameters."""
         return fc_parameter_share(self, self.classifier)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.classifier[6] = nn.Linear(self.classifier[6].in_features, num_classes)
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)  # (N, 512, H/32, W/32) for the ImageNet configurations
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.features(x)  # (N, 512, H/32, W/32) for the ImageNet configurations
-        return self.classifier(self.avgpool(x).flatten(1))
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.avgpool(x).flatten(1)
+        for layer in list(self.classifier)[:-1]:  # two hidden FC layers with ReLU and dropout
+            x = layer(x)
+        return x if pre_logits else self.classifier[6](x)
+
+    def stages(self) -> list[tuple[str, list[nn.Module]]]:
+        blocks, start = [], 0
+        for info in self.feature_info:  # the layers up to and including each pool
+            end = int(info["module"].rpartition(".")[2]) + 1
+            blocks.append(list(self.features[start:end]))
+            start = end
+        names = ["stem", *(f"stage{i}" for i in range(1, len(blocks)))]
+        return [
+            *zip(names, blocks),
+            ("pre_logits", [self.classifier[0], self.classifier[3]]),
+            ("head", [self.classifier[6]]),
+        ]
 
 
 # ---- weights and registered builders --------------------------------------------------------------
@@ -136,7 +164,7 @@ WEIGHTS = weight_table(
     }
 )
 _PAPER = "Simonyan, Zisserman 2014, Very deep convolutional networks for large-scale image recognition"
-_NAMES = dict(family="vgg", first_conv="features.0", classifier="classifier.6", weights=WEIGHTS, paper=_PAPER)
+_NAMES = dict(family="vgg", weights=WEIGHTS, paper=_PAPER)
 _IMAGENET = dict(input_size=(3, 224, 224), num_classes=1000, mean=IMAGENET_MEAN, std=IMAGENET_STD, **_NAMES)
 
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from zoo import pretrained
 from zoo.errors import InputShapeError, InvalidValueError, ZooError
@@ -110,6 +110,7 @@ class ZooTask(L.LightningModule):
         self.weights_name: str | None = None
         self.weights_source: str | None = None
         self.card_metrics: dict[str, Any] = {}
+        self.preprocessing: dict[str, Any] = {}  # how the weights' evaluation images were resized (transforms())
         self.example_input_array = torch.zeros(2, *self.input_size)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -159,6 +160,7 @@ class ZooTask(L.LightningModule):
             label=record.label,
         )
         model.weights_name, model.weights_source, model.card_metrics = record.name, record.source, dict(record.metrics)
+        model.preprocessing = dict(record.preprocessing)
         return model.eval()
 
     def load_net_state(
@@ -182,13 +184,35 @@ class ZooTask(L.LightningModule):
         )
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, **overrides: Any) -> ZooTask:
-        """:func:`zoo.load` for this task; a bare ``"org/repo[@revision]"`` that is not a local path means the Hub."""
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+        **overrides: Any,
+    ) -> ZooTask:
+        """:func:`zoo.load` for this task, with ``huggingface_hub``'s keyword names.
+
+        A bare ``"org/repo"`` (or ``"org/repo@revision"``) that is not a local path means the Hub;
+        ``revision`` pins a branch, tag or commit there. ``file=``/``arch=`` and the overrides are
+        :func:`zoo.load`'s.
+        """
         text = str(source)
         if hub_repo_like(text) and not Path(text).expanduser().exists():
             text = "hf-hub:" + text
+        if revision:
+            if not text.startswith("hf-hub:"):
+                raise InvalidValueError(f"revision= applies to Hub repos; {source!r} is not one")
+            text = text.partition("@")[0] + "@" + revision
+        options = dict(
+            token=token, cache_dir=cache_dir, local_files_only=local_files_only, force_download=force_download
+        )
         file, arch = overrides.pop("file", None), overrides.pop("arch", None)
-        return cls.from_record(pretrained.resolve(text, file=file, arch=arch), **overrides)
+        return cls.from_record(pretrained.resolve(text, file=file, arch=arch, hub_options=options), **overrides)
 
     # ---- inference -------------------------------------------------------------------------------
     def check_input(self, x: Tensor) -> None:
@@ -267,6 +291,44 @@ class ZooTask(L.LightningModule):
                 "train the original model instead"
             )
 
+    # ---- the backbone interface ------------------------------------------------------------------
+    @property
+    def backbone(self) -> nn.ModuleList:
+        """Every layer of ``.net`` but its classifier, by stage (for Lightning's ``BackboneFinetuning``)."""
+        return nn.ModuleList(m for name, modules in self.net.stages() if name != "head" for m in modules)
+
+    @property
+    def head(self) -> nn.Module:
+        """The network's classifier (``nn.Identity`` for an embedding model)."""
+        return self.net.get_classifier()
+
+    def reset_classifier(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        """A fresh head for ``num_classes`` outputs; ``hparams`` and ``class_names`` follow (0: embeddings)."""
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise InvalidValueError(f"num_classes must be a whole number ≥ 0 (0: embeddings), got {num_classes!r}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise InvalidValueError(
+                f"{len(class_names)} class names for {num_classes} classes; give one name per class"
+            )
+        self.net.reset_classifier(num_classes)
+        self.net.get_classifier().to(self.mean.device)
+        self.hparams.num_classes = num_classes
+        self.hparams.class_names = list(class_names) if class_names else None
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        if self.card_metrics:  # numbers measured for the old head no longer hold
+            self.card_metrics = {k: v for k, v in self.card_metrics.items() if k in pretrained.DESCRIPTIVE_METRICS}
+
+    def transforms(self):
+        """The evaluation preprocessing of these weights: PIL image (or uint8 tensor) → float [0, 1] tensor.
+
+        A torchvision v2 pipeline: channels converted to the model's, resize and centre crop as the weights
+        were evaluated (``resize 232, crop 224, bilinear`` for ``resnet50.tv2_in1k``), or a plain resize to
+        the input size for weights trained on small images. Normalisation stays inside the model.
+        """
+        from zoo.layers.preprocessing import eval_transforms
+
+        return eval_transforms(self.input_size, **self.preprocessing)
+
     # ---- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         return optim.configure(self, self.hparams, optim.trainer_steps(self.trainer))
@@ -287,6 +349,7 @@ class ZooTask(L.LightningModule):
             "std": self.std.flatten().tolist(),
             "class_names": list(self.class_names),
             "model_kwargs": dict(hp.model_kwargs or {}),
+            **({"preprocessing": dict(self.preprocessing)} if self.preprocessing else {}),
         }
 
     def save_pretrained(
@@ -329,16 +392,28 @@ class ZooTask(L.LightningModule):
         self,
         repo_id: str,
         *,
+        branch: str | None = None,
+        create_pr: bool = False,
         private: bool | None = None,
-        revision: str | None = None,
-        commit_message: str | None = None,
         token: str | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
     ) -> str:
-        """:meth:`save_pretrained` into a temporary folder, then push it; returns the commit URL."""
+        """:meth:`save_pretrained` into a temporary folder, then push it; returns the commit URL.
+
+        ``huggingface_hub``'s names: ``branch`` (created from ``main`` if needed; ``revision`` is the same),
+        ``create_pr`` (open a pull request instead of committing), ``private``, ``token``, ``commit_message``.
+        """
         with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
             folder = self.save_pretrained(Path(tmp) / "model")
             return pretrained.push(
-                folder, repo_id, private=private, revision=revision, commit_message=commit_message, token=token
+                folder,
+                repo_id,
+                private=private,
+                revision=branch or revision,
+                commit_message=commit_message,
+                token=token,
+                create_pr=create_pr,
             )
 
 

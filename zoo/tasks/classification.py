@@ -32,7 +32,13 @@ class ImageClassifier(ZooTask):
 
     def __init__(self, label_smoothing: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        num_classes = self.hparams.num_classes
+        self._make_metrics(self.hparams.num_classes)
+
+    def _make_metrics(self, num_classes: int) -> None:
+        """The accuracy and confusion-matrix metrics for a head of ``num_classes`` (none for embeddings)."""
+        if num_classes < 1:  # num_classes=0: the model returns embeddings; nothing to score
+            self.train_acc = self.val_acc = self.val_acc5 = self.test_acc = self.test_acc5 = self.test_confusion = None
+            return
         top_k = min(5, num_classes)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -40,6 +46,22 @@ class ImageClassifier(ZooTask):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
+
+    def reset_classifier(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        """A fresh head for ``num_classes`` classes: the network, ``hparams``, ``class_names`` and the
+        metrics change together, so that ``save_pretrained`` writes the new config (0: embeddings)."""
+        super().reset_classifier(num_classes, class_names)
+        self._make_metrics(num_classes)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.hparams.num_classes < 1:
+            from zoo.errors import ZooError
+
+            raise ZooError(
+                "this model has no classifier (num_classes=0 returns embeddings); "
+                "give it one with model.reset_classifier(num_classes) before training"
+            )
 
     @torch.inference_mode()
     def predict_proba(self, x: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from typing import Any
 
 from zoo import pretrained
 from zoo.errors import ZooError
-from zoo.registry import get_entry
+from zoo.registry import full_name, get_entry
 from zoo.tasks.base import ZooTask
 from zoo.tasks.classification import ImageClassifier
 
@@ -25,13 +25,18 @@ def task_class(task: str) -> type[ZooTask]:
     return TASKS[task]
 
 
-def create(name: str, **kwargs: Any) -> ZooTask:
-    """A randomly initialised LightningModule for ``name``.
+def create(name: str, pretrained: bool | str = False, **kwargs: Any) -> ZooTask:
+    """A randomly initialised LightningModule for ``name`` (``pretrained=True``: its first registered weights,
+    ``pretrained="tag"``: those weights, as timm's ``create_model``).
 
     Keyword arguments the task knows (``num_classes``, ``in_chans``, ``lr``, ``optimizer``...) go to the
-    task; the rest go to the architecture's builder (``model_kwargs``); any other is a one-line error.
+    task; the rest go to the architecture's builder (``model_kwargs``; timm's ``drop_rate`` and
+    ``drop_path_rate`` name the family's dropout and stochastic depth); any other is a one-line error.
     """
     entry = get_entry(name)
+    if pretrained:
+        tag = pretrained if isinstance(pretrained, str) else None
+        return load(full_name(f"{entry.name}.{tag}" if tag else entry.name), **kwargs)
     kwargs.setdefault("num_classes", entry.num_classes)  # the task's own default (10) fits only small-image models
     return task_class(entry.task).from_registry(entry.name, **kwargs)
 

@@ -1,0 +1,47 @@
+"""Feature pyramids: chosen intermediate maps of a network, as timm's ``features_only`` models return them.
+
+The maps are taken with torchvision's ``create_feature_extractor`` (a ``torch.fx`` graph cut after the
+last level asked for, so the layers after it never run), named by the ``module`` of each
+``feature_info`` entry the family declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class FeatureExtractor(nn.Module):
+    """``[0, 1]`` pixels → a list of feature maps, one per level of ``feature_info``.
+
+    Normalisation (``mean``/``std``, per channel) happens inside, as in the zoo's tasks; uint8 input is
+    scaled to [0, 1] first. ``feature_info`` is the list of the levels returned (``module``, ``num_chs``,
+    ``reduction``: the stride of the map with respect to the input).
+    """
+
+    def __init__(
+        self, net: nn.Module, feature_info: Sequence[dict[str, Any]], mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        super().__init__()
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        self.feature_info = [dict(info) for info in feature_info]
+        nodes = {info["module"]: str(index) for index, info in enumerate(self.feature_info)}
+        self.body = create_feature_extractor(net, return_nodes=nodes)
+        self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1), persistent=False)
+
+    def channels(self) -> list[int]:
+        return [info["num_chs"] for info in self.feature_info]
+
+    def reduction(self) -> list[int]:
+        return [info["reduction"] for info in self.feature_info]
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255
+        out = self.body((x - self.mean) / self.std)
+        return [out[str(index)] for index in range(len(self.feature_info))]
