@@ -95,7 +95,10 @@ def test_resume_from_last_checkpoint(in_tmp) -> None:
     metrics = json.loads((in_tmp / "cards" / "lenet5.resumed" / "metrics.json").read_text())
     assert metrics["epochs"] == 2
     assert metrics["wall_time_s"] > round(first_stretch, 1) > 0, "the card counts the training time before the resume"
-    steps = [int(row["step"]) for row in csv_log(run)]
+    assert run == first, "a resumed run goes on in its own folder: one log, not two"
+    epochs = [int(row["epoch"]) for row in csv_log(run)]
+    assert 0 in epochs and 1 in epochs, "the first stretch's rows are kept, the resumed epoch's appended"
+    steps = [int(row["step"]) for row in csv_log(run) if row["epoch"] == "1"]
     assert min(steps) >= 4, "the resumed run starts after the first epoch's 4 steps"
 
 
@@ -261,7 +264,8 @@ def test_classify_missing_image_file(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["classify", "lenet5.fmnist", str(tmp_path / "nothere.png")])
     assert info.value.code == 2
-    assert capsys.readouterr().err.strip().endswith("does not exist; check the path")
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo: error: no such image file:") and err.endswith("; check the path")
 
 
 def test_fit_refuses_to_replace_a_card_before_training(in_tmp, capsys) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 
 import pytest
@@ -40,11 +41,25 @@ def test_augmentation_keeps_shape_and_dtype(fmnist_root) -> None:
     assert images.shape == (64, 1, 28, 28) and images.dtype == torch.uint8
 
 
+def _skip_or_fail(reason: str) -> None:
+    """In CI (CI=true) the dataset must be there: a missing one fails the run instead of skipping."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must have the real dataset: {reason}")
+    pytest.skip(reason)
+
+
+def test_data_root_is_the_only_place_searched_when_given(tmp_path) -> None:
+    """--data.root names a folder: no silent fallback to $ZOO_DATA or the system copy."""
+    with pytest.raises(DatasetNotFoundError, match="leave --data.root out"):
+        fm.load_split("test", root=tmp_path / "missing")
+    assert not (tmp_path / "missing").exists(), "a failed download leaves no folder behind"
+
+
 def test_finds_files_in_root_gz_or_raw(tmp_path, monkeypatch) -> None:
     """A root with torchvision's FashionMNIST/raw layout, uncompressed, is found first."""
     src = fm.SYSTEM_DIR
     if not (src / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip("needs the Debian dataset files to copy from")
+        _skip_or_fail("needs the Debian dataset files to copy from")
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for stem in fm.FILES["test"]:
@@ -57,7 +72,7 @@ def test_finds_files_in_root_gz_or_raw(tmp_path, monkeypatch) -> None:
 def test_zoo_data_env_is_searched(tmp_path, monkeypatch) -> None:
     src = fm.SYSTEM_DIR
     if not (src / "t10k-labels-idx1-ubyte.gz").exists():
-        pytest.skip("needs the Debian dataset files to copy from")
+        _skip_or_fail("needs the Debian dataset files to copy from")
     for stem in fm.FILES["test"]:
         shutil.copy(src / f"{stem}.gz", tmp_path)
     monkeypatch.setattr(fm, "SYSTEM_DIR", tmp_path / "nowhere")

@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 LAYERS: list[tuple[str, ...]] = [
     ("zoo.errors", "zoo._version"),
     ("zoo.registry", "zoo.files", "zoo.layers", "zoo.data", "zoo.inspect", "zoo.plots"),
-    ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks"),
-    ("zoo.pretrained",),
+    ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers"),
+    ("zoo.pretrained", "zoo.backbones"),
     ("zoo.tasks",),
     ("zoo.finetune", "zoo.export", "zoo.evaluate"),
     ("zoo",),  # the facade, zoo/__init__.py
@@ -39,7 +39,8 @@ def layer_of(module: str) -> int:
     best, depth = None, -1
     for index, names in enumerate(LAYERS):
         for name in names:
-            if (module == name or module.startswith(name + ".")) and name.count(".") > depth:
+            covers = module == name or (name != "zoo" and module.startswith(name + "."))  # "zoo": the facade only
+            if covers and name.count(".") > depth:
                 best, depth = index, name.count(".")
     if best is None:
         raise AssertionError(f"{module} is in no declared layer; add it to LAYERS in {Path(__file__).name}")

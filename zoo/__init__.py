@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from zoo._version import __version__
-from zoo.errors import DatasetNotFoundError, InputShapeError, UnknownModelError, WeightsError, ZooError
+from zoo.errors import DatasetNotFoundError, InputShapeError, InputValueError, UnknownModelError, WeightsError, ZooError
 
 __all__ = [
     "DatasetNotFoundError",
     "InputShapeError",
+    "InputValueError",
     "UnknownModelError",
     "WeightsError",
     "ZooError",

@@ -30,3 +30,7 @@ class UnknownArgumentError(ZooError, TypeError):
 
 class InvalidValueError(ZooError, ValueError):
     """An argument of the right name with a value out of its range or not among its choices."""
+
+
+class InputValueError(ZooError, ValueError):
+    """Pixels a model cannot take: NaN or infinite, out of range, or of an unsupported type."""

@@ -118,6 +118,10 @@ def read_pickle(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         named = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if not named and re.search(r"Unsupported operand|invalid load key|could not find MARK|truncated", str(err)):
+            raise WeightsError(
+                f"{path} is not a readable PyTorch file (its bytes are not a pickle); delete it and fetch it again"
+            ) from None
         reason = f"it would call {named.group(1)}" if named else "it holds objects that are not tensors"
         raise WeightsError(
             f"refused to load {path}: the pickle asks for more than tensors ({reason}); zoo reads "

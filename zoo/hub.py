@@ -397,9 +397,12 @@ def push_folder(
         raise WeightsError(
             f"push of {folder} to {repo_id} failed: HTTP {status} from {api.endpoint} ({hint})"
         ) from None
-    except OSError as err:
+    except Exception as err:  # httpx / requests connection errors are not OSError
+        if not isinstance(err, OSError) and not type(err).__module__.startswith(("httpx", "requests", "urllib3")):
+            raise
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise WeightsError(
-            f"cannot reach the hub at {api.endpoint} to push {folder} ({err}); check the network or HF_ENDPOINT"
+            f"cannot reach the hub at {api.endpoint} to push {folder} ({reason}); check the network or HF_ENDPOINT"
         ) from None
     log.info("pushed %s to %s (commit %s)", folder, repo_id, (commit.oid or "")[:12])
     return str(commit)

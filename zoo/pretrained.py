@@ -126,8 +126,27 @@ def locate(source: str | Path, *, file: str | Path | None = None, hub_options: d
     if path.is_dir():
         return Located("folder", path)
     if path.suffix in (".safetensors", *PICKLE_SUFFIXES):
+        if not path.is_file():
+            raise WeightsError(f"no such weight file: {text}; check the path")
         return Located("file", path)
+    if _path_like(text):  # never sent to the Hub or the registry: a typo'd folder is a missing folder
+        raise WeightsError(
+            f"no such file or folder: {text}; give an existing weight folder or file, an arch.tag (zoo list --pretrained) "
+            "or hf-hub:org/name"
+        )
     return _locate_registered(text, hub_options=hub_options)
+
+
+def _path_like(text: str) -> bool:
+    """A source written as a path: with a separator, starting with . or ~, or with a file suffix."""
+    import os
+
+    return (
+        os.sep in text
+        or text.startswith((".", "~"))
+        or (os.altsep or os.sep) in text
+        or Path(text).suffix.lower() in (".json", ".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".onnx")
+    )
 
 
 def prefetch(*sources: str) -> list[Path]:

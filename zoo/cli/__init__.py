@@ -58,8 +58,14 @@ Training craft (the recipe's options can be overridden as with fit):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``zoo COMMAND ...``: a user error is one ``zoo: error:`` line and exit code 2; ``--debug`` (or
+    ``ZOO_DEBUG=1``) shows the traceback instead."""
+    import os
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    debug = "--debug" in argv or os.environ.get("ZOO_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
+    _setup_logging()
     if not argv or argv[0] in ("-h", "--help"):
         print(overview(), end="")
         return
@@ -83,9 +89,39 @@ def main(argv: list[str] | None = None) -> None:
             raise ZooError(
                 f"unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "; see zoo --help")
             )
-    except ZooError as err:
-        print(f"zoo: error: {err}", file=sys.stderr)
+    except Exception as err:
+        line = user_error_line(err)
+        if debug or line is None:
+            raise
+        print(f"zoo: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def user_error_line(err: Exception) -> str | None:
+    """One line for an error caused by the user's input; ``None`` for a bug (its traceback is shown)."""
+    cause: BaseException | None = err
+    while cause is not None:  # jsonargparse wraps errors raised while it builds the recipe's classes
+        if isinstance(cause, ZooError):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(err, FileNotFoundError):
+        return f"no such file or folder: {err.filename or err}; check the path"
+    if isinstance(err, PermissionError):
+        return f"permission denied: {err.filename or err}; choose a path you can write to"
+    if type(err).__name__ == "MisconfigurationException":  # Lightning's word for settings that do not fit
+        return str(err).strip().splitlines()[0] + " (see zoo fit --help)"
+    return None
+
+
+def _setup_logging() -> None:
+    """zoo's INFO lines once each, without a handler on the root logger (Lightning has its own)."""
+    logger = logging.getLogger("zoo")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from zoo.cli.args import ArgumentParser, positive_int
 from zoo.cli.recipe import Recipe, load_recipe, tool_trainer
 from zoo.errors import ZooError
 
@@ -32,7 +33,7 @@ log = logging.getLogger("zoo")
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"zoo {prog}",
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -64,7 +65,9 @@ def cmd_lr_find(argv: list[str]) -> None:
     parser.add_argument("--apply", metavar="YAML", help="write a copy of the recipe with the suggested learning rate")
     parser.add_argument("--min-lr", type=float, default=1e-6)
     parser.add_argument("--max-lr", type=float, default=1.0)
-    parser.add_argument("--num-training", type=int, default=100, help="batches, each at a larger learning rate")
+    parser.add_argument(
+        "--num-training", type=positive_int, default=100, help="batches, each at a larger learning rate"
+    )
     args, overrides = parser.parse_known_args(argv)
     if args.apply and Path(args.apply).resolve() == Path(args.config).resolve():
         raise ZooError(f"--apply {args.apply} would overwrite the recipe itself; give a new file name")
@@ -132,7 +135,7 @@ OVERFIT_SETTINGS = {"weight_decay": 0.0, "label_smoothing": 0.0, "scheduler": "c
 
 def cmd_overfit_batch(argv: list[str]) -> None:
     parser = _parser("overfit-batch", "Sanity check: can the model drive the loss on one minibatch to ~0?")
-    parser.add_argument("--steps", type=int, default=200, help="optimizer steps on the one batch")
+    parser.add_argument("--steps", type=positive_int, default=200, help="optimizer steps on the one batch")
     parser.add_argument("--loss-below", type=float, default=0.05, help="loss that counts as ~0")
     parser.add_argument("-o", "--output", help="PNG of the loss on the batch, step by step")
     args, overrides = parser.parse_known_args(argv)
@@ -248,7 +251,9 @@ def cmd_schedule(argv: list[str]) -> None:
     parser.add_argument(
         "--steps-per-epoch", type=int, help="optimizer steps per epoch (default: from the datamodule's size)"
     )
-    parser.add_argument("--epochs", type=int, help="length of the run (default: the recipe's trainer.max_epochs)")
+    parser.add_argument(
+        "--epochs", type=positive_int, help="length of the run (default: the recipe's trainer.max_epochs)"
+    )
     parser.add_argument(
         "--all", action="store_true", help="draw every scheduler with the recipe's settings, to compare"
     )
@@ -329,9 +334,7 @@ def lr_schedule(hp: Any, kind: str, epochs: int, per_epoch: int) -> list[float]:
 
 # ---- zoo plot ------------------------------------------------------------------------------------------
 def cmd_plot(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="zoo plot", description="Draw train/val curves from runs' CSV logs into a PNG."
-    )
+    parser = ArgumentParser(prog="zoo plot", description="Draw train/val curves from runs' CSV logs into a PNG.")
     parser.add_argument(
         "runs",
         nargs="+",

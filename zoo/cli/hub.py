@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from zoo.cli.args import ArgumentParser
+
 
 def cmd_push(argv: Iterable[str]) -> None:
-    import argparse
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="zoo push", description="Upload a weight folder to the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN apply)."
     )
     parser.add_argument("folder", help="a folder laid out like model_cards/<arch.tag>/")
@@ -26,11 +27,8 @@ def cmd_push(argv: Iterable[str]) -> None:
 
 
 def cmd_pull(argv: Iterable[str]) -> None:
-    import argparse
 
-    parser = argparse.ArgumentParser(
-        prog="zoo pull", description="Download weights into the caches, for offline use later."
-    )
+    parser = ArgumentParser(prog="zoo pull", description="Download weights into the caches, for offline use later.")
     parser.add_argument("sources", nargs="+", help="arch.tag, hf-hub:org/repo[@revision] or an https:// URL")
     args = parser.parse_args(list(argv))
     from zoo.pretrained import prefetch

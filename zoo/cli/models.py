@@ -5,11 +5,11 @@ Plain argparse; heavy libraries load inside each command, so ``zoo --help`` stay
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
+from zoo.cli.args import ArgumentParser, natural_int, positive_int
 from zoo.errors import ZooError
 
 
@@ -24,7 +24,7 @@ def _console():
 
 # ---- zoo list / info / classify / evaluate --------------------------------------------------------
 def cmd_list(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="zoo list", description="List registered models and their weights.")
+    parser = ArgumentParser(prog="zoo list", description="List registered models and their weights.")
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'res*'")
     parser.add_argument("--pretrained", action="store_true", help="only models with trained weights")
     parser.add_argument(
@@ -113,13 +113,13 @@ def _human_bytes(n: float) -> str:
 
 
 def cmd_info(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="zoo info", description="Per-layer table: output shape, parameters, FLOPs, activation memory."
     )
     parser.add_argument("name", help="model name (zoo list) or arch.tag")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size for the memory totals")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="batch size for the memory totals")
     parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="override the input size")
-    parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--num-classes", type=natural_int, default=None, help="head size (0: the embedding network)")
     args = parser.parse_args(argv)
     from rich.table import Table
 
@@ -203,13 +203,32 @@ def read_image(path: str):
     from PIL import Image, UnidentifiedImageError
 
     if not Path(path).is_file():
-        raise ZooError(f"image file {path} does not exist; check the path")
+        raise ZooError(f"no such image file: {path}; check the path")
     try:
         with Image.open(path) as image:
             image.load()
             return image
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ZooError(f"cannot read image {path} ({err}); give PNG or JPEG files") from None
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+def image_files(paths: list[str]) -> list[str]:
+    """Files as given, folders expanded to the image files inside them (recursively, sorted)."""
+    found: list[str] = []
+    for path in paths:
+        if Path(path).is_dir():
+            inside = sorted(str(p) for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not inside:
+                raise ZooError(
+                    f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}...); give image files or folders of them"
+                )
+            found += inside
+        else:
+            found.append(path)
+    return found
 
 
 def classify_files(weights: str, paths: list[str], top_k: int = 1) -> list[list[tuple[str, float]]]:
@@ -229,15 +248,16 @@ def classify_files(weights: str, paths: list[str], top_k: int = 1) -> list[list[
 
 
 def cmd_classify(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="zoo classify", description="Classify image files with trained weights.")
+    parser = ArgumentParser(prog="zoo classify", description="Classify image files with trained weights.")
     parser.add_argument("weights", help="arch.tag (zoo list --pretrained) or a weight folder")
-    parser.add_argument("images", nargs="+", help="PNG/JPEG files")
-    parser.add_argument("--top-k", type=int, default=1)
+    parser.add_argument("images", nargs="+", help="image files, or folders of them (searched recursively)")
+    parser.add_argument("--top-k", type=positive_int, default=1)
     args = parser.parse_args(argv)
     from rich.table import Table
 
     table = Table("image", "prediction", "confidence")
-    for path, top in zip(args.images, classify_files(args.weights, args.images, args.top_k)):
+    files = image_files(args.images)
+    for path, top in zip(files, classify_files(args.weights, files, args.top_k)):
         table.add_row(
             Path(path).name, " / ".join(name for name, _ in top), " / ".join(f"{100 * p:.1f}%" for _, p in top)
         )
@@ -245,12 +265,12 @@ def cmd_classify(argv: list[str]) -> None:
 
 
 def cmd_evaluate(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="zoo evaluate", description="Measure trained weights on the Fashion-MNIST test set (10,000 images)."
     )
     parser.add_argument("weights", help="arch.tag or a weight folder")
     parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=positive_int, default=500)
     args = parser.parse_args(argv)
     import zoo
     from zoo.evaluate import evaluate_classifier

@@ -10,10 +10,13 @@ same class (:func:`load_recipe`), so a recipe means the same thing to every comm
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import platform
 import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -83,14 +86,30 @@ def _make_cli_class():
             parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
             parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
 
+        def parse_arguments(self, parser, args) -> None:
+            with recipe_errors():
+                super().parse_arguments(parser, args)
+
+        def _parse_ckpt_path(self) -> None:  # Lightning reads --ckpt_path's hyper-parameters right after parsing
+            subcommand = self.config.get("subcommand")
+            if subcommand:
+                check_ckpt_path(self.config[subcommand].get("ckpt_path"))
+            with recipe_errors():
+                super()._parse_ckpt_path()
+
+        def instantiate_classes(self) -> None:
+            with recipe_errors():
+                super().instantiate_classes()
+
         def before_instantiate_classes(self) -> None:
             config = self.config.get(str(self.subcommand), self.config)
             loggers = config.get("trainer", {}).get("logger")
             # One folder per run for both loggers. DDP workers are re-launched copies of this command
-            # (LOCAL_RANK set): they inherit the launcher's version instead of making their own.
+            # (LOCAL_RANK set): they inherit the launcher's version instead of making their own. A run
+            # resumed from one of its checkpoints goes on in that run's folder.
             if "LOCAL_RANK" not in os.environ or "ZOO_RUN_VERSION" not in os.environ:
                 now = time.time()
-                os.environ["ZOO_RUN_VERSION"] = (
+                os.environ["ZOO_RUN_VERSION"] = run_version_of(config.get("ckpt_path")) or (
                     time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
                 )
             version = os.environ["ZOO_RUN_VERSION"]
@@ -102,7 +121,9 @@ def _make_cli_class():
         def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
             # Defaults that must step aside when the user turns their feature off (Lightning refuses
             # a progress bar callback with enable_progress_bar=False, an LR monitor without a logger).
-            if config.get("enable_checkpointing") is not False:
+            if config.get("enable_checkpointing") is False:  # the zoo's own --checkpoint.* callback steps aside too
+                callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+            else:
                 # last.ckpt after every epoch, for --ckpt_path resumes: Lightning 2.6's save_last only
                 # writes it when the monitored checkpoint improves, so a separate unmonitored one does it.
                 callbacks = [*callbacks, ModelCheckpoint(filename="last", monitor=None, save_top_k=1)]
@@ -116,9 +137,19 @@ def _make_cli_class():
             return super()._instantiate_trainer(config, callbacks)
 
         def before_fit(self) -> None:
+            check_ckpt_path(self.config.fit.get("ckpt_path"))
             card = self.config.fit.card
             if card.name:
                 check_card_target(self.model, card.name, Path(card.output_dir), card.overwrite)
+
+        def before_validate(self) -> None:
+            check_ckpt_path(self.config.validate.get("ckpt_path"))
+
+        def before_test(self) -> None:
+            check_ckpt_path(self.config.test.get("ckpt_path"))
+
+        def before_predict(self) -> None:
+            check_ckpt_path(self.config.predict.get("ckpt_path"))
 
         def after_fit(self) -> None:
             name = self.config.fit.card.name
@@ -129,7 +160,7 @@ def _make_cli_class():
     defaults = {
         "logger": [
             {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "class_path": "zoo.loggers.CSVLogger",
                 "init_args": {"save_dir": "runs", "name": "zoo", "version": None},
             },
             {
@@ -139,6 +170,91 @@ def _make_cli_class():
         ],
     }
     return ZooCLI, defaults, L
+
+
+SPECIAL_CKPT = ("last", "best", "hpc", "registry")
+
+
+def check_ckpt_path(ckpt_path: str | None) -> None:
+    """``--ckpt_path`` must be a readable checkpoint, checked before any work (safely: weights_only)."""
+    if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT:
+        return
+    from zoo.files import is_lightning_checkpoint, read_pickle
+
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise ZooError(f"no such checkpoint file: {ckpt_path}; give a runs/zoo/<run>/checkpoints/*.ckpt file")
+    if not is_lightning_checkpoint(read_pickle(path)):  # a refused or unreadable pickle raises its one line here
+        raise ZooError(f"{ckpt_path} is not a Lightning checkpoint; give a .ckpt file written by zoo fit")
+
+
+def run_version_of(ckpt_path: str | None) -> str | None:
+    """The run folder name of a checkpoint under ``<save_dir>/zoo/<version>/checkpoints/``, if it is one."""
+    if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT:
+        return None
+    path = Path(ckpt_path)
+    if path.parent.name == "checkpoints" and path.parent.parent.parent.name == "zoo" and path.is_file():
+        return path.parent.parent.name
+    return None
+
+
+@contextlib.contextmanager
+def recipe_errors():
+    """jsonargparse's usage-plus-error text (and its exit) → one ``ZooError`` line with the closest key."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            raise
+        raise ZooError(parser_error_line(buffer.getvalue())) from None
+    sys.stderr.write(buffer.getvalue())  # warnings printed while parsing still reach the user
+
+
+def parser_error_line(text: str) -> str:
+    """The line of a jsonargparse error that matters, with the closest valid option where one is near."""
+    import difflib
+
+    known = sorted(set(re.findall(r"--([\w.]+)", text.split("error:")[0])))
+    option = re.search(r"Problem with given class_path '([\w.]+)':\s*Option '([^']+)' is not accepted", text)
+    if option:
+        owner, key = option.group(1).rpartition(".")[2], option.group(2)
+        accepted = _init_args(option.group(1))
+        close = difflib.get_close_matches(key, accepted, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{owner} has no option {key!r}; {hint}`zoo fit --help` lists the options"
+    unknown = re.search(r"unrecognized arguments: (\S+)", text)
+    if unknown:
+        key = unknown.group(1).lstrip("-").partition("=")[0]
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+        hint = f"; did you mean --{close[0]}?" if close else "; `zoo fit --help` lists the options"
+        return f"unknown option --{key}{hint}"
+    detail = re.search(r'error: Parser key "([^"]+)":(.*)', text, re.S)
+    if detail:
+        reasons = [line.strip()[2:] for line in detail.group(2).splitlines() if line.strip().startswith("- ")]
+        reasons = [r for r in reasons if r != "Expected a <class 'NoneType'>"] or [
+            detail.group(2).strip().splitlines()[0]
+        ]
+        given = re.search(r"Given value: (.*)", detail.group(2))
+        value = f" (given: {given.group(1)[:60]})" if given and "Namespace(" not in given.group(1) else ""
+        return f"--{detail.group(1)}: {reasons[0]}{value}"
+    lines = [line.strip() for line in text.split("error:", 1)[-1].splitlines() if line.strip()]
+    return lines[0] if lines else "the recipe or its options could not be parsed; see zoo fit --help"
+
+
+def _init_args(class_path: str) -> list[str]:
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return []
+    if hasattr(cls, "task_params"):
+        return sorted(cls.task_params())
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
 
 def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) -> None:
@@ -165,7 +281,7 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
     arch, tag = split_name(name)
     if arch != model.hparams.model_name or tag is None:
         raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
-    best = trainer.checkpoint_callback.best_model_path or None
+    best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     use_best_weights(trainer, model, best)
     test = trainer.test(model, datamodule=data, verbose=False)[0]
     val = trainer.validate(model, datamodule=data, verbose=False)[0]
@@ -225,6 +341,12 @@ def run_lightning(argv: list[str]):
     from zoo.tasks.classification import ImageClassifier
 
     ZooCLI, defaults, L = _make_cli_class()
+    with warnings.catch_warnings():  # the command line arrives through args=, by design
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return _run(ZooCLI, defaults, L, ImageClassifier, argv)
+
+
+def _run(ZooCLI, defaults, L, ImageClassifier, argv):
     return ZooCLI(
         ImageClassifier,
         L.LightningDataModule,

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.errors import DatasetNotFoundError
+from zoo.errors import DatasetNotFoundError, InvalidValueError
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -55,11 +55,11 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def candidate_dirs(root: str | os.PathLike | None) -> list[Path]:
-    dirs = [Path(root)] if root else []
-    if os.environ.get("ZOO_DATA"):
-        dirs.append(Path(os.environ["ZOO_DATA"]))
-    dirs.append(SYSTEM_DIR)
-    return dirs
+    """Where to look: the folder the user named and nothing else, or ``$ZOO_DATA`` then the system copy."""
+    if root:
+        return [Path(root).expanduser()]
+    dirs = [Path(os.environ["ZOO_DATA"]).expanduser()] if os.environ.get("ZOO_DATA") else []
+    return [*dirs, SYSTEM_DIR]
 
 
 def default_download_dir() -> Path:
@@ -76,15 +76,25 @@ def load_split(split: str, root: str | os.PathLike | None = None, download: bool
         if images and labels:
             return read_idx(images), read_idx(labels).long()
     if download:
-        target = Path(root) if root else default_download_dir()
+        target = Path(root).expanduser() if root else default_download_dir()
+        created = [p for p in (target, target / "FashionMNIST") if not p.exists()]
         try:
             from torchvision.datasets import FashionMNIST
 
             FashionMNIST(str(target), train=split == "train", download=True)
         except Exception:  # offline: fall through to the message that says how to get the data
-            pass
+            import shutil
+
+            for folder in reversed(created):  # leave no empty folder behind
+                shutil.rmtree(folder, ignore_errors=True)
         else:
             return load_split(split, target, download=False)
+    if root:
+        raise DatasetNotFoundError(
+            f"--data.root {root} has no Fashion-MNIST {split} files ({image_stem}[.gz] and {label_stem}[.gz], there "
+            "or in FashionMNIST/raw/); give the folder that holds them, or leave --data.root out to use $ZOO_DATA "
+            "or `apt-get install dataset-fashion-mnist`"
+        )
     searched = ", ".join(str(d) for d in candidate_dirs(root))
     raise DatasetNotFoundError(
         f"Fashion-MNIST {split} files not found (searched {searched}): pass --data.root DIR with the IDX files, "
@@ -168,6 +178,21 @@ class FashionMNISTDataModule(L.LightningDataModule):
         download: bool = True,
     ) -> None:
         super().__init__()
+        for option, value, low in (
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("val_size", val_size, 1),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < low
+                or (option == "val_size" and value >= 60_000)
+            ):
+                limit = "between 1 and 59,999" if option == "val_size" else f"a whole number ≥ {low}"
+                raise InvalidValueError(f"{option} must be {limit}, got {value!r}")
+        if not 0 <= random_erasing <= 1:
+            raise InvalidValueError(f"random_erasing is a probability in [0, 1], got {random_erasing!r}")
         self.save_hyperparameters()
         self.datasets: dict[str, TensorImageDataset] = {}
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo import pretrained
-from zoo.errors import InputShapeError, InvalidValueError, ZooError
+from zoo.errors import InputShapeError, InputValueError, InvalidValueError, ZooError
 from zoo.registry import build_net, check_kwargs, get_entry
 from zoo.tasks import optim
 from zoo.tasks.optim import Init, Optimizer, Scheduler
@@ -93,6 +93,18 @@ class ZooTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()  # the subclass's own arguments too (Lightning collects the whole __init__ chain)
         _check_choices(optimizer=(optimizer, Optimizer), scheduler=(scheduler, Scheduler), init=(init, Init))
+        _check_numbers(
+            num_classes=(num_classes, int, 0, None, "0 gives an embedding model"),
+            in_chans=(in_chans, int, 1, None, "1 for grey images, 3 for RGB"),
+            lr=(lr, float, 0, None, "e.g. 0.1 for SGD, 1e-3 for Adam"),
+            weight_decay=(weight_decay, float, 0, None, "e.g. 5e-4"),
+            momentum=(momentum, float, 0, 1, "e.g. 0.9"),
+            warmup_epochs=(warmup_epochs, float, 0, None, "e.g. 1"),
+            min_lr=(min_lr, float, 0, None, "e.g. 0"),
+            gamma=(gamma, float, 0, None, "e.g. 0.1"),
+            step_epochs=(step_epochs, int, 1, None, "e.g. 10"),
+            restart_epochs=(restart_epochs, int, 1, None, "e.g. 10"),
+        )
         entry = get_entry(model_name)
         in_chans = entry.input_size[0] if in_chans is None else in_chans
         self.net = build_net(model_name, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
@@ -218,6 +230,11 @@ class ZooTask(L.LightningModule):
     def check_input(self, x: Tensor) -> None:
         channels, height, width = self.input_size
         name = self.weights_name or self.hparams.model_name
+        if not isinstance(x, Tensor):
+            raise InputShapeError(
+                f"{name} takes a torch.Tensor batch (N, C, H, W), got a {type(x).__name__}; "
+                "convert it with torch.as_tensor(...) (or model.transforms() for PIL images)"
+            )
         if x.ndim != 4:
             raise InputShapeError(
                 f"{name} takes a batch (N, C, H, W); got a tensor of shape {tuple(x.shape)} (add a batch dimension with x[None])"
@@ -232,10 +249,38 @@ class ZooTask(L.LightningModule):
                 f"{name} takes {height}×{width} images, got {x.shape[2]}×{x.shape[3]}; resize the images to {height}×{width}"
             )
 
+    def check_values(self, x: Tensor) -> None:
+        """At inference: pixels must be finite and in [0, 1] (floats) or 0-255 (integers), one line if not.
+
+        Training batches are not checked (the hot path; Lightning's ``detect_anomaly`` is the switch there).
+        """
+        name = self.weights_name or self.hparams.model_name
+        if x.dtype == torch.bool or x.is_complex():
+            raise InputValueError(f"{name} takes image pixels as floats in [0, 1] or integers 0-255, got {x.dtype}")
+        if not x.is_floating_point():
+            low, high = int(x.min()), int(x.max())
+            if low < 0 or high > 255:
+                raise InputValueError(
+                    f"{name} reads integer images as 0-255 pixels, got values from {low} to {high}; "
+                    "give uint8 images, or floats in [0, 1]"
+                )
+            return
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            raise InputValueError(f"{name} got {bad} NaN or infinite pixel values; check how the images were loaded")
+        low, high = float(x.min()), float(x.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            hint = "divide by 255" if high > 1.5 and low >= 0 else "do not normalise them: the model does it itself"
+            raise InputValueError(
+                f"{name} takes float pixels in [0, 1], got values from {low:.3g} to {high:.3g}; {hint}"
+            )
+
     def preprocess(self, x: Tensor) -> Tensor:
-        """uint8 → [0, 1] floats, then the normalisation the weights were trained with."""
-        if x.dtype == torch.uint8:
+        """Integer pixels (uint8, int64...) → [0, 1] floats, then the normalisation the weights were trained with."""
+        if not x.is_floating_point():
             x = x.float().div_(255)
+        elif x.dtype != self.mean.dtype:  # float64 from numpy, half from elsewhere: the model's own dtype
+            x = x.to(self.mean.dtype)
         x = (x - self.mean) / self.std
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -243,6 +288,8 @@ class ZooTask(L.LightningModule):
 
     def forward(self, x: Tensor) -> Any:
         self.check_input(x)
+        if not self.training and not torch.compiler.is_compiling():
+            self.check_values(x)
         return self.net(self.preprocess(x))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -422,6 +469,21 @@ def hub_repo_like(text: str) -> bool:
     from zoo.hub import REPO_ID
 
     return bool(REPO_ID.fullmatch(text.partition("@")[0]))
+
+
+def _check_numbers(**values: tuple[Any, type, float | None, float | None, str]) -> None:
+    """One-line errors for options that must be numbers in a range (``lr="fast"``, ``num_classes=-1``)."""
+    for option, (value, kind, low, high, example) in values.items():
+        if value is None and option == "in_chans":
+            continue
+        whole = kind is int
+        ok_type = isinstance(value, int) if whole else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            what = "a whole number" if whole else "a number"
+            raise InvalidValueError(f"{option} must be {what}, got {value!r} ({example})")
+        if (low is not None and value < low) or (high is not None and value >= high):
+            bounds = ("a whole number " if whole else "") + (f"≥ {low}" if high is None else f"in [{low}, {high})")
+            raise InvalidValueError(f"{option} must be {bounds}, got {value!r} ({example})")
 
 
 def _check_choices(**values: tuple[Any, Any]) -> None:

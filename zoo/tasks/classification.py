@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from zoo.errors import InvalidValueError
 from zoo.tasks.base import ZooTask
 
 
@@ -22,6 +23,8 @@ class ImageClassifier(ZooTask):
     """Train, evaluate and run any registered classification network.
 
     Args:
+        model_name: a registered architecture (``zoo list``).
+        num_classes: size of the head (0: the model returns embeddings).
         label_smoothing: cross-entropy label smoothing.
         **kwargs: the network, input and optimisation options of :class:`~zoo.tasks.base.ZooTask`
             (``model_name``, ``num_classes``, ``lr``, ``optimizer``, ``scheduler``...).
@@ -30,8 +33,16 @@ class ImageClassifier(ZooTask):
     task = "classification"
     config_task = "image-classification"
 
-    def __init__(self, label_smoothing: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self, model_name: str = "lenet5", num_classes: int = 10, *, label_smoothing: float = 0.0, **kwargs: Any
+    ) -> None:
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float))
+            or not 0 <= label_smoothing < 1
+        ):
+            raise InvalidValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r} (e.g. 0.1)")
+        super().__init__(model_name=model_name, num_classes=num_classes, **kwargs)
         self._make_metrics(self.hparams.num_classes)
 
     def _make_metrics(self, num_classes: int) -> None:

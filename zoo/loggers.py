@@ -1,0 +1,31 @@
+"""Lightning's CSV logger, resumable: a run resumed with ``--ckpt_path`` appends to its ``metrics.csv``.
+
+Lightning's own writer deletes an existing ``metrics.csv`` when its folder is reused, which would erase
+the first stretch of a run that ``zoo fit --ckpt_path runs/zoo/<run>/checkpoints/last.ckpt`` continues in
+the same folder. Here the existing header is read back and the new rows are added after the old ones.
+"""
+
+from __future__ import annotations
+
+import csv
+
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+
+class AppendingExperimentWriter(ExperimentWriter):
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):  # keep the rows, and the columns they have
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+
+
+class CSVLogger(LightningCSVLogger):
+    """``lightning.pytorch.loggers.CSVLogger`` that appends to the metrics of a resumed run."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
