@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from zoo.cli import craft, hub, models  # light at import time: heavy libraries load inside the commands
+from zoo.cli import craft, export, hub, models  # light at import time: heavy libraries load inside the commands
 from zoo.errors import ZooError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -26,6 +26,7 @@ EXTRA_COMMANDS = {
     "schedule": craft.cmd_schedule,
     "plot": craft.cmd_plot,
     "pull": hub.cmd_pull,
+    "export": export.cmd_export,
     "push": hub.cmd_push,
 }
 
@@ -44,6 +45,7 @@ Models and weights:
   info       per-layer table: shapes, parameters, FLOPs, memory (zoo info lenet5)
   classify   classify image files (zoo classify lenet5.fmnist samples/*.png)
   evaluate   re-measure shipped weights on the Fashion-MNIST test set
+  export     ONNX / torch.export file of weights (zoo export resnet20.fmnist -o resnet20.onnx)
   pull       download weights for offline use (zoo pull resnet18.tv_in1k hf-hub:org/name)
   push       upload a weight folder to the Hugging Face Hub (zoo push model_cards/lenet5.fmnist --repo org/name)
 

@@ -1,0 +1,137 @@
+"""Every registered model's export status, tested: ONNX (run in onnxruntime) and torch.export programs
+match PyTorch within 1e-4 at batch sizes 1 and 3, or the test names why a model is not exported here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.export import export, onnx_session, read_metadata
+from zoo.registry import build_net, get_entry
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL = 2_000_000  # parameters: every model this small is exported (seconds each)
+LIMIT = 65_000_000  # a larger model is exported only when no exported model has the same modules
+MODELS = zoo.list_models()
+
+
+def _meta(name: str):
+    with torch.device("meta"):
+        return build_net(name)
+
+
+def _plan() -> dict[str, str | None]:
+    """Each model → ``None`` (exported by the test) or the exported model whose module types cover its own."""
+    plan: dict[str, str | None] = {}
+    types = {name: {type(m) for m in _meta(name).modules()} for name in MODELS}
+    exported: list[str] = []
+    for name in sorted(MODELS, key=lambda m: get_entry(m).num_params):
+        size = get_entry(name).num_params
+        cover = next((m for m in exported if types[name] <= types[m] and size > SMALL), None)
+        if cover is None and size > LIMIT:
+            raise AssertionError(f"{name} is too large to export in CI and no exported model has its modules")
+        plan[name] = cover
+        if cover is None:
+            exported.append(name)
+    return plan
+
+
+PLAN = _plan()
+EXPORTED = [m for m in MODELS if PLAN[m] is None]
+COVERED = [m for m in MODELS if PLAN[m] is not None]
+
+
+def representative(name: str) -> str | None:
+    return PLAN[name]
+
+
+def support_markdown() -> str:
+    lines = ["| model | ONNX (onnxruntime) | torch.export |", "|---|---|---|"]
+    for name in MODELS:
+        rep = representative(name)
+        cell = "✓ tested" if rep is None else f"✓ same module types as `{rep}`, which is tested"
+        lines.append(f"| `{name}` | {cell} | {cell} |")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "exported-program"])
+@pytest.mark.parametrize("name", EXPORTED)
+def test_export_matches_pytorch(name: str, fmt: str, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = zoo.create(name, num_classes=7).eval()
+    path = export(model, tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt2"), fmt)
+    meta = read_metadata(path)
+    assert meta["zoo.architecture"] == name and json.loads(meta["zoo.input_size"]) == list(model.input_size)
+    assert len(json.loads(meta["zoo.class_names"])) == 7 and re.fullmatch(r"[0-9a-f]{64}", meta["zoo.weights_sha256"])
+    run = (
+        (lambda x: torch.from_numpy(onnx_session(path).run(None, {"pixels": x.numpy()})[0]))
+        if fmt == "onnx"
+        else torch.export.load(str(path)).module()
+    )
+    for batch in (1, 3):
+        x = torch.rand(batch, *model.input_size)
+        with torch.no_grad():
+            expected = model(x)
+            got = run(x)
+        assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4, rtol=1e-4), (
+            batch,
+            (got - expected).abs().max(),
+        )
+
+
+@pytest.mark.parametrize("name", COVERED)
+def test_other_models_are_covered_by_an_exported_model_of_the_same_network(name: str) -> None:
+    rep = representative(name)
+    types = {type(m) for m in _meta(name).modules()}
+    assert rep in EXPORTED and types <= {type(m) for m in _meta(rep).modules()}, (name, rep)
+    assert type(_meta(rep)) is type(_meta(name))
+
+
+def test_shipped_weights_export_with_their_card(tmp_path) -> None:
+    model = zoo.load("lenet5.fmnist")
+    meta = read_metadata(export(model, tmp_path / "lenet.onnx"))
+    assert meta["zoo.weights_sha256"] == model.card_metrics["sha256"] and "T-shirt/top" in meta["zoo.class_names"]
+
+
+def test_export_refuses_to_overwrite_and_unknown_formats(tmp_path) -> None:
+    (tmp_path / "keep.onnx").write_bytes(b"mine")
+    model = zoo.create("lenet5")
+    with pytest.raises(zoo.ZooError, match="already exists"):
+        export(model, tmp_path / "keep.onnx")
+    assert (tmp_path / "keep.onnx").read_bytes() == b"mine"
+    with pytest.raises(zoo.ZooError, match="choose one of onnx, exported-program"):
+        export(model, tmp_path / "x.bin", "torchscript")
+
+
+def test_missing_extra_names_the_install_line(tmp_path, monkeypatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    monkeypatch.delitem(__import__("sys").modules, "onnx", raising=False)
+    with pytest.raises(zoo.ZooError, match=r"pip install 'zoo\[export\]'"):
+        export(zoo.create("lenet5"), tmp_path / "x.onnx")
+
+
+def test_cli_export(tmp_path, capsys) -> None:
+    from zoo.cli import main
+
+    main(["export", "resnet20.fmnist", "--format", "exported-program", "-o", str(tmp_path / "r20.pt2")])
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "r20.pt2").is_file()
+
+
+def test_readme_support_table_is_current() -> None:
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- export:start -->\n")[1].split("\n<!-- export:end -->")[0]
+    assert block == support_markdown(), "regenerate with tests/test_export.py::support_markdown"
