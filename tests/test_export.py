@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.export import export, onnx_session, read_metadata
+from zoo.exporting import export, onnx_session, read_metadata
 from zoo.registry import build_net, get_entry
 
 REPO = Path(__file__).resolve().parent.parent

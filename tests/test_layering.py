@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers"),
     ("zoo.pretrained", "zoo.backbones"),
     ("zoo.tasks",),
-    ("zoo.finetune", "zoo.export", "zoo.evaluate"),
+    ("zoo.finetune", "zoo.exporting", "zoo.evaluate", "zoo.predict"),
     ("zoo",),  # the facade, zoo/__init__.py
     ("zoo.cli",),
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "__version__",
     "backbone",
     "create",
+    "export",
     "is_model",
     "list_models",
     "list_weights",
@@ -85,6 +86,13 @@ def backbone(source: str, out_indices=None, **kwargs: Any):
     from zoo.backbones import backbone as _backbone
 
     return _backbone(source, out_indices=out_indices, **kwargs)
+
+
+def export(model: Any, path: str, format: str = "onnx", **kwargs: Any):
+    """Write a model's preprocessing + network as ``onnx`` or ``exported-program`` (see ``zoo.exporting``)."""
+    from zoo.exporting import export as _export
+
+    return _export(model, path, format, **kwargs)
 
 
 def prefetch(*sources: str) -> list:

@@ -11,7 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from zoo.cli import craft, export, hub, models  # light at import time: heavy libraries load inside the commands
+from zoo.cli import (  # light at import time: heavy libraries load inside the commands
+    craft,
+    export,
+    hub,
+    models,
+    predict,
+)
 from zoo.errors import ZooError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -38,7 +44,8 @@ Training (LightningCLI; every --trainer.*, --model.*, --data.* flag works):
   fit        train from a recipe:        zoo fit --config recipes/lenet5_fmnist.yaml
   validate   validate a model/checkpoint
   test       test a model/checkpoint
-  predict    run predict_step over a datamodule
+  predict    classify image files/folders: zoo predict lenet5.fmnist samples/ [--top-k 3] [--json|--csv] [--onnx F];
+             with --config first, LightningCLI's predict over a datamodule
 
 Models and weights:
   list       registered models (zoo list 'res*' --pretrained)
@@ -78,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     try:
-        if command in LIGHTNING_COMMANDS:
+        if command == "predict" and predict.is_file_prediction(rest):  # zoo predict SOURCE PATH...
+            predict.cmd_predict(rest)
+        elif command in LIGHTNING_COMMANDS:
             from zoo.cli.recipe import run_lightning
 
             run_lightning(argv)

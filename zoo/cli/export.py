@@ -6,7 +6,7 @@ from zoo.cli.args import ArgumentParser, positive_int
 
 
 def cmd_export(argv: list[str]) -> None:
-    from zoo.export import DEFAULT_OPSET, FORMATS
+    from zoo.exporting import DEFAULT_OPSET, FORMATS
 
     parser = ArgumentParser(
         prog="zoo export", description="Export weights with their normalisation, dynamic batch axis."
@@ -20,7 +20,7 @@ def cmd_export(argv: list[str]) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     args = parser.parse_args(argv)
     import zoo
-    from zoo.export import export
+    from zoo.exporting import export
 
     model = zoo.load(args.source)
     path = export(model, args.output, args.format, opset=args.opset, overwrite=args.overwrite)

@@ -212,23 +212,16 @@ def read_image(path: str):
         raise ZooError(f"cannot read image {path} ({err}); give PNG or JPEG files") from None
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
-
-
 def image_files(paths: list[str]) -> list[str]:
     """Files as given, folders expanded to the image files inside them (recursively, sorted)."""
-    found: list[str] = []
+    from zoo.data.images import IMAGE_SUFFIXES, find_images
+
     for path in paths:
-        if Path(path).is_dir():
-            inside = sorted(str(p) for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not inside:
-                raise ZooError(
-                    f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}...); give image files or folders of them"
-                )
-            found += inside
-        else:
-            found.append(path)
-    return found
+        if Path(path).is_dir() and not find_images([path]):
+            raise ZooError(
+                f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}...); give image files or folders of them"
+            )
+    return [str(p) for p in find_images(paths)]
 
 
 def classify_files(weights: str, paths: list[str], top_k: int = 1) -> list[list[tuple[str, float]]]:

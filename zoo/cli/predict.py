@@ -1,0 +1,71 @@
+"""``zoo predict SOURCE PATH...``: top-k classes for image files and folders, as a table, JSON or CSV.
+
+``zoo predict --config RECIPE ...`` (options first) is LightningCLI's own ``predict`` over a datamodule.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+from zoo.cli.args import ArgumentParser, natural_int, positive_int
+
+
+def is_file_prediction(argv: list[str]) -> bool:
+    """``zoo predict SOURCE ...`` (a positional first) rather than LightningCLI's ``zoo predict --config ...``."""
+    return bool(argv) and not argv[0].startswith("-")
+
+
+def cmd_predict(argv: list[str]) -> None:
+    from zoo.predict import default_workers
+
+    parser = ArgumentParser(
+        prog="zoo predict", description="Predict the classes of image files and folders (recursively)."
+    )
+    parser.add_argument("source", help="arch.tag, a weight folder or file, a checkpoint, hf-hub:org/name")
+    parser.add_argument("paths", nargs="+", help="image files or folders")
+    parser.add_argument("--top-k", type=positive_int, default=1)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--num-workers", type=natural_int, default=default_workers(), help="image-decoding processes")
+    parser.add_argument("--onnx", metavar="FILE", help="run this exported ONNX file in onnxruntime instead of PyTorch")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON object per file")
+    output.add_argument("--csv", action="store_true", help="CSV: path, then label/probability pairs")
+    args = parser.parse_args(argv)
+    import zoo
+    from zoo.predict import iter_predictions
+
+    model = zoo.load(args.source)
+    unreadable: list[str] = []
+    rows = iter_predictions(
+        model,
+        args.paths,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        onnx=args.onnx,
+        progress=sys.stderr.isatty(),
+        unreadable=unreadable,
+    )
+    if args.json:
+        for row in rows:
+            print(json.dumps({"path": row.path, "labels": row.labels, "probs": [round(p, 6) for p in row.probs]}))
+    elif args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", *[f"{kind}{i + 1}" for i in range(args.top_k) for kind in ("label", "prob")]])
+        for row in rows:
+            writer.writerow([row.path, *[v for pair in zip(row.labels, (f"{p:.6f}" for p in row.probs)) for v in pair]])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("image", "prediction", "confidence")
+        for row in rows:
+            table.add_row(row.path, " / ".join(row.labels), " / ".join(f"{100 * p:.1f}%" for p in row.probs))
+        Console().print(table)
+    for path in unreadable:
+        print(f"zoo: warning: skipped {path}: not a readable image", file=sys.stderr)
+    if unreadable:
+        print(f"zoo: {len(unreadable)} file(s) could not be read", file=sys.stderr)
+        raise SystemExit(1)
