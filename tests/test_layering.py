@@ -115,3 +115,13 @@ def test_the_check_sees_function_level_and_relative_imports(tmp_path) -> None:
     """The reader is not blind: an import inside a function and a relative import are both found."""
     assert "zoo.tasks.factory" in GRAPH["zoo"]  # zoo/__init__.py imports it inside create()
     assert "zoo.registry" in GRAPH["zoo.models.resnet"]
+
+
+def test_import_zoo_imports_no_heavy_library() -> None:
+    """``import zoo`` stays light: torch, torchvision and Lightning load when a function first needs them."""
+    import subprocess
+    import sys
+
+    code = "import sys, zoo; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'lightning'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
