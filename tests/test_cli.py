@@ -294,3 +294,36 @@ def test_fit_checks_the_card_name_before_training(in_tmp, capsys) -> None:
 def test_version(capsys) -> None:
     main(["--version"])
     assert capsys.readouterr().out.strip() == f"zoo {zoo.__version__}"
+
+
+DDP_TEST = """
+import sys, lightning as L, zoo
+from zoo.data import FashionMNISTDataModule
+model = zoo.load("lenet5.fmnist")
+trainer = L.Trainer(accelerator="cpu", strategy="ddp", devices=int(sys.argv[1]), logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, enable_checkpointing=False)
+result = trainer.test(model, datamodule=FashionMNISTDataModule(batch_size=500, download=False), verbose=False)[0]
+if trainer.is_global_zero:
+    print("RESULT", repr(result["test_acc"]), int(model.confusion_matrix.sum()))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_test_counts_every_image_once(tmp_path, fmnist_root) -> None:
+    """3 processes and 10,000 images (not a multiple of 3): the same accuracy as 1 process, to the last digit."""
+    script = tmp_path / "ddp_test.py"
+    script.write_text(DDP_TEST)
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    results = []
+    for devices in (1, 3):
+        run = subprocess.run(
+            [sys.executable, str(script), str(devices)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        results.append(next(line for line in run.stdout.splitlines() if line.startswith("RESULT")))
+    assert results[0] == results[1] and results[1].endswith(" 10000"), results

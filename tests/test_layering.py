@@ -122,6 +122,8 @@ def test_import_zoo_imports_no_heavy_library() -> None:
     import subprocess
     import sys
 
-    code = "import sys, zoo; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'lightning'}))"
+    code = (
+        "import sys, zoo; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'lightning'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

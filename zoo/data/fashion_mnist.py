@@ -214,10 +214,23 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.datasets["test"] = TensorImageDataset(*load_split("test", hp.root, hp.download))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        sampler = None
+        if (
+            split != "train"
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+        ):
+            # Lightning's DistributedSampler pads the evaluation set to a multiple of the world size, so
+            # 10,000 test images on 3 processes would count 2 twice; this one splits them without repeats.
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(self.datasets[split], shuffle=False)
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.hparams.num_workers,
             collate_fn=passthrough,
             persistent_workers=self.hparams.num_workers > 0,
