@@ -327,3 +327,47 @@ def test_ddp_test_counts_every_image_once(tmp_path, fmnist_root) -> None:
         assert run.returncode == 0, run.stderr[-3000:]
         results.append(next(line for line in run.stdout.splitlines() if line.startswith("RESULT")))
     assert results[0] == results[1] and results[1].endswith(" 10000"), results
+
+
+@pytest.mark.parametrize(("rule", "factor"), [("none", 1.0), ("linear", 2.0), ("sqrt", 2.0**0.5)])
+def test_lr_scales_with_the_global_batch(in_tmp, rule: str, factor: float, caplog) -> None:
+    """Batch 128 × accumulation 4 = 512 images per step, against a reference of 256: the optimiser's lr."""
+    from zoo.cli.recipe import run_lightning
+
+    caplog.set_level("INFO", logger="zoo")
+    cli = run_lightning(
+        [
+            "fit",
+            "--config",
+            RECIPE,
+            *QUICK,
+            "--trainer.accumulate_grad_batches=4",
+            f"--model.init_args.lr_scale={rule}",
+            "--model.init_args.lr_reference_batch=256",
+            "--model.init_args.scheduler=constant",
+            "--model.init_args.warmup_epochs=0",
+        ]
+    )
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(cli.model.hparams.lr * factor)
+    assert "global batch 512 = 128 per device × 1 process(es) × 4 accumulation" in caplog.text
+
+
+def test_slurm_script_zoo_line_is_a_valid_fit_command(capsys, monkeypatch) -> None:
+    """The sbatch file's `srun zoo fit ...` line parses as `zoo fit` (printed config, no training), and its
+    --nodes / --ntasks-per-node agree with --trainer.num_nodes / --trainer.devices."""
+    import shlex
+
+    script = (REPO / "recipes" / "slurm" / "zoo_fit.sbatch").read_text()
+    line = next(line for line in script.splitlines() if line.startswith("srun zoo "))
+    argv = shlex.split(line)[2:]
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--print_config"])
+    assert info.value.code in (0, None)
+    import yaml
+
+    config = yaml.safe_load(capsys.readouterr().out)
+    nodes = int(script.split("--nodes=")[1].split()[0])
+    tasks = int(script.split("--ntasks-per-node=")[1].split()[0])
+    assert (config["trainer"]["num_nodes"], int(config["trainer"]["devices"])) == (nodes, tasks)
+    assert config["model"]["init_args"]["lr_scale"] == "linear" and config["trainer"]["strategy"] == "ddp"

@@ -131,8 +131,7 @@ def _setup_logging() -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    logger.setLevel(logging.INFO)  # the root logger gets no handler, so nothing prints twice
 
 
 if __name__ == "__main__":

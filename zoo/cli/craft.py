@@ -258,16 +258,30 @@ def cmd_schedule(argv: list[str]) -> None:
         "--all", action="store_true", help="draw every scheduler with the recipe's settings, to compare"
     )
     parser.add_argument("--log-scale", action="store_true", help="logarithmic learning-rate axis")
+    parser.add_argument(
+        "--world-size",
+        type=positive_int,
+        default=1,
+        help="processes the run will use (devices × nodes): fewer steps per epoch, and lr_scale applied",
+    )
     args, overrides = parser.parse_known_args(argv)
     recipe = load_recipe(args.config, overrides)
     epochs = args.epochs or recipe.trainer.get("max_epochs")
     if not epochs or epochs < 1:
         raise ZooError("the recipe sets no trainer.max_epochs; give --epochs N")
-    per_epoch = args.steps_per_epoch or steps_per_epoch(recipe)
+    per_epoch = args.steps_per_epoch or math.ceil(steps_per_epoch(recipe) / args.world_size)
     from zoo import plots
-    from zoo.tasks.optim import Scheduler
+    from zoo.tasks.optim import Scheduler, scaled_lr
 
-    hp = recipe.model.hparams
+    hp = copy.copy(recipe.model.hparams)
+    batch = getattr(recipe.datamodule.hparams, "batch_size", 1) * args.world_size
+    batch *= recipe.trainer.get("accumulate_grad_batches") or 1
+    hp.lr = scaled_lr(hp.lr, hp.lr_scale, batch, hp.lr_reference_batch)
+    if args.world_size > 1 or hp.lr_scale != "none":
+        _console().print(
+            f"world size {args.world_size}: global batch {batch}, {per_epoch} steps per epoch, "
+            f"lr {hp.lr:.4g} ({hp.lr_scale} scaling from batch {hp.lr_reference_batch})"
+        )
     kinds = list(Scheduler.__args__) if args.all else [hp.scheduler]
     curves = {}
     for kind in kinds:

@@ -31,7 +31,7 @@ from zoo import pretrained
 from zoo.errors import InputShapeError, InputValueError, InvalidValueError, ZooError
 from zoo.registry import build_net, check_kwargs, get_entry
 from zoo.tasks import optim
-from zoo.tasks.optim import Init, Optimizer, Scheduler
+from zoo.tasks.optim import Init, LrScale, Optimizer, Scheduler
 
 log = logging.getLogger("zoo")
 
@@ -56,6 +56,8 @@ class ZooTask(L.LightningModule):
         restart_epochs, restart_mult: SGDR's first cycle length and its growth factor.
         min_lr: floor of ``cosine``/``sgdr``/``plateau``.
         channels_last: keep activations in NHWC memory format (faster convolutions on many CPUs/GPUs).
+        lr_scale, lr_reference_batch: ``linear`` or ``sqrt`` rescales ``lr`` to the run's global batch (per-device
+            batch × processes × accumulation) from the ``lr_reference_batch`` it was tuned at; ``none`` keeps it.
         init: weights of every conv/linear layer: ``default`` (the layers' own, PyTorch's scaled uniform),
             ``kaiming`` (He et al. 2015, normal with variance 2/fan_in, made for ReLU) or ``xavier``
             (Glorot & Bengio 2010, uniform with variance 2/(fan_in+fan_out), made for tanh); biases 0.
@@ -89,10 +91,17 @@ class ZooTask(L.LightningModule):
         min_lr: float = 0.0,
         channels_last: bool = False,
         init: Init = "default",
+        lr_scale: LrScale = "none",
+        lr_reference_batch: int = 256,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # the subclass's own arguments too (Lightning collects the whole __init__ chain)
-        _check_choices(optimizer=(optimizer, Optimizer), scheduler=(scheduler, Scheduler), init=(init, Init))
+        _check_choices(
+            optimizer=(optimizer, Optimizer),
+            scheduler=(scheduler, Scheduler),
+            init=(init, Init),
+            lr_scale=(lr_scale, LrScale),
+        )
         _check_numbers(
             num_classes=(num_classes, int, 0, None, "0 gives an embedding model"),
             in_chans=(in_chans, int, 1, None, "1 for grey images, 3 for RGB"),
@@ -104,6 +113,7 @@ class ZooTask(L.LightningModule):
             gamma=(gamma, float, 0, None, "e.g. 0.1"),
             step_epochs=(step_epochs, int, 1, None, "e.g. 10"),
             restart_epochs=(restart_epochs, int, 1, None, "e.g. 10"),
+            lr_reference_batch=(lr_reference_batch, int, 1, None, "the global batch size lr was tuned for, e.g. 256"),
         )
         entry = get_entry(model_name)
         in_chans = entry.input_size[0] if in_chans is None else in_chans
@@ -378,7 +388,28 @@ class ZooTask(L.LightningModule):
 
     # ---- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        return optim.configure(self, self.hparams, optim.trainer_steps(self.trainer))
+        """The optimiser and schedule; with ``lr_scale``, ``lr`` is rescaled to the run's global batch
+        (per-device batch × processes × accumulation) against ``lr_reference_batch``, and the rule printed."""
+        steps = optim.trainer_steps(self.trainer)  # loads the train dataloader: its batch size is known after
+        hp = copy.copy(self.hparams)
+        per_device, world, accumulate, batch = optim.global_batch(self.trainer)
+        hp.lr = optim.scaled_lr(self.hparams.lr, hp.lr_scale, batch, hp.lr_reference_batch)
+        if self.trainer.is_global_zero:
+            rule = (
+                "as written"
+                if hp.lr_scale == "none"
+                else f"{hp.lr_scale} scaling from lr {self.hparams.lr:g} at batch {hp.lr_reference_batch}"
+            )
+            log.info(
+                "global batch %d = %d per device × %d process(es) × %d accumulation; lr %.4g (%s)",
+                batch,
+                per_device,
+                world,
+                accumulate,
+                hp.lr,
+                rule,
+            )
+        return optim.configure(self, hp, steps)
 
     # ---- weights ---------------------------------------------------------------------------------
     def model_config(self, name: str) -> dict[str, Any]:

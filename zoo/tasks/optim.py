@@ -15,6 +15,25 @@ from torch import nn
 Optimizer = Literal["sgd", "adam", "adamw"]
 Scheduler = Literal["constant", "step", "exponential", "cosine", "sgdr", "plateau", "onecycle"]
 Init = Literal["default", "kaiming", "xavier"]
+LrScale = Literal["none", "linear", "sqrt"]
+
+
+def scaled_lr(lr: float, rule: str, global_batch: int, reference_batch: int) -> float:
+    """The learning rate for ``global_batch`` images per optimizer step, given one tuned at ``reference_batch``.
+
+    ``linear`` (Goyal et al. 2017, for SGD): ``lr · global/reference``; ``sqrt`` (for Adam/AdamW, whose
+    update size depends less on the batch): ``lr · √(global/reference)``; ``none``: ``lr`` as written.
+    """
+    ratio = global_batch / reference_batch
+    return {"none": lr, "linear": lr * ratio, "sqrt": lr * ratio**0.5}[rule]
+
+
+def global_batch(trainer: Any) -> tuple[int, int, int, int]:
+    """(per-device batch, world size, gradient accumulation, their product) of a Trainer's run."""
+    loader = trainer.train_dataloader
+    per_device = int(getattr(loader, "batch_size", None) or 1)
+    world, accumulate = int(trainer.world_size), int(trainer.accumulate_grad_batches)
+    return per_device, world, accumulate, per_device * world * accumulate
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
