@@ -371,3 +371,38 @@ def test_slurm_script_zoo_line_is_a_valid_fit_command(capsys, monkeypatch) -> No
     tasks = int(script.split("--ntasks-per-node=")[1].split()[0])
     assert (config["trainer"]["num_nodes"], int(config["trainer"]["devices"])) == (nodes, tasks)
     assert config["model"]["init_args"]["lr_scale"] == "linear" and config["trainer"]["strategy"] == "ddp"
+
+
+EQUIVALENCE = """
+import sys, torch, lightning as L, zoo
+from zoo.data import FashionMNISTDataModule
+devices, batch, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+L.seed_everything(0)
+model = zoo.create("lenet5", lr=0.1, momentum=0.0, weight_decay=0.0)
+data = FashionMNISTDataModule(batch_size=batch, augment=False, shuffle=False, download=False)
+trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=6,
+                    logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, limit_val_batches=0, deterministic=True)
+trainer.fit(model, datamodule=data)
+if trainer.is_global_zero:
+    torch.save(model.net.state_dict(), out)
+"""
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_at_half_the_batch_train_the_same_weights(tmp_path, fmnist_root) -> None:
+    """LeNet-5, 6 SGD steps from one seed, no augmentation: 1 process at batch 64 and 2 DDP processes at 32
+    each end with the same weights (the averaged gradient is the mean over the same 64 images). A BatchNorm
+    network needs --trainer.sync_batchnorm true for this, which PyTorch's DDP allows on GPUs only."""
+    script = tmp_path / "equivalence.py"
+    script.write_text(EQUIVALENCE)
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    for devices, batch in ((1, 64), (2, 32)):
+        run = subprocess.run([sys.executable, str(script), str(devices), str(batch), str(tmp_path / f"{devices}.pt")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, run.stderr[-3000:]
+    one, two = (torch.load(tmp_path / f"{d}.pt", weights_only=True) for d in (1, 2))
+    start = zoo.create("lenet5").net.state_dict()
+    assert any(not torch.allclose(one[k].float(), start[k].float()) for k in one), "training moved the weights"
+    for key in one:
+        assert torch.allclose(one[key].float(), two[key].float(), atol=1e-5, rtol=1e-4), key

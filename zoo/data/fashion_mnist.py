@@ -158,6 +158,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         split_seed: seed of the train/val split (fixed, so every run validates on the same images).
         augment: random shift + horizontal flip on training images.
         random_erasing: probability of random erasing after the shift and flip (needs ``augment``).
+        shuffle: reshuffle the training images every epoch (off: a fixed order, for exact comparisons).
         download: let torchvision download the files when none are found (needs internet).
     """
 
@@ -176,6 +177,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         augment: bool = False,
         random_erasing: float = 0.0,
         download: bool = True,
+        shuffle: bool = True,
     ) -> None:
         super().__init__()
         for option, value, low in (
@@ -226,6 +228,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
             from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
             sampler = UnrepeatedDistributedSampler(self.datasets[split], shuffle=False)
+        elif (
+            split == "train" and not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized()
+        ):
+            # Lightning always shuffles a training set it splits across processes; a fixed order stays fixed
+            from torch.utils.data import DistributedSampler
+
+            sampler, shuffle = DistributedSampler(self.datasets[split], shuffle=False), False
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,
@@ -237,7 +246,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every process would otherwise draw the same crops, flips and erasures: seed each one apart
+            base = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
+            torch.manual_seed(base + 1000 * torch.distributed.get_rank())
+        return self._loader("train", shuffle=self.hparams.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
