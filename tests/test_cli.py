@@ -406,3 +406,40 @@ def test_two_ddp_processes_at_half_the_batch_train_the_same_weights(tmp_path, fm
     assert any(not torch.allclose(one[k].float(), start[k].float()) for k in one), "training moved the weights"
     for key in one:
         assert torch.allclose(one[key].float(), two[key].float(), atol=1e-5, rtol=1e-4), key
+
+
+@pytest.mark.slow
+def test_two_nodes_with_torchrun_then_resume_on_one(tmp_path, fmnist_root) -> None:
+    """Two `torchrun --nnodes 2` launches on this machine run one `zoo fit --trainer.num_nodes 2`: one card,
+    one run folder with one checkpoint folder; the run then resumes from its last.ckpt on a single process."""
+    import os
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fit_args = ["fit", "--config", RECIPE, *QUICK, "--trainer.accelerator=cpu", "--trainer.num_nodes=2",
+                "--trainer.devices=1", "--trainer.strategy=ddp", "--card.name=lenet5.nodes",
+                f"--card.output_dir={tmp_path / 'cards'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("ZOO_RUN_VERSION", None)
+    launches = [
+        subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                          f"--node-rank={rank}", "--master-addr=127.0.0.1", f"--master-port={port}",
+                          "-m", "zoo.cli", *fit_args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for rank in (0, 1)
+    ]
+    outputs = [launch.communicate(timeout=300) for launch in launches]
+    assert all(launch.returncode == 0 for launch in launches), [err[-2000:] for _, err in outputs]
+    assert [p.name for p in (tmp_path / "cards").iterdir()] == ["lenet5.nodes"]
+    metrics = json.loads((tmp_path / "cards" / "lenet5.nodes" / "metrics.json").read_text())
+    assert metrics["devices"] == 1 and metrics["epochs"] == 1
+    runs = [p for p in (tmp_path / "runs" / "zoo").iterdir() if (p / "checkpoints").is_dir()]
+    assert len(runs) == 1, "one checkpoint folder, written by rank 0"
+    last = runs[0] / "checkpoints" / "last.ckpt"
+    resumed = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", RECIPE, *QUICK,
+                              "--trainer.max_epochs=2", f"--ckpt_path={last}"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(last, weights_only=False)["epoch"] == 1, "the 2-process checkpoint resumed on 1 process"
