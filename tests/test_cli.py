@@ -443,3 +443,35 @@ def test_two_nodes_with_torchrun_then_resume_on_one(tmp_path, fmnist_root) -> No
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(last, weights_only=False)["epoch"] == 1, "the 2-process checkpoint resumed on 1 process"
+
+
+SAMPLING = """
+import json, sys, torch, lightning as L, zoo
+from zoo.data import FashionMNISTDataModule
+
+class Record(L.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        sampler = trainer.train_dataloader.sampler
+        indices = list(iter(sampler))
+        draw = torch.rand(1).item()  # the next number the augmentation would use on this rank
+        json.dump({"indices": indices, "draw": draw}, open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w"))
+
+L.seed_everything(0)
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=1, logger=False, callbacks=[Record()],
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+trainer.fit(zoo.create("lenet5"), datamodule=FashionMNISTDataModule(augment=True, download=False))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_ranks_see_every_image_once_with_their_own_augmentation(tmp_path, fmnist_root) -> None:
+    script = tmp_path / "sampling.py"
+    script.write_text(SAMPLING)
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    seen = ranks[0]["indices"] + ranks[1]["indices"]
+    assert sorted(seen) == list(range(55_000)), "the epoch's 55,000 training images, each on exactly one rank"
+    assert ranks[0]["draw"] != ranks[1]["draw"], "each rank draws its own crops, flips and erasures"
