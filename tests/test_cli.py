@@ -398,8 +398,14 @@ def test_two_ddp_processes_at_half_the_batch_train_the_same_weights(tmp_path, fm
     script.write_text(EQUIVALENCE)
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     for devices, batch in ((1, 64), (2, 32)):
-        run = subprocess.run([sys.executable, str(script), str(devices), str(batch), str(tmp_path / f"{devices}.pt")],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+        run = subprocess.run(
+            [sys.executable, str(script), str(devices), str(batch), str(tmp_path / f"{devices}.pt")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert run.returncode == 0, run.stderr[-3000:]
     one, two = (torch.load(tmp_path / f"{d}.pt", weights_only=True) for d in (1, 2))
     start = zoo.create("lenet5").net.state_dict()
@@ -418,16 +424,41 @@ def test_two_nodes_with_torchrun_then_resume_on_one(tmp_path, fmnist_root) -> No
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    fit_args = ["fit", "--config", RECIPE, *QUICK, "--trainer.accelerator=cpu", "--trainer.num_nodes=2",
-                "--trainer.devices=1", "--trainer.strategy=ddp", "--card.name=lenet5.nodes",
-                f"--card.output_dir={tmp_path / 'cards'}"]
+    fit_args = [
+        "fit",
+        "--config",
+        RECIPE,
+        *QUICK,
+        "--trainer.accelerator=cpu",
+        "--trainer.num_nodes=2",
+        "--trainer.devices=1",
+        "--trainer.strategy=ddp",
+        "--card.name=lenet5.nodes",
+        f"--card.output_dir={tmp_path / 'cards'}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("ZOO_RUN_VERSION", None)
     launches = [
-        subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
-                          f"--node-rank={rank}", "--master-addr=127.0.0.1", f"--master-port={port}",
-                          "-m", "zoo.cli", *fit_args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                f"--node-rank={rank}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                "-m",
+                "zoo.cli",
+                *fit_args,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for rank in (0, 1)
     ]
     outputs = [launch.communicate(timeout=300) for launch in launches]
@@ -438,9 +469,24 @@ def test_two_nodes_with_torchrun_then_resume_on_one(tmp_path, fmnist_root) -> No
     runs = [p for p in (tmp_path / "runs" / "zoo").iterdir() if (p / "checkpoints").is_dir()]
     assert len(runs) == 1, "one checkpoint folder, written by rank 0"
     last = runs[0] / "checkpoints" / "last.ckpt"
-    resumed = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", RECIPE, *QUICK,
-                              "--trainer.max_epochs=2", f"--ckpt_path={last}"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zoo.cli",
+            "fit",
+            "--config",
+            RECIPE,
+            *QUICK,
+            "--trainer.max_epochs=2",
+            f"--ckpt_path={last}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(last, weights_only=False)["epoch"] == 1, "the 2-process checkpoint resumed on 1 process"
 
@@ -468,8 +514,9 @@ def test_ddp_ranks_see_every_image_once_with_their_own_augmentation(tmp_path, fm
     script = tmp_path / "sampling.py"
     script.write_text(SAMPLING)
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=300, env=env)
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     seen = ranks[0]["indices"] + ranks[1]["indices"]
