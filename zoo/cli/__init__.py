@@ -124,11 +124,23 @@ def user_error_line(err: Exception) -> str | None:
     return None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (a test's capture, a redirect), not the one at creation."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     """zoo's INFO lines once each, without a handler on the root logger (Lightning has its own)."""
     logger = logging.getLogger("zoo")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)  # the root logger gets no handler, so nothing prints twice
