@@ -22,7 +22,7 @@ ACCURACY_FLOORS = {
     "lenet5_relu.fmnist": 0.910,
     "alexnet_lite.fmnist": 0.930,
     "vgg_lite.fmnist": 0.930,
-    "resnet20.fmnist": 0.940,
+    "resnet20.fmnist": 0.945,  # retrained (50 epochs, random erasing, EMA): 94.69%; issue 18's 95.0% not reached
     "efficientnet_lite.fmnist": 0.930,
 }
 
