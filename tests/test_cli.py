@@ -304,7 +304,11 @@ trainer = L.Trainer(accelerator="cpu", strategy="ddp", devices=int(sys.argv[1]),
                     enable_model_summary=False, enable_checkpointing=False)
 result = trainer.test(model, datamodule=FashionMNISTDataModule(batch_size=500, download=False), verbose=False)[0]
 if trainer.is_global_zero:
-    print("RESULT", repr(result["test_acc"]), int(model.confusion_matrix.sum()))
+    print("RESULT", repr(result["test_acc"]), int(model.confusion_matrix.sum()), flush=True)
+if trainer.world_size > 1:  # leave together: a rank exiting while gloo still talks aborts the others
+    import torch.distributed as dist
+    dist.barrier()
+    dist.destroy_process_group()
 """
 
 
@@ -386,6 +390,9 @@ trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if device
 trainer.fit(model, datamodule=data)
 if trainer.is_global_zero:
     torch.save(model.net.state_dict(), out)
+if devices > 1:  # leave together: a rank exiting while gloo still talks aborts the others
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 """
 
 
@@ -506,6 +513,8 @@ L.seed_everything(0)
 trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=1, logger=False, callbacks=[Record()],
                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
 trainer.fit(zoo.create("lenet5"), datamodule=FashionMNISTDataModule(augment=True, download=False))
+torch.distributed.barrier()  # leave together: a rank exiting while gloo still talks aborts the others
+torch.distributed.destroy_process_group()
 """
 
 
