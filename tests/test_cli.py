@@ -296,6 +296,18 @@ def test_version(capsys) -> None:
     assert capsys.readouterr().out.strip() == f"zoo {zoo.__version__}"
 
 
+def run_script(tmp_path: Path, name: str, code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` as ``tmp_path/name`` in a fresh interpreter (one thread per process); it must succeed."""
+    script = tmp_path / name
+    script.write_text(code)
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
 DDP_TEST = """
 import sys, lightning as L, zoo
 from zoo.data import FashionMNISTDataModule
@@ -315,20 +327,9 @@ if trainer.world_size > 1:  # leave together: a rank exiting while gloo still ta
 @pytest.mark.slow
 def test_ddp_test_counts_every_image_once(tmp_path, fmnist_root) -> None:
     """3 processes and 10,000 images (not a multiple of 3): the same accuracy as 1 process, to the last digit."""
-    script = tmp_path / "ddp_test.py"
-    script.write_text(DDP_TEST)
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     results = []
     for devices in (1, 3):
-        run = subprocess.run(
-            [sys.executable, str(script), str(devices)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
+        run = run_script(tmp_path, "ddp_test.py", DDP_TEST, str(devices))
         results.append(next(line for line in run.stdout.splitlines() if line.startswith("RESULT")))
     assert results[0] == results[1] and results[1].endswith(" 10000"), results
 
@@ -401,19 +402,8 @@ def test_two_ddp_processes_at_half_the_batch_train_the_same_weights(tmp_path, fm
     """LeNet-5, 6 SGD steps from one seed, no augmentation: 1 process at batch 64 and 2 DDP processes at 32
     each end with the same weights (the averaged gradient is the mean over the same 64 images). A BatchNorm
     network needs --trainer.sync_batchnorm true for this, which PyTorch's DDP allows on GPUs only."""
-    script = tmp_path / "equivalence.py"
-    script.write_text(EQUIVALENCE)
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     for devices, batch in ((1, 64), (2, 32)):
-        run = subprocess.run(
-            [sys.executable, str(script), str(devices), str(batch), str(tmp_path / f"{devices}.pt")],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
+        run_script(tmp_path, "equivalence.py", EQUIVALENCE, str(devices), str(batch), str(tmp_path / f"{devices}.pt"))
     one, two = (torch.load(tmp_path / f"{d}.pt", weights_only=True) for d in (1, 2))
     start = zoo.create("lenet5").net.state_dict()
     assert any(not torch.allclose(one[k].float(), start[k].float()) for k in one), "training moved the weights"
@@ -520,13 +510,7 @@ torch.distributed.destroy_process_group()
 
 @pytest.mark.slow
 def test_ddp_ranks_see_every_image_once_with_their_own_augmentation(tmp_path, fmnist_root) -> None:
-    script = tmp_path / "sampling.py"
-    script.write_text(SAMPLING)
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_script(tmp_path, "sampling.py", SAMPLING, str(tmp_path))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     seen = ranks[0]["indices"] + ranks[1]["indices"]
     assert sorted(seen) == list(range(55_000)), "the epoch's 55,000 training images, each on exactly one rank"

@@ -142,9 +142,8 @@ def _path_like(text: str) -> bool:
     import os
 
     return (
-        os.sep in text
+        any(sep and sep in text for sep in (os.sep, os.altsep))
         or text.startswith((".", "~"))
-        or (os.altsep or os.sep) in text
         or Path(text).suffix.lower() in (".json", ".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".onnx")
     )
 
