@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from hub_emulator import HubEmulator
 
 import zoo.models  # noqa: F401  registers every family (tests use zoo.registry directly)
 from zoo.errors import DatasetNotFoundError
@@ -31,3 +32,46 @@ def _quiet_threads(monkeypatch):
 
     torch.set_num_threads(1)
     yield
+
+
+# ---- the Hub emulator (tests/hub_emulator.py) as the Hub and the weights mirror ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def hub_server():
+    server = HubEmulator().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub_env(hub_server, tmp_path, monkeypatch):
+    """The emulator as the Hub and as the weights mirror, with empty caches, here and in subprocesses."""
+    from huggingface_hub import constants
+
+    hf_cache = tmp_path / "hf" / "hub"
+    env = {
+        "HF_ENDPOINT": hub_server.url,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(hf_cache),
+        "HF_HUB_DISABLE_XET": "1",  # the emulator speaks regular + LFS uploads, not the xet protocol
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_TOKEN": "hf_emulator_token",
+        "ZOO_HOME": str(tmp_path / "zoo"),
+        "ZOO_WEIGHTS_MIRROR": hub_server.url,
+        "OMP_NUM_THREADS": "1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", hub_server.url)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub_server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_cache))
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    hub_server.faults.clear()
+    hub_server.reset_counts()
+    yield hub_server
+    hub_server.faults.clear()

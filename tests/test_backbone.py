@@ -17,6 +17,7 @@ from test_registry import MODELS, _test_input
 
 import zoo
 from zoo.backbones import backbone
+from zoo.layers.features import to_map
 from zoo.layers.preprocessing import eval_transforms
 from zoo.registry import build_net, get_entry, get_weights, list_weights
 
@@ -37,7 +38,8 @@ def test_forward_is_head_of_features(name: str) -> None:
         features = net.forward_features(x)
         assert torch.equal(net(x), net.forward_head(features))
         embedding = net.forward_head(features, pre_logits=True)
-    assert features.ndim == 4 and embedding.shape == (2, net.num_features)
+    tokens = getattr(net, "token_features", False)  # a ViT's features are its tokens (N, L, D), not a map
+    assert features.ndim == (3 if tokens else 4) and embedding.shape == (2, net.num_features)
     assert net.get_classifier() is net.get_submodule(get_entry(name).classifier)
 
 
@@ -89,13 +91,13 @@ def test_pretrained_pyramid_equals_the_models_own_layers(name: str) -> None:
     model = zoo.load(name)
     features = backbone(name, out_indices=(0, -1))
     captured = {}
+    x = torch.rand(2, *model.input_size)
     hooks = [
         model.net.get_submodule(info["module"]).register_forward_hook(
-            lambda _m, _i, out, key=info["module"]: captured.setdefault(key, out.clone())
+            lambda _m, _i, out, info=info: captured.setdefault(info["module"], to_map(out, info, x.shape[2:]))
         )
         for info in features.feature_info
     ]
-    x = torch.rand(2, *model.input_size)
     with torch.no_grad():
         model(x)
         maps = features(x)

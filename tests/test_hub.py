@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hub_emulator import Fault, HubEmulator
+from hub_emulator import Fault
 
 import zoo
 from zoo import hub
@@ -31,49 +31,6 @@ from zoo.files import sha256_file
 from zoo.registry import get_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-# ---- fixtures ------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def hub_server():
-    server = HubEmulator().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hub_env(hub_server, tmp_path, monkeypatch):
-    """The emulator as the Hub and as the weights mirror, with empty caches, here and in subprocesses."""
-    from huggingface_hub import constants
-
-    hf_cache = tmp_path / "hf" / "hub"
-    env = {
-        "HF_ENDPOINT": hub_server.url,
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_CACHE": str(hf_cache),
-        "HF_HUB_DISABLE_XET": "1",  # the emulator speaks regular + LFS uploads, not the xet protocol
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_TOKEN": "hf_emulator_token",
-        "ZOO_HOME": str(tmp_path / "zoo"),
-        "ZOO_WEIGHTS_MIRROR": hub_server.url,
-        "OMP_NUM_THREADS": "1",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "ENDPOINT", hub_server.url)
-    monkeypatch.setattr(
-        constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub_server.url + "/{repo_id}/resolve/{revision}/{filename}"
-    )
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_cache))
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    hub_server.faults.clear()
-    hub_server.reset_counts()
-    yield hub_server
-    hub_server.faults.clear()
 
 
 def _card(folder: Path, seed: int, name: str = "lenet5.fmnist") -> Path:

@@ -22,6 +22,9 @@ TEST_OVERRIDES: dict[str, dict] = {
     "resnet101": {"input": (3, 64, 64), "backward": False},
     "resnet152": {"input": (3, 64, 64), "backward": False},
     **{f"efficientnet_b{i}": {"input": (3, 64, 64), "backward": i < 3} for i in range(8)},
+    **{name: {"input": (3, 64, 64)} for name in ("vit_ti_16", "vit_s_16", "swin_t")},
+    **{name: {"input": (3, 64, 64), "backward": False} for name in ("vit_b_16", "vit_b_32", "swin_s", "swin_b")},
+    **{name: {"input": (3, 32, 32), "backward": False} for name in ("vit_l_16", "vit_l_32")},
 }
 
 MODELS = zoo.list_models()

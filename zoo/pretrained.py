@@ -10,7 +10,8 @@ Sources, in the order they are tried (:func:`locate`):
 
 - ``file=PATH`` with a registered ``arch.tag``: the user's copy of those weights (converted if needed,
   not held to the published hash), read with the bundled card's classes when there is one;
-- ``hf-hub:org/repo[@revision]``: a Hub repo laid out like ``model_cards/<arch.tag>/``;
+- ``hf-hub:org/repo[@revision]``: a Hub repo laid out like ``model_cards/<arch.tag>/``, or the repo of
+  registered weights published as one file there (``hf-hub:timm/vit_base_patch16_224.augreg2_in21k_ft_in1k``);
 - an ``https://`` URL: registered weights published there (hash and converter apply), else a lone file;
 - a local folder (a card folder) or a weight file (``.safetensors``, ``.pt``/``.pth``/``.bin``/``.ckpt``);
 - ``arch.tag``: the bundled card folder, else the Hub repo or the published file it names.
@@ -76,6 +77,14 @@ def registered_url(url: str) -> str | None:
     return next((name for name in list_weights() if get_weights(name).url == url), None)
 
 
+def registered_hf_file(repo: str) -> str | None:
+    """The ``arch.tag`` published as one file of the hub repo ``repo`` (timm's ``hf-hub:timm/...`` ids), if any."""
+    return next(
+        (n for n in list_weights() if get_weights(n).filename and get_weights(n).hf_hub_id == repo),
+        None,
+    )
+
+
 def _fetch_published(name: str, weights: Weights, hub_options: dict[str, Any]) -> Path:
     """The local file of registered weights published at a URL or as one file of a hub repo, verified."""
     if weights.url:
@@ -116,6 +125,9 @@ def locate(source: str | Path, *, file: str | Path | None = None, hub_options: d
     if file is not None:
         return _locate_registered(text, file, hub_options)
     if text.startswith(hub.HF_PREFIX):
+        registered = registered_hf_file(text.removeprefix(hub.HF_PREFIX))
+        if registered is not None:  # a published file the registry knows (timm's weights): its converter applies
+            return _locate_registered(registered, hub_options=hub_options)
         return Located("folder", hub.hf_folder(text.removeprefix(hub.HF_PREFIX), **hub_options))
     if text.startswith(("https://", "http://")):
         registered = registered_url(text)

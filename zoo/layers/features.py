@@ -2,7 +2,9 @@
 
 The maps are taken with torchvision's ``create_feature_extractor`` (a ``torch.fx`` graph cut after the
 last level asked for, so the layers after it never run), named by the ``module`` of each
-``feature_info`` entry the family declares.
+``feature_info`` entry the family declares. Every level comes out as an ``(N, C, h, w)`` map: a level
+whose ``fmt`` is ``"NHWC"`` (Swin's stages) is permuted, and one with ``prefix_tokens`` (a ViT block's
+``(N, prefix + h·w, C)`` tokens) loses its class token and is laid out on its patch grid.
 """
 
 from __future__ import annotations
@@ -44,4 +46,15 @@ class FeatureExtractor(nn.Module):
         if x.dtype == torch.uint8:
             x = x.float() / 255
         out = self.body((x - self.mean) / self.std)
-        return [out[str(index)] for index in range(len(self.feature_info))]
+        return [to_map(out[str(index)], info, x.shape[2:]) for index, info in enumerate(self.feature_info)]
+
+
+def to_map(out: Tensor, info: dict[str, Any], size: Sequence[int]) -> Tensor:
+    """A level's output as an ``(N, C, h, w)`` map, for an input of ``size`` (H, W) pixels."""
+    if "prefix_tokens" in info:  # ViT tokens: drop the class token, put the patches back on their grid
+        stride = info["reduction"]
+        grid = (size[0] // stride, size[1] // stride)
+        return out[:, info["prefix_tokens"] :].transpose(1, 2).reshape(out.shape[0], out.shape[2], *grid)
+    if info.get("fmt") == "NHWC":
+        return out.permute(0, 3, 1, 2)
+    return out
