@@ -9,17 +9,19 @@ by the local Hub emulator as its published ``model.safetensors``.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
 import zoo
 from zoo.errors import WeightsError
 from zoo.files import sha256_file
 from zoo.models.vit import resample_pos_embed
 from zoo.pretrained import convert_state
-from zoo.registry import build_net, get_entry, get_weights
+from zoo.registry import build_net, get_entry, get_weights, list_weights
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -146,3 +148,48 @@ def test_explicit_attention_equals_the_fused_kernel(name: str) -> None:
         assert (weights[1][3] < 1e-30).any() and not (weights[0] < 1e-30).any()
     else:
         assert weights[0].shape == (2, 4, 50, 50)
+
+
+# ---- attention pictures and zoo info ------------------------------------------------------------
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+TRAINED = [name for name in list_weights("vit*") + list_weights("swin*") if name.endswith(".fmnist")]
+
+
+def test_zoo_attention_writes_a_png_for_vit_and_swin(tmp_path) -> None:
+    from zoo.cli import main
+
+    for name in ("vit_lite", "swin_lite"):
+        torch.manual_seed(0)
+        folder = zoo.create(name).save_pretrained(tmp_path / name)
+        out = tmp_path / f"{name}.png"
+        main(["attention", str(folder), str(SAMPLES), "-o", str(out)])
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit) as error:  # a CNN has no attention: one line, nothing written
+        main(["attention", "lenet5.fmnist", str(SAMPLES), "-o", str(tmp_path / "no.png")])
+    assert error.value.code != 0 and not (tmp_path / "no.png").exists()
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_trained_attention_falls_on_the_garment(name: str, tmp_path) -> None:
+    """Trained weights look at the garment: more attention per pixel on it than on the black background."""
+    from zoo.attention import attention_maps, save_attention
+
+    model = zoo.load(name)
+    images = torch.stack([model.transforms()(Image.open(p)) for p in sorted(SAMPLES.glob("*.png"))])
+    maps, logits = attention_maps(model, images)
+    garment = images[:, 0] > 0.1
+    on, off = (maps * garment).sum() / garment.sum(), (maps * ~garment).sum() / (~garment).sum()
+    assert on > 1.5 * off, (float(on), float(off))
+    assert save_attention(model, [SAMPLES], tmp_path / "attention.png").stat().st_size > 10_000
+
+
+def test_zoo_info_shows_tokens_and_the_quadratic_attention_term(capsys) -> None:
+    from zoo.cli import main
+
+    main(["info", "vit_lite"])
+    out = capsys.readouterr().out
+    assert "tokens per attention" in out and "block6" in out
+    # 49 patches + the class token, 4 heads: 4 × 50² = 10,000 attention values per block, 6 blocks
+    assert "10,000" in out and "60,000 values per image" in out
+    main(["info", "vit_lite", "--input-size", "1", "56", "56"])  # twice the side: 196 + 1 tokens
+    assert f"{6 * 4 * 197**2:,} values per image" in capsys.readouterr().out

@@ -25,6 +25,7 @@ __all__ = [
     "WeightsError",
     "ZooError",
     "__version__",
+    "attention_maps",
     "backbone",
     "create",
     "export",
@@ -35,6 +36,7 @@ __all__ = [
     "prefetch",
     "pull",
     "push",
+    "save_attention",
 ]
 
 
@@ -114,3 +116,17 @@ def push(folder: str, repo_id: str, **kwargs: Any) -> str:
     from zoo.pretrained import push as _push
 
     return _push(folder, repo_id, **kwargs)
+
+
+def attention_maps(model: Any, images: Any, block: int | None = None):
+    """Where a ViT/Swin model looks: ``(maps (N, H, W) in [0, 1], logits)`` for images in [0, 1] (``zoo.attention``)."""
+    from zoo.attention import attention_maps as _maps
+
+    return _maps(model, images, block=block)
+
+
+def save_attention(source: Any, paths: list, out: str, block: int | None = None):
+    """A PNG of the attention of ``source`` (weights or a loaded ViT/Swin model) over image files."""
+    from zoo.attention import save_attention as _save
+
+    return _save(source, paths, out, block=block)

@@ -133,3 +133,75 @@ def fc_parameter_share(net: nn.Module, classifier: nn.Module) -> dict[str, str]:
     fc = sum(p.numel() for m in classifier.modules() if isinstance(m, nn.Linear) for p in m.parameters())
     total = sum(p.numel() for p in net.parameters())
     return {"parameters in the FC layers": f"{fc:,} of {total:,} = {100 * fc / total:.1f}%"}
+
+
+@dataclass
+class StageRow:
+    name: str
+    output_shape: tuple[int, ...]  # one image's output, without the batch dimension
+    params: int
+    flops: int  # per image
+    tokens: int = 0  # tokens each attention sees (a window's for Swin), 0 for stages without attention
+    windows: int = 0  # attention groups per image (Swin's windows; 1 for a ViT)
+    heads: int = 0
+
+    @property
+    def attention_values(self) -> int:
+        """Entries of the attention matrices per image and block: windows × heads × tokens² (the L² term)."""
+        return self.windows * self.heads * self.tokens**2
+
+
+def stage_table(net: nn.Module, input_size: tuple[int, ...]) -> list[StageRow]:
+    """Parameters, FLOPs, output and attention size of each of ``net.stages()`` for one image."""
+    from zoo.layers.transformer import Attention
+
+    rows: list[StageRow] = []
+    hooks = []
+    seen: dict[int, tuple[int, int, int]] = {}  # id(Attention) → (tokens, windows, heads)
+
+    def attention_hook(module: nn.Module, args: tuple) -> None:
+        batch_windows, tokens, _ = args[0].shape
+        seen[id(module)] = (tokens, batch_windows, module.num_heads)
+
+    attention_layers = [module for module in net.modules() if isinstance(module, Attention)]
+    for module in attention_layers:
+        hooks.append(module.register_forward_pre_hook(attention_hook))
+        module.keep_attention = True  # the term-by-term product, whose matmuls the FLOP counter sees
+    groups = net.stages()
+    counters: dict[str, FlopCounterMode] = {}
+    outputs: dict[str, tuple[int, ...]] = {}
+    for name, modules in groups:
+        first, last = modules[0], modules[-1]
+
+        def before(_m, _a, name=name):
+            counters[name] = FlopCounterMode(display=False)
+            counters[name].__enter__()
+
+        def after(_m, _a, out, name=name):
+            counters[name].__exit__(None, None, None)
+            outputs[name] = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
+
+        hooks.append(first.register_forward_pre_hook(before))
+        hooks.append(last.register_forward_hook(after, always_call=True))
+    try:
+        count_flops(net, input_size)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module in attention_layers:
+            module.keep_attention, module.attention = False, None
+    for name, modules in groups:
+        attentions = [m for module in modules for m in module.modules() if isinstance(m, Attention) and id(m) in seen]
+        tokens, windows, heads = seen[id(attentions[0])] if attentions else (0, 0, 0)
+        rows.append(
+            StageRow(
+                name,
+                outputs.get(name, ()),
+                sum(p.numel() for module in modules for p in module.parameters()),
+                counters[name].get_total_flops() if name in counters else 0,
+                tokens,
+                windows,
+                heads,
+            )
+        )
+    return rows

@@ -236,3 +236,41 @@ def misclassified_figure(
         )
     fig.suptitle(title)
     return fig
+
+
+def attention_figure(
+    images: Tensor,
+    maps: Tensor,
+    captions: Sequence[str],
+    title: str,
+    windows: dict[str, int] | None = None,
+    columns: int = 6,
+) -> Figure:
+    """Each image ``(N, C, H, W)`` in [0, 1] above its attention map ``(N, H, W)`` (in [0, 1]) laid over it.
+
+    ``windows`` (``size`` and ``offset`` in pixels): draw the attention windows' borders (Swin).
+    """
+    count = len(images)
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    fig, axes = new_figure(1.9 * columns, 3.9 * rows + 0.4)
+    axes.remove()
+    grid = fig.subplots(2 * rows, columns, squeeze=False)
+    for ax in grid.flat:
+        ax.set_axis_off()
+    for index in range(count):
+        top, bottom = grid[2 * (index // columns), index % columns], grid[2 * (index // columns) + 1, index % columns]
+        image = images[index].permute(1, 2, 0).numpy()
+        gray = image[:, :, 0] if image.shape[2] == 1 else image.mean(axis=2)
+        top.imshow(image[:, :, 0] if image.shape[2] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        top.set_title(captions[index], fontsize=7.5)
+        bottom.imshow(gray, cmap="gray", vmin=0, vmax=1)
+        bottom.imshow(maps[index].numpy(), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
+        if windows:
+            height, width = gray.shape
+            # a shifted block's windows start `offset` pixels in (the roll), plain ones at the origin
+            for line in range(windows["offset"] or windows["size"], max(height, width), windows["size"]):
+                bottom.axhline(line - 0.5, color="cyan", linewidth=0.6)
+                bottom.axvline(line - 0.5, color="cyan", linewidth=0.6)
+    fig.suptitle(title, fontsize=9)
+    return fig

@@ -33,6 +33,7 @@ EXTRA_COMMANDS = {
     "plot": craft.cmd_plot,
     "pull": hub.cmd_pull,
     "export": export.cmd_export,
+    "attention": predict.cmd_attention,
     "push": hub.cmd_push,
 }
 
@@ -53,6 +54,7 @@ Models and weights:
   classify   classify image files (zoo classify lenet5.fmnist samples/*.png)
   evaluate   re-measure shipped weights on the Fashion-MNIST test set
   export     ONNX / torch.export file of weights (zoo export resnet20.fmnist -o resnet20.onnx)
+  attention  where a ViT/Swin looks, as a PNG (zoo attention vit_lite_conv.fmnist samples/*.png -o att.png)
   pull       download weights for offline use (zoo pull resnet18.tv_in1k hf-hub:org/name)
   push       upload a weight folder to the Hugging Face Hub (zoo push model_cards/lenet5.fmnist --repo org/name)
 

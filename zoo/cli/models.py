@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from zoo.cli.args import ArgumentParser, natural_int, positive_int
 from zoo.errors import ZooError
@@ -112,6 +113,46 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def _print_stages(console: Any, net: Any, input_size: tuple[int, ...], batch_size: int) -> None:
+    """The transformer view of ``zoo info``: tokens, parameters, FLOPs and attention size per stage/block."""
+    from rich.table import Table
+
+    from zoo.inspect import stage_table
+
+    rows = stage_table(net, input_size)
+    out = Table(
+        "stage", "output", "tokens per attention", "windows", "heads", "params", "FLOPs", "attention values per block"
+    )
+    for row in rows:
+        out.add_row(
+            row.name,
+            "×".join(map(str, row.output_shape)),
+            f"{row.tokens:,}" if row.tokens else "",
+            f"{row.windows:,}" if row.windows else "",
+            f"{row.heads}" if row.heads else "",
+            f"{row.params:,}",
+            f"{row.flops:,}",
+            f"{row.attention_values:,}" if row.tokens else "",
+        )
+    console.print(out)
+    blocks = len(net.attention_blocks())
+    per_image = sum(r.attention_values * _blocks_in(net, r.name) for r in rows if r.tokens)
+    console.print(
+        f"attention matrices (softmax(QKᵀ/√d), windows × heads × tokens², kept for backward) over {blocks} blocks: "
+        f"{per_image:,} values per image = {_human_bytes(per_image * 4)} fp32, {_human_bytes(per_image * 4 * batch_size)} "
+        f"at batch {batch_size}; they grow with the square of the tokens per attention (a ViT at twice the image side: "
+        "16×), with the number of windows for Swin (4×)"
+    )
+
+
+def _blocks_in(net: Any, stage: str) -> int:
+    """Attention blocks inside the stage group ``stage`` of ``net.stages()``."""
+    from zoo.layers.transformer import Attention
+
+    modules = dict(net.stages())[stage]
+    return sum(isinstance(m, Attention) for module in modules for m in module.modules())
+
+
 def cmd_info(argv: list[str]) -> None:
     parser = ArgumentParser(
         prog="zoo info", description="Per-layer table: output shape, parameters, FLOPs, activation memory."
@@ -175,6 +216,8 @@ def cmd_info(argv: list[str]) -> None:
         f"{_human_bytes(memory['train_sgd_momentum'])}, with Adam ≈ {_human_bytes(memory['train_adam'])}"
     )
     console.print("by output size (share of activations / of parameters): " + where_memory_and_parameters_are(table))
+    if hasattr(net, "attention_blocks"):
+        _print_stages(console, net, input_size, args.batch_size)
     for key, value in getattr(net, "metadata", {}).items():  # family-specific facts, e.g. EfficientNet's scaling
         console.print(f"{key}: {value}")
     note = re.search(r"The course's hand count[^\n]*(?:\n(?!\n)[^\n]*)*", doc)

@@ -69,3 +69,19 @@ def cmd_predict(argv: list[str]) -> None:
     if unreadable:
         print(f"zoo: {len(unreadable)} file(s) could not be read", file=sys.stderr)
         raise SystemExit(1)
+
+
+def cmd_attention(argv: list[str]) -> None:
+    parser = ArgumentParser(
+        prog="zoo attention",
+        description="Draw where a ViT or Swin model looks: attention rollout (ViT) or one block's window "
+        "attention (Swin) over each image, saved as a PNG.",
+    )
+    parser.add_argument("source", help="ViT/Swin weights: arch.tag, a weight folder or file, hf-hub:org/name")
+    parser.add_argument("paths", nargs="+", help="image files or folders")
+    parser.add_argument("-o", "--output", default="attention.png", help="PNG to write (default attention.png)")
+    parser.add_argument("--block", type=int, help="Swin: the block shown, counted over all blocks (default 1)")
+    args = parser.parse_args(argv)
+    from zoo.attention import save_attention
+
+    print(save_attention(args.source, args.paths, args.output, block=args.block))

@@ -91,6 +91,18 @@ torch.fx.wrap("window_attention")  # shape-dependent: leaves when zoo.backbone t
 torch.fx.wrap("merge_patches")
 
 
+class PatchEmbed(nn.Module):
+    """Patch partition: ``(N, C, H, W)`` → ``(N, H/P, W/P, dim)`` tokens (a P×P conv of stride P, then LN)."""
+
+    def __init__(self, in_chans: int, dim: int, patch_size: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+
+
 class SwinBlock(nn.Module):
     """``x + WindowAttention(LN(x))``, then ``x + MLP(LN(x))``, on an ``(N, H, W, C)`` map."""
 
@@ -176,9 +188,7 @@ class SwinTransformer(Backbone):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
-        self.patch_embed.norm = nn.LayerNorm(embed_dim)
+        self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size)
         rates = stochastic_depth_rates(drop_path_rate, sum(depths))
         self.layers = nn.Sequential()
         self.feature_info = []
@@ -197,7 +207,7 @@ class SwinTransformer(Backbone):
                     nn.init.zeros_(module.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.patch_embed.norm(self.patch_embed.proj(x).permute(0, 2, 3, 1))  # (N, H/P, W/P, C) tokens
+        x = self.patch_embed(x)  # (N, H/P, W/P, C) tokens
         return self.norm(self.layers(x)).permute(0, 3, 1, 2)  # (N, C_last, h, w)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:

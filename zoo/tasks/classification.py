@@ -26,6 +26,10 @@ class ImageClassifier(ZooTask):
         model_name: a registered architecture (``zoo list``).
         num_classes: size of the head (0: the model returns embeddings).
         label_smoothing: cross-entropy label smoothing.
+        mixup, cutmix: the α of MixUp (Zhang et al. 2017: two images blended, labels in the same
+            proportion) and CutMix (Yun et al. 2019: a patch of one pasted into the other) on training
+            batches (torchvision's ``v2.MixUp`` / ``v2.CutMix``; one of the two per batch when both are
+            set); 0 turns it off. They train on soft labels, so ``train_acc`` scores the dominant class.
         **kwargs: the network, input and optimisation options of :class:`~zoo.tasks.base.ZooTask`
             (``model_name``, ``num_classes``, ``lr``, ``optimizer``, ``scheduler``...).
     """
@@ -34,7 +38,14 @@ class ImageClassifier(ZooTask):
     config_task = "image-classification"
 
     def __init__(
-        self, model_name: str = "lenet5", num_classes: int = 10, *, label_smoothing: float = 0.0, **kwargs: Any
+        self,
+        model_name: str = "lenet5",
+        num_classes: int = 10,
+        *,
+        label_smoothing: float = 0.0,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         if (
             isinstance(label_smoothing, bool)
@@ -42,8 +53,14 @@ class ImageClassifier(ZooTask):
             or not 0 <= label_smoothing < 1
         ):
             raise InvalidValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r} (e.g. 0.1)")
+        for option, alpha in (("mixup", mixup), ("cutmix", cutmix)):
+            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
+                raise InvalidValueError(
+                    f"{option} is the α of its Beta distribution, ≥ 0 (0: off), got {alpha!r} (e.g. 0.2)"
+                )
         super().__init__(model_name=model_name, num_classes=num_classes, **kwargs)
         self._make_metrics(self.hparams.num_classes)
+        self._mixing = None
 
     def _make_metrics(self, num_classes: int) -> None:
         """The accuracy and confusion-matrix metrics for a head of ``num_classes`` (none for embeddings)."""
@@ -85,8 +102,27 @@ class ImageClassifier(ZooTask):
         loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
         return loss, logits, targets
 
+    def mix(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """MixUp / CutMix of a training batch: float images in [0, 1] and soft targets ``(N, classes)``."""
+        if self._mixing is None:
+            from torchvision.transforms import v2
+
+            hp, classes = self.hparams, self.hparams.num_classes
+            steps = [v2.MixUp(alpha=hp.mixup, num_classes=classes)] if hp.mixup else []
+            steps += [v2.CutMix(alpha=hp.cutmix, num_classes=classes)] if hp.cutmix else []
+            self._mixing = steps[0] if len(steps) == 1 else v2.RandomChoice(steps)
+        if images.dtype == torch.uint8:
+            images = images.float() / 255
+        return self._mixing(images, targets)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, logits, targets = self._shared_step(batch)
+        if self.hparams.mixup or self.hparams.cutmix:
+            images, soft = self.mix(*batch)
+            logits = self(images)
+            loss = F.cross_entropy(logits, soft, label_smoothing=self.hparams.label_smoothing)
+            targets = soft.argmax(dim=1)
+        else:
+            loss, logits, targets = self._shared_step(batch)
         self.train_acc(logits, targets)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)

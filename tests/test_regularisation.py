@@ -1,0 +1,71 @@
+"""The regularisation options every recipe can switch on: MixUp/CutMix, stochastic depth, weight EMA.
+
+(Random erasing and label smoothing are tested with the datamodule and the bad-input table.)
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+import zoo
+from zoo.errors import InvalidValueError
+
+
+def _batch(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=generator), torch.arange(n) % 10
+
+
+@pytest.mark.parametrize("options", [{"mixup": 0.4}, {"cutmix": 1.0}, {"mixup": 0.2, "cutmix": 1.0}])
+def test_mixup_and_cutmix_blend_images_and_labels_alike(options: dict) -> None:
+    torch.manual_seed(0)
+    model = zoo.create("lenet5", **options)
+    images, labels = _batch()
+    mixed, soft = model.mix(images, labels)
+    assert mixed.dtype == torch.float32 and 0 <= mixed.min() and mixed.max() <= 1
+    assert soft.shape == (16, 10) and torch.allclose(soft.sum(dim=1), torch.ones(16))
+    # each image is its own (share λ) and its neighbour's (the batch rolled by one), labels in the same shares
+    share = soft[torch.arange(16), labels]
+    one_hot = torch.nn.functional.one_hot(labels, 10).float()
+    assert torch.allclose(soft, share[:, None] * one_hot + (1 - share[:, None]) * one_hot.roll(1, 0), atol=1e-6)
+    x, rolled = images.float() / 255, images.roll(1, 0).float() / 255
+    if "cutmix" not in options:  # MixUp: one λ for the batch, pixel by pixel
+        lam = share[0]
+        assert torch.allclose(mixed, lam * x + (1 - lam) * rolled, atol=1e-6)
+    else:  # CutMix or MixUp: every pixel lies between the two images
+        assert ((mixed >= torch.minimum(x, rolled) - 1e-6) & (mixed <= torch.maximum(x, rolled) + 1e-6)).all()
+
+
+def test_a_fit_with_mixup_trains_on_soft_labels() -> None:
+    torch.manual_seed(0)
+    images, labels = _batch(64)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=32)
+    model = zoo.create("lenet5_relu", mixup=0.2, cutmix=1.0, optimizer="adam", lr=1e-3)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(model, loader)
+    assert torch.isfinite(trainer.callback_metrics["train_loss_epoch"])
+
+
+@pytest.mark.parametrize("value", [-0.1, True, "0.2"])
+def test_mixup_alpha_is_checked(value) -> None:
+    with pytest.raises(InvalidValueError, match="α of its Beta distribution"):
+        zoo.create("lenet5", mixup=value)
+
+
+@pytest.mark.parametrize("name", ["vit_lite", "swin_lite"])
+def test_stochastic_depth_drops_residual_branches_in_training_only(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create(name, model_kwargs={"drop_path_rate": 0.5})
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        model.train()  # the embeddings: the zero-initialised ViT head would hide any difference
+        a, b = model.net.forward_features(x), model.net.forward_features(x)
+        model.eval()
+        c, d = model.net.forward_features(x), model.net.forward_features(x)
+    assert not torch.allclose(a, b) and torch.equal(c, d)
+    plain = zoo.create(name)
+    assert not [m for m in plain.net.modules() if type(m).__name__ == "DropPath"]  # rate 0: no timm module at all
