@@ -13,6 +13,7 @@ The names (``qkv``, ``proj``, ``fc1``, ``fc2``) are timm's, so timm's files load
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -42,12 +43,15 @@ class Attention(nn.Module):
         n, length, dim = x.shape
         # (N, L, 3·dim) → 3 × (N, heads, L, head_dim)
         q, k, v = self.qkv(x).reshape(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if self.keep_attention:
+        # term by term when the weights are wanted, and under torch.export / ONNX export (whose
+        # replay of the fused kernel's output strides fails for masked windows; plain matmuls export everywhere)
+        if self.keep_attention or torch.compiler.is_exporting():
             scores = (q * self.scale) @ k.transpose(-2, -1)  # (N, heads, L, L): every query against every key
             if bias is not None:
                 scores = scores + bias
             weights = scores.softmax(dim=-1)
-            self.attention = weights.detach()
+            if self.keep_attention:
+                self.attention = weights.detach()
             out = weights @ v
         else:
             dropout = self.attn_drop if self.training else 0.0
