@@ -29,6 +29,7 @@ __all__ = [
     "backbone",
     "create",
     "export",
+    "finetune",
     "is_model",
     "list_models",
     "list_weights",
@@ -95,6 +96,17 @@ def export(model: Any, path: str, format: str = "onnx", **kwargs: Any):
     from zoo.exporting import export as _export
 
     return _export(model, path, format, **kwargs)
+
+
+def finetune(
+    source: Any, data: Any, num_classes: int | None = None, strategy: str = "full", max_epochs: int = 10, **options: Any
+):
+    """Fine-tune weights on your images (a folder of class sub-folders, a ``path,label`` CSV, tensors or a
+    datamodule) with a strategy of the course: ``linear_probe``, ``full``, ``freeze_unfreeze``, ``gradual``,
+    ``layer_decay``. Returns the model in eval mode with its best validation weights (``zoo.finetuning``)."""
+    from zoo.finetuning import finetune as _finetune
+
+    return _finetune(source, data, num_classes, strategy, max_epochs, **options)
 
 
 def prefetch(*sources: str) -> list:

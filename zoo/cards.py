@@ -69,7 +69,13 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         eval_results=results or None,
     )
     lines = ["---", card_data.to_yaml().rstrip(), "---", "", f"# {name}", ""]
-    if metrics.get("recipe"):
+    if metrics.get("finetuned_from"):
+        origin = (
+            f"`{config['architecture']}` fine-tuned from `{metrics['finetuned_from']}` with the "
+            f"`{metrics.get('strategy', 'full')}` strategy on {dataset}; the numbers below were measured on its "
+            f"validation set ({metrics.get('val_samples', '?')} images) and written to `metrics.json`."
+        )
+    elif metrics.get("recipe"):
         origin = (
             f"`{config['architecture']}` trained on {dataset} by the recipe `{metrics['recipe']}`; every number "
             "below was measured by that run and written to `metrics.json`."
@@ -84,6 +90,7 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         *(
             f"| {label.format(test_samples=metrics.get('test_samples', '?'))} | {_fmt_pct(metrics.get(key))} |"
             for key, label in spec["rows"]
+            if not (metrics.get("finetuned_from") and metrics.get(key) is None)  # a fine-tune measures val only
         ),
         f"| parameters | {metrics.get('params', 0):,} |",
         f"| FLOPs per image (forward) | {metrics.get('flops', 0):,} |",

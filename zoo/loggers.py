@@ -29,3 +29,23 @@ class CSVLogger(LightningCSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+def hardware() -> str:
+    """A short description of what ran: accelerator, processor, core count, library versions."""
+    import os
+    import platform
+
+    import lightning
+    import torch
+
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
+    else:
+        cpu = platform.processor() or platform.machine()
+        try:
+            cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        device = f"CPU {cpu}, {os.cpu_count()} cores"
+    return f"{device}, {torch.get_num_threads()} threads; torch {torch.__version__}, lightning {lightning.__version__}"

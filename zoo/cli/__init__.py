@@ -14,6 +14,7 @@ import sys
 from zoo.cli import (  # light at import time: heavy libraries load inside the commands
     craft,
     export,
+    finetune,
     hub,
     models,
     predict,
@@ -34,6 +35,7 @@ EXTRA_COMMANDS = {
     "pull": hub.cmd_pull,
     "export": export.cmd_export,
     "attention": predict.cmd_attention,
+    "finetune": finetune.cmd_finetune,
     "push": hub.cmd_push,
 }
 
@@ -45,6 +47,8 @@ Training (LightningCLI; every --trainer.*, --model.*, --data.* flag works):
   fit        train from a recipe:        zoo fit --config recipes/lenet5_fmnist.yaml
   validate   validate a model/checkpoint
   test       test a model/checkpoint
+  finetune   fine-tune weights on your images: zoo finetune --model resnet20.fmnist --data photos/ -o my_model
+             [--strategy linear_probe|full|freeze_unfreeze|gradual|layer_decay] (zoo finetune --help)
   predict    classify image files/folders: zoo predict lenet5.fmnist samples/ [--top-k 3] [--json|--csv] [--onnx F];
              with --config first, LightningCLI's predict over a datamodule
 

@@ -14,7 +14,6 @@ import contextlib
 import io
 import logging
 import os
-import platform
 import re
 import sys
 import time
@@ -29,23 +28,6 @@ log = logging.getLogger("zoo")
 
 
 # ---- LightningCLI ---------------------------------------------------------------------------------
-def hardware() -> str:
-    """A short description of what ran: accelerator, processor, core count, library versions."""
-    import lightning
-    import torch
-
-    if torch.cuda.is_available():
-        device = f"{torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        device = f"CPU {cpu}, {os.cpu_count()} cores"
-    return f"{device}, {torch.get_num_threads()} threads; torch {torch.__version__}, lightning {lightning.__version__}"
-
-
 def _make_cli_class():
     """Built lazily so that ``import zoo.cli`` (and ``zoo list``) does not import Lightning."""
     import lightning as L
@@ -275,6 +257,7 @@ def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) 
 
 def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path | None:
     """Best checkpoint → test + validate with it → ``output_dir/<name>/`` (weights, config, metrics, card)."""
+    from zoo.loggers import hardware
     from zoo.registry import get_weights, split_name
 
     trainer, model, data = cli.trainer, cli.model, cli.datamodule

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FashionMNISTDataModule"]
+__all__ = ["FashionMNISTDataModule", "ImageFolderDataModule"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +16,8 @@ def __getattr__(name: str) -> Any:
         from zoo.data.fashion_mnist import FashionMNISTDataModule
 
         return FashionMNISTDataModule
+    if name == "ImageFolderDataModule":
+        from zoo.data.folders import ImageFolderDataModule
+
+        return ImageFolderDataModule
     raise AttributeError(f"module 'zoo.data' has no attribute {name!r}")

@@ -159,12 +159,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
         augment: random shift + horizontal flip on training images.
         random_erasing: probability of random erasing after the shift and flip (needs ``augment``).
         shuffle: reshuffle the training images every epoch (off: a fixed order, for exact comparisons).
+        classes: keep only these classes (indices 0-9), relabelled 0..k-1 in the order given: e.g.
+            ``[0, 1, 2, 3, 4]`` to pretrain on T-shirt…coat before a transfer to the other five.
         download: let torchvision download the files when none are found (needs internet).
     """
 
     dataset_name = "fashion_mnist"
-    class_names = CLASS_NAMES
-    num_classes = 10
     in_chans = 1
 
     def __init__(
@@ -178,8 +178,15 @@ class FashionMNISTDataModule(L.LightningDataModule):
         random_erasing: float = 0.0,
         download: bool = True,
         shuffle: bool = True,
+        classes: list[int] | None = None,
     ) -> None:
         super().__init__()
+        if classes is not None and (
+            not classes
+            or len(set(classes)) != len(classes)
+            or any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < 10 for c in classes)
+        ):
+            raise InvalidValueError(f"classes must be distinct class indices in 0..9, got {classes!r}")
         for option, value, low in (
             ("batch_size", batch_size, 1),
             ("num_workers", num_workers, 0),
@@ -198,6 +205,25 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.datasets: dict[str, TensorImageDataset] = {}
 
+    @property
+    def class_names(self) -> list[str]:
+        chosen = self.hparams.get("classes") if hasattr(self, "hparams") else None
+        return [CLASS_NAMES[c] for c in chosen] if chosen else list(CLASS_NAMES)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _keep(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The chosen classes only, relabelled 0..k-1."""
+        chosen = self.hparams.classes
+        if not chosen:
+            return images, labels
+        mapping = torch.full((10,), -1, dtype=labels.dtype)
+        mapping[torch.tensor(chosen)] = torch.arange(len(chosen), dtype=labels.dtype)
+        keep = mapping[labels] >= 0
+        return images[keep], mapping[labels[keep]]
+
     def prepare_data(self) -> None:
         for split in FILES:
             load_split(split, self.hparams.root, self.hparams.download)
@@ -206,14 +232,14 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if self.datasets:
             return
         hp = self.hparams
-        images, labels = load_split("train", hp.root, hp.download)
+        images, labels = self._keep(*load_split("train", hp.root, hp.download))
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
         train, val = order[: len(labels) - hp.val_size], order[len(labels) - hp.val_size :]
         self.datasets["train"] = TensorImageDataset(
             images[train], labels[train], train_augmentation(random_erasing=hp.random_erasing) if hp.augment else None
         )
         self.datasets["val"] = TensorImageDataset(images[val], labels[val])
-        self.datasets["test"] = TensorImageDataset(*load_split("test", hp.root, hp.download))
+        self.datasets["test"] = TensorImageDataset(*self._keep(*load_split("test", hp.root, hp.download)))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         sampler = None

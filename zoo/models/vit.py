@@ -170,6 +170,7 @@ class VisionTransformer(Backbone):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = linear_or_identity(dim, num_classes)
         self.num_features = dim
+        self.input_size = (in_chans, img_size, img_size)  # what the position embeddings are made for
         reduction = self.embed.stride
         self.feature_info = [
             dict(module=f"blocks.{i}", num_chs=dim, reduction=reduction, prefix_tokens=1) for i in range(depth)

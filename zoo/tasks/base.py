@@ -43,6 +43,10 @@ class ZooTask(L.LightningModule):
         model_name: a registered architecture (``zoo list``).
         num_classes: size of the head.
         in_chans: input channels (default: the architecture's).
+        pretrained: weights to start from (anything :func:`zoo.load` takes, of this architecture): loaded
+            into the network, with a fresh head when ``num_classes`` differs and the first convolution
+            adapted to ``in_chans``; their normalisation and preprocessing come along (recipes and
+            ``zoo finetune`` start from trained weights this way).
         model_kwargs: extra arguments for the architecture's builder (``dropout``, ``img_size``...).
         mean, std: per-channel input statistics (default: the architecture's dataset).
         class_names: names of the classes, in order; saved into the weights' config.
@@ -58,6 +62,10 @@ class ZooTask(L.LightningModule):
         channels_last: keep activations in NHWC memory format (faster convolutions on many CPUs/GPUs).
         lr_scale, lr_reference_batch: ``linear`` or ``sqrt`` rescales ``lr`` to the run's global batch (per-device
             batch × processes × accumulation) from the ``lr_reference_batch`` it was tuned at; ``none`` keeps it.
+        layer_decay: layer-wise learning-rate decay for fine-tuning: the head learns at ``lr``, each stage of
+            ``net.stages()`` below it at ``layer_decay`` times the one above (1: off; 0.7 is usual for ViTs).
+        backbone_lr_factor: every stage but the head learns at this fraction of the rate (discriminative
+            fine-tuning; 1: off). Both act on the optimizer's parameter groups, so every scheduler keeps them.
         init: weights of every conv/linear layer: ``default`` (the layers' own, PyTorch's scaled uniform),
             ``kaiming`` (He et al. 2015, normal with variance 2/fan_in, made for ReLU) or ``xavier``
             (Glorot & Bengio 2010, uniform with variance 2/(fan_in+fan_out), made for tanh); biases 0.
@@ -71,6 +79,7 @@ class ZooTask(L.LightningModule):
         model_name: str = "lenet5",
         num_classes: int = 10,
         in_chans: int | None = None,
+        pretrained: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
@@ -93,6 +102,8 @@ class ZooTask(L.LightningModule):
         init: Init = "default",
         lr_scale: LrScale = "none",
         lr_reference_batch: int = 256,
+        layer_decay: float = 1.0,
+        backbone_lr_factor: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # the subclass's own arguments too (Lightning collects the whole __init__ chain)
@@ -114,8 +125,24 @@ class ZooTask(L.LightningModule):
             step_epochs=(step_epochs, int, 1, None, "e.g. 10"),
             restart_epochs=(restart_epochs, int, 1, None, "e.g. 10"),
             lr_reference_batch=(lr_reference_batch, int, 1, None, "the global batch size lr was tuned for, e.g. 256"),
+            layer_decay=(layer_decay, float, 0, None, "e.g. 0.75; 1 is off"),
+            backbone_lr_factor=(backbone_lr_factor, float, 0, None, "e.g. 0.1; 1 is off"),
         )
+        for option, value in (("layer_decay", layer_decay), ("backbone_lr_factor", backbone_lr_factor)):
+            if not 0 < value <= 1:
+                raise InvalidValueError(f"{option} must be in (0, 1], got {value!r} (1 is off)")
         entry = get_entry(model_name)
+        record = None
+        if pretrained is not None:
+            from zoo.pretrained import resolve  # the argument `pretrained` hides the module here
+
+            record = resolve(pretrained)
+            if record.arch != entry.name:
+                raise ZooError(
+                    f"pretrained={pretrained!r} holds {record.arch} weights, not {entry.name}; set model_name={record.arch!r}"
+                )
+            mean = record.task_args.get("mean") if mean is None else mean
+            std = record.task_args.get("std") if std is None else std
         in_chans = entry.input_size[0] if in_chans is None else in_chans
         self.net = build_net(model_name, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
         if init != "default":
@@ -134,6 +161,14 @@ class ZooTask(L.LightningModule):
         self.card_metrics: dict[str, Any] = {}
         self.preprocessing: dict[str, Any] = {}  # how the weights' evaluation images were resized (transforms())
         self.example_input_array = torch.zeros(2, *self.input_size)
+        if record is not None:
+            self.load_net_state(
+                record.state,
+                source_num_classes=record.task_args.get("num_classes"),
+                source_in_chans=record.task_args.get("in_chans"),
+                label=record.label,
+            )
+            self.weights_source, self.preprocessing = pretrained, dict(record.preprocessing)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
 
@@ -447,17 +482,16 @@ class ZooTask(L.LightningModule):
         An existing weight folder is replaced whole; a folder holding other files, or a file, is refused
         before anything is written (``overwrite=True`` adds the weight files beside the others).
         """
-        from safetensors.torch import save
 
         from zoo.cards import check_target, write_folder
         from zoo.inspect import count_flops
 
         check_target(Path(save_directory).expanduser(), overwrite=overwrite)  # before any work
         name = name or self.weights_name or self.hparams.model_name
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        state = self._weights_state()
         if metrics is None:
             metrics = dict(self.card_metrics or {})
-            if metrics.get("sha256") != hashlib.sha256(save(state, metadata={"format": "pt"})).hexdigest():
+            if metrics.get("sha256") != self.weights_sha256():
                 metrics = {k: metrics[k] for k in pretrained.DESCRIPTIVE_METRICS if k in metrics}
         metrics = {"name": name, **{k: v for k, v in metrics.items() if k != "name"}}
         metrics["params"] = sum(p.numel() for p in self.net.parameters())
@@ -465,6 +499,15 @@ class ZooTask(L.LightningModule):
         return write_folder(
             Path(save_directory).expanduser(), state, self.model_config(name), metrics, overwrite=overwrite
         )
+
+    def _weights_state(self) -> dict[str, Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+
+    def weights_sha256(self) -> str:
+        """The sha256 of ``model.safetensors`` as :meth:`save_pretrained` would write it now."""
+        from safetensors.torch import save
+
+        return hashlib.sha256(save(self._weights_state(), metadata={"format": "pt"})).hexdigest()
 
     def push_to_hub(
         self,

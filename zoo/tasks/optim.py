@@ -43,6 +43,48 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def stage_lr_scales(stages: list[str], layer_decay: float, backbone_lr_factor: float) -> dict[str, float]:
+    """Learning-rate factor of each stage: ``layer_decay`` per stage below the head, × ``backbone_lr_factor``.
+
+    Layer-wise decay (BEiT, Bao et al. 2021; the usual way to fine-tune ViTs): the head learns at ``lr``, the
+    stage below at ``lr·d``, the next at ``lr·d²``... down to the stem, since low layers hold generic features.
+    """
+    top = len(stages) - 1
+    return {
+        name: (layer_decay ** (top - i)) * (1.0 if name == "head" else backbone_lr_factor)
+        for i, name in enumerate(stages)
+    }
+
+
+def stage_param_groups(net: nn.Module, hp: Any) -> list[dict[str, Any]]:
+    """Per stage of ``net.stages()``: a decayed and a not-decayed group at that stage's learning rate.
+
+    Every parameter is in a group, frozen ones too: a frozen parameter has no gradient, which the
+    optimisers skip, and unfreezing it later needs no new group, so the schedulers (which scale each
+    group's own initial rate) and a resumed run see the same groups throughout.
+    """
+    stages = net.stages()
+    scales = stage_lr_scales([name for name, _ in stages], hp.layer_decay, hp.backbone_lr_factor)
+    groups = []
+    for name, modules in stages:
+        params = [p for module in modules for p in module.parameters()]
+        for suffix, decay, members in (
+            ("", hp.weight_decay, [p for p in params if p.ndim > 1]),
+            ("/no_decay", 0.0, [p for p in params if p.ndim <= 1]),
+        ):
+            if members:  # named for the LR monitor's log: lr-AdamW/stage2, lr-AdamW/stage2/no_decay...
+                groups.append(
+                    {
+                        "params": members,
+                        "weight_decay": decay,
+                        "lr": hp.lr * scales[name],
+                        "name": name + suffix,
+                        "lr_scale": scales[name],
+                    }
+                )
+    return groups
+
+
 def build_optimizer(groups: list[dict[str, Any]], hp: Any) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov), Adam or AdamW (decoupled weight decay) over ``groups``."""
     if hp.optimizer == "sgd":
@@ -59,7 +101,14 @@ def configure(module: nn.Module, hp: Any, steps: tuple[int, int]) -> Any:
 
     ``steps``: (total optimizer steps of the run, steps per epoch).
     """
-    optimizer = build_optimizer(param_groups(module, hp.weight_decay), hp)
+    net = getattr(module, "net", None)
+    # per-stage groups for stage learning rates, and when layers are frozen (a fine-tuning strategy):
+    # then the frozen ones are in the optimizer from the start, ready to be unfrozen
+    staged = hasattr(net, "stages") and (
+        hp.layer_decay != 1.0 or hp.backbone_lr_factor != 1.0 or not all(p.requires_grad for p in net.parameters())
+    )
+    groups = stage_param_groups(net, hp) if staged else param_groups(module, hp.weight_decay)
+    optimizer = build_optimizer(groups, hp)
     if hp.scheduler == "constant" and not hp.warmup_epochs:
         return optimizer
     if hp.scheduler == "plateau":
@@ -92,7 +141,9 @@ def build_scheduler(
     warmup = warmup_steps(hp, steps)
     if hp.scheduler == "onecycle":  # one-cycle has its own warm-up phase
         pct = warmup / total if warmup else 0.3
-        return sched.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total, pct_start=pct)
+        # each group's own peak: one max_lr for all would undo layer-wise rates (the known trap)
+        peaks = [group.get("lr", hp.lr) for group in optimizer.param_groups]
+        return sched.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, pct_start=pct)
     rest = max(1, total - warmup)
     if hp.scheduler == "constant":
         main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)

@@ -1,0 +1,125 @@
+"""``zoo finetune --model SOURCE --data PATH``: ``zoo fit`` (LightningCLI) started from trained weights.
+
+The command is ``zoo fit`` with the task built from ``SOURCE``'s weights (``--model.pretrained``), the
+data from your folder or CSV (:class:`~zoo.data.folders.ImageFolderDataModule`, its classes linked to the
+head), and a :class:`~zoo.finetuning.Finetuning` strategy callback; every ``--trainer.*``, ``--model.*``,
+``--data.*`` and ``--checkpoint.*`` flag of ``zoo fit`` works, and ``--config`` takes a YAML recipe of them.
+``-o DIR`` writes the best validation weights as a weight folder (``zoo.load(DIR)``, ``zoo push DIR``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+USAGE = """usage: zoo finetune --model SOURCE --data PATH [-o DIR] [--strategy S] [zoo fit options...]
+
+Fine-tune trained weights on your images (a folder of class sub-folders, or a CSV of path,label).
+
+  --model SOURCE         weights to start from: arch.tag, a weight folder or file, hf-hub:org/name
+  --data PATH            folder of <class>/<image> (optionally train/ val/ test/), or a .csv of path,label
+  -o, --output DIR       write the best validation weights there (weights, config, metrics, card)
+  --strategy S           linear_probe | full | freeze_unfreeze | gradual | layer_decay (default full)
+  --unfreeze_epoch K     freeze_unfreeze: epoch at which the backbone starts learning (default 1)
+  --epochs_per_stage K   gradual: epochs between two unfrozen stages (default 1)
+  --overwrite            replace an existing weight folder at DIR
+
+Every zoo fit option works too: --trainer.max_epochs 10, --model.lr 3e-4, --model.layer_decay 0.7,
+--data.batch_size 64, --data.val_fraction 0.1, --config recipe.yaml ... (zoo fit --help lists them).
+"""
+
+DEFAULTS = {  # per strategy: the learning rate and decay of a fine-tuning run (AdamW, cosine)
+    "linear_probe": {"lr": "0.01"},
+    "freeze_unfreeze": {"lr": "0.01", "backbone_lr_factor": "0.1"},
+    "full": {"lr": "0.001"},
+    "gradual": {"lr": "0.001"},
+    "layer_decay": {"lr": "0.001", "layer_decay": "0.7"},
+}
+
+
+def _take(argv: list[str], *names: str, flag: bool = False) -> Any:
+    """Remove ``--name VALUE`` (or ``--name=VALUE``; a bare flag) from ``argv``; its value, or None."""
+    for index, item in enumerate(argv):
+        for name in names:
+            if item == name:
+                if flag:
+                    del argv[index]
+                    return True
+                if index + 1 >= len(argv):
+                    raise ZooError(f"{name} needs a value; see zoo finetune --help")
+                value = argv[index + 1]
+                del argv[index : index + 2]
+                return value
+            if item.startswith(name + "=") and not flag:
+                del argv[index]
+                return item.split("=", 1)[1]
+    return None
+
+
+def cmd_finetune(argv: list[str]) -> None:
+    argv = list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    source, data = _take(argv, "--model"), _take(argv, "--data")
+    if source is None or data is None:
+        raise ZooError("zoo finetune needs --model SOURCE and --data PATH; see zoo finetune --help")
+    output = _take(argv, "-o", "--output")
+    overwrite = bool(_take(argv, "--overwrite", flag=True))
+    strategy = _take(argv, "--strategy") or "full"
+    from zoo.finetuning import Finetuning
+
+    Finetuning(strategy)  # a one-line error for an unknown strategy, before any loading
+    unfreeze, per_stage = _take(argv, "--unfreeze_epoch"), _take(argv, "--epochs_per_stage")
+    from zoo import pretrained
+
+    record = pretrained.resolve(source)
+    if output:
+        from zoo.cards import check_target
+
+        if check_target(Path(output).expanduser(), overwrite=overwrite) == "replace" and not overwrite:
+            raise ZooError(f"{output} already holds weights; pass --overwrite to replace them, or another -o")
+    args = [
+        "fit",
+        "--model=zoo.tasks.classification.ImageClassifier",
+        f"--model.model_name={record.arch}",
+        f"--model.pretrained={source}",
+        "--model.optimizer=adamw",
+        "--model.scheduler=cosine",
+        "--model.weight_decay=0.01",
+        *(f"--model.{key}={value}" for key, value in DEFAULTS[strategy].items()),
+        "--data=zoo.data.folders.ImageFolderDataModule",
+        f"--data.path={data}",
+        "--trainer.max_epochs=10",
+        "--trainer.callbacks+=zoo.finetuning.Finetuning",
+        f"--trainer.callbacks.strategy={strategy}",
+        *([f"--trainer.callbacks.unfreeze_epoch={unfreeze}"] if unfreeze else []),
+        *([f"--trainer.callbacks.epochs_per_stage={per_stage}"] if per_stage else []),
+        *argv,  # the user's own flags come last, so they win
+    ]
+    from zoo.cli.recipe import run_lightning
+
+    cli = run_lightning(args)
+    if output and cli.trainer.is_global_zero:
+        print(export_finetuned(cli, Path(output).expanduser(), source, strategy, overwrite))
+
+
+def export_finetuned(cli: Any, folder: Path, source: str, strategy: str, overwrite: bool) -> Path:
+    """The best validation weights of a ``zoo finetune`` run, validated again, as a weight folder."""
+    from lightning.pytorch.callbacks import BaseFinetuning, Timer
+
+    from zoo.cli.recipe import use_best_weights
+    from zoo.finetuning import finetuned_metrics
+
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
+    use_best_weights(trainer, model, best)
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    wall = timer.time_elapsed("train") if timer else 0.0
+    model.card_metrics = {"license": "apache-2.0"}
+    metrics = finetuned_metrics(trainer, model, data, source, strategy, best, wall)
+    BaseFinetuning.make_trainable(model.net)
+    name = f"{model.hparams.model_name}.{folder.name.replace('.', '_')}"
+    return model.save_pretrained(folder, name=name, metrics=metrics, overwrite=overwrite)

@@ -1,0 +1,416 @@
+"""Your own images as a LightningDataModule: a folder of class sub-folders, a CSV of ``path,label``, or tensors.
+
+* ``photos/<class>/<image>``: one sub-folder per class (any format PIL reads, grey or colour, any size);
+  with ``photos/train/`` and ``photos/val/`` (or ``validation/``), those are the splits (and
+  ``photos/test/`` the test set); otherwise a seeded, per-class ``val_fraction`` is held out.
+* ``labels.csv`` with a ``path,label`` header: paths relative to the CSV's folder (never outside it),
+  labels as class names or as integers 0..K-1.
+* :meth:`ImageFolderDataModule.from_tensors`: images ``(N, C, H, W)`` (uint8, or float in [0, 1]) + labels.
+
+Images are prepared to the model's input (its ``transforms()``: channels, resize, crop) and kept as
+uint8 tensors: each file is decoded once, by worker processes, when the data is set up (``cache``), or
+once per epoch when the decoded set would not fit in memory. Training batches then get a random shift
+and a horizontal flip. An unreadable image is skipped with a warning that names it (``strict=True``:
+an error); the class counts are logged, with a warning when they are imbalanced.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from zoo.data.fashion_mnist import TensorImageDataset, passthrough
+from zoo.data.images import IMAGE_SUFFIXES
+from zoo.errors import DatasetNotFoundError, InvalidValueError, ZooError
+
+log = logging.getLogger(__name__)
+CACHE_BYTES = 2 * 1024**3  # decoded images kept in memory up to this size (cache=None)
+VAL_NAMES = ("val", "validation", "valid")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def scan_folder(folder: Path, classes: Sequence[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
+    """``(file, class index)`` for every image of ``folder/<class>/``, and the class names (sorted)."""
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subfolders:
+        raise DatasetNotFoundError(
+            f"{folder} has no class sub-folders; lay the images out as {folder}/<class>/<image>, "
+            "or give a CSV file of path,label"
+        )
+    names = list(classes) if classes is not None else [p.name for p in subfolders]
+    index = {name: i for i, name in enumerate(names)}
+    items: list[tuple[Path, int]] = []
+    for sub in subfolders:
+        if sub.name not in index:
+            raise ZooError(f"{sub} is not one of the classes {names}; remove it or name it in the class list")
+        files = _images_in(sub)
+        if not files:
+            raise ZooError(
+                f"class folder {sub} has no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES[:4])}...); "
+                "add images or remove the folder"
+            )
+        items += [(f, index[sub.name]) for f in files]
+    return items, names
+
+
+def scan_csv(path: Path, classes: Sequence[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
+    """``(file, class index)`` for every row of a ``path,label`` CSV, and the class names."""
+    root = path.parent.resolve()
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise ZooError(f"{path} needs a header line 'path,label' (got {reader.fieldnames}); one image per row")
+        rows = [(line, row["path"], str(row["label"]).strip()) for line, row in enumerate(reader, start=2)]
+    if not rows:
+        raise ZooError(f"{path} lists no images; add rows of path,label")
+    labels = [label for _, _, label in rows]
+    if classes is None:
+        numeric = all(label.isdigit() for label in labels)
+        if numeric:
+            count = max(int(label) for label in labels) + 1
+            classes = [str(i) for i in range(count)]
+        else:
+            classes = sorted(set(labels))
+    index = {name: i for i, name in enumerate(classes)}
+    items = []
+    for line, file, label in rows:
+        if label not in index:
+            raise ZooError(f"{path}, line {line}: label {label!r} is not in the class list {list(classes)}")
+        target = (root / file).resolve()
+        if not target.is_relative_to(root):
+            raise ZooError(f"{path}, line {line}: {file} is outside {root}; keep the images in the CSV's folder")
+        items.append((target, index[label]))
+    return items, list(classes)
+
+
+def split_per_class(items: list[tuple[Path, int]], fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded split holding out ``fraction`` of each class (at least one image of a class of ≥ 2)."""
+    generator = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    for label in sorted({y for _, y in items}):
+        members = [item for item in items if item[1] == label]
+        order = torch.randperm(len(members), generator=generator).tolist()
+        held = min(len(members) - 1, max(1 if len(members) > 1 else 0, round(fraction * len(members))))
+        val += [members[i] for i in order[:held]]
+        train += [members[i] for i in order[held:]]
+    return train, val
+
+
+class DecodedFiles(Dataset):
+    """``(index, uint8 tensor or None)`` per file: decoded and prepared, ``None`` when unreadable."""
+
+    def __init__(self, files: Sequence[Path], prepare: Callable[[Any], Tensor]) -> None:
+        self.files, self.prepare = list(files), prepare
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[int, Tensor | None]:
+        from PIL import Image
+
+        try:
+            with Image.open(self.files[index]) as image:
+                return index, self.prepare(image)
+        except (OSError, ValueError, SyntaxError):
+            return index, None
+
+
+class FileImageDataset(Dataset):
+    """The images decoded every epoch (data too large to cache); an unreadable file fails its batch."""
+
+    def __init__(self, items: Sequence[tuple[Path, int]], prepare: Callable[[Any], Tensor], augment: Any = None):
+        self.files = DecodedFiles([f for f, _ in items], prepare)
+        self.labels = torch.tensor([y for _, y in items])
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        _, image = self.files[index]
+        if image is None:
+            raise ZooError(f"{self.files.files[index]} could not be read as an image")
+        return (self.augment(image) if self.augment else image), self.labels[index]
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """Train, validate and test on your images (see the module doc for the layouts).
+
+    Args:
+        path: a folder of class sub-folders (optionally ``train/``, ``val/``, ``test/``) or a ``.csv``.
+        classes: the class names in order (default: the sub-folders, or the CSV's labels, sorted).
+        input_size: ``(C, H, W)`` to prepare images for; default: the model's (``transforms()`` of the
+            LightningModule being trained), so nothing needs saying when a zoo model trains.
+        val_fraction: share of each class held out for validation when there is no ``val/`` folder.
+        split_seed: seed of that split.
+        batch_size, num_workers: DataLoader settings (workers decode the files).
+        augment: random shift (padding 1/14 of the side) and horizontal flip on training images.
+        strict: an unreadable image is an error instead of a warning and a skip.
+        cache: keep the decoded images in memory (default: when they fit in 2 GB).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        classes: list[str] | None = None,
+        input_size: tuple[int, int, int] | None = None,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        augment: bool = True,
+        strict: bool = False,
+        cache: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0 <= val_fraction < 1:
+            raise InvalidValueError(f"val_fraction must be in [0, 1), got {val_fraction!r} (e.g. 0.2)")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+        self.save_hyperparameters(ignore=["path"])
+        self.hparams["path"] = None if path is None else str(path)  # plain text: checkpoints load with weights_only
+        self.splits: dict[str, list[tuple[Path, int]]] = {}
+        self._tensors: dict[str, tuple[Tensor, Tensor]] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.prepare: Callable[[Any], Tensor] | None = None
+        self.dataset_name = "images"
+        self.class_names: list[str] = list(classes) if classes else []
+        if path is not None:
+            self._scan(Path(path).expanduser(), classes)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        images: Tensor,
+        labels: Tensor,
+        classes: list[str] | None = None,
+        val: tuple[Tensor, Tensor] | None = None,
+        **kwargs: Any,
+    ) -> ImageFolderDataModule:
+        """In-memory images ``(N, C, H, W)`` (uint8, or float in [0, 1]) and integer labels ``(N,)``."""
+        data = cls(classes=classes, **kwargs)
+        images, labels = _as_uint8(images), torch.as_tensor(labels).long()
+        count = int(labels.max()) + 1 if classes is None else len(classes)
+        data.class_names = list(classes) if classes else [str(i) for i in range(count)]
+        if val is None:
+            indices = list(range(len(labels)))
+            train, held = split_per_class(
+                [(i, int(labels[i])) for i in indices], kwargs.get("val_fraction", 0.2), kwargs.get("split_seed", 0)
+            )
+            val = images[[i for i, _ in held]], labels[[i for i, _ in held]]
+            images, labels = images[[i for i, _ in train]], labels[[i for i, _ in train]]
+        data._tensors = {"train": (images, labels), "val": (_as_uint8(val[0]), torch.as_tensor(val[1]).long())}
+        data.dataset_name = "tensors"
+        data._report({split: t[1].tolist() for split, t in data._tensors.items()})
+        return data
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    # ---- finding the files -----------------------------------------------------------------------
+    def _scan(self, path: Path, classes: Sequence[str] | None) -> None:
+        if not path.exists():
+            raise DatasetNotFoundError(f"no such folder or CSV file: {path}")
+        self.dataset_name = path.stem if path.is_file() else path.name
+        if path.is_file():
+            if path.suffix.lower() != ".csv":
+                raise ZooError(f"{path} is neither a folder of class sub-folders nor a .csv file of path,label")
+            items, names = scan_csv(path, classes)
+            self.splits["train"], self.splits["val"] = split_per_class(
+                items, self.hparams.val_fraction, self.hparams.split_seed
+            )
+        elif (path / "train").is_dir():
+            items, names = scan_folder(path / "train", classes)
+            val_dir = next((path / n for n in VAL_NAMES if (path / n).is_dir()), None)
+            if val_dir is not None:
+                self.splits["train"] = items
+                self.splits["val"] = scan_folder(val_dir, names)[0]
+            else:
+                self.splits["train"], self.splits["val"] = split_per_class(
+                    items, self.hparams.val_fraction, self.hparams.split_seed
+                )
+            if (path / "test").is_dir():
+                self.splits["test"] = scan_folder(path / "test", names)[0]
+        else:
+            items, names = scan_folder(path, classes)
+            self.splits["train"], self.splits["val"] = split_per_class(
+                items, self.hparams.val_fraction, self.hparams.split_seed
+            )
+        self.class_names = names
+        self._report({split: [y for _, y in items] for split, items in self.splits.items()})
+
+    def _report(self, labels: dict[str, list[int]]) -> None:
+        counts = [labels["train"].count(i) for i in range(len(self.class_names))]
+        sizes = ", ".join(f"{split} {len(v)}" for split, v in labels.items())
+        log.info(
+            "%d classes, %s images; training images per class: %s",
+            len(counts),
+            sizes,
+            dict(zip(self.class_names, counts)),
+        )
+        empty = [name for name, n in zip(self.class_names, counts) if n == 0]
+        if empty:
+            raise ZooError(f"no training images for class(es) {', '.join(empty)}; every class needs at least one")
+        if max(counts) > 2 * min(counts):
+            warnings.warn(
+                f"imbalanced classes: {max(counts)} training images of {self.class_names[counts.index(max(counts))]} "
+                f"but {min(counts)} of {self.class_names[counts.index(min(counts))]}; accuracy will favour the large "
+                "classes (collect more, or weigh the loss)",
+                stacklevel=2,
+            )
+
+    # ---- Lightning hooks -------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        size = self._input_size()
+        if self._tensors:
+            for split, (images, labels) in self._tensors.items():
+                images = _resize_tensor(images, size)
+                self.datasets[split] = TensorImageDataset(
+                    images, labels, self._augment(size) if split == "train" else None
+                )
+            return
+        self.prepare = self._prepare(size)
+        total = sum(len(v) for v in self.splits.values())
+        cache = (
+            self.hparams.cache if self.hparams.cache is not None else total * size[0] * size[1] * size[2] <= CACHE_BYTES
+        )
+        for split, items in self.splits.items():
+            augment = self._augment(size) if split == "train" else None
+            if cache:
+                images, labels = self._decode(items)
+                self.datasets[split] = TensorImageDataset(images, labels, augment)
+            else:
+                self.datasets[split] = FileImageDataset(items, self.prepare, augment)
+
+    def _input_size(self) -> tuple[int, int, int]:
+        if self.hparams.input_size is not None:
+            return tuple(self.hparams.input_size)
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        if module is None or not hasattr(module, "input_size"):
+            raise ZooError(
+                "ImageFolderDataModule needs input_size=(C, H, W), or a zoo model being trained to take it from"
+            )
+        return tuple(module.input_size)
+
+    def _prepare(self, size: tuple[int, int, int]) -> Callable[[Any], Tensor]:
+        """The model's evaluation preprocessing, to uint8 (so the decoded set stays 4× smaller)."""
+        from torchvision.transforms import v2
+
+        from zoo.layers.preprocessing import eval_transforms
+
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        preprocessing = getattr(module, "preprocessing", {}) if module is not None else {}
+        steps = eval_transforms(size, **preprocessing).transforms[:-1]  # everything but the float conversion
+        return v2.Compose(steps)
+
+    def _augment(self, size: tuple[int, int, int]):
+        if not self.hparams.augment:
+            return None
+        from torchvision.transforms import v2
+
+        return v2.Compose([v2.RandomCrop(size[1:], padding=max(1, size[1] // 14)), v2.RandomHorizontalFlip()])
+
+    def _decode(self, items: list[tuple[Path, int]]) -> tuple[Tensor, Tensor]:
+        """Every file decoded once (worker processes), unreadable ones skipped and named (or an error)."""
+        loader = DataLoader(
+            DecodedFiles([f for f, _ in items], self.prepare),
+            batch_size=64,
+            num_workers=self._workers(),
+            collate_fn=passthrough,
+        )
+        images, labels, bad = [], [], []
+        for batch in loader:
+            for index, image in batch:
+                if image is None:
+                    bad.append(items[index][0])
+                else:
+                    images.append(image)
+                    labels.append(items[index][1])
+        if bad:
+            shown = ", ".join(str(p) for p in bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+            if self.hparams.strict:
+                raise ZooError(f"{len(bad)} image(s) could not be read: {shown}; fix or remove them (or strict=False)")
+            warnings.warn(f"skipped {len(bad)} unreadable image(s): {shown}", stacklevel=2)
+        if not images:
+            raise ZooError("none of the images could be read; check the files")
+        return torch.stack(images), torch.tensor(labels)
+
+    def _workers(self) -> int:
+        if self.hparams.num_workers is not None:
+            return self.hparams.num_workers
+        return min(4, max(0, (os.cpu_count() or 1) - 1))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        cached = isinstance(dataset, TensorImageDataset)
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=0 if cached else self._workers(),  # in-memory tensors: workers would only add copies
+            collate_fn=passthrough if cached else None,
+            persistent_workers=not cached and self._workers() > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test" if "test" in self.datasets else "val", shuffle=False)
+
+
+def _as_uint8(images: Tensor) -> Tensor:
+    images = torch.as_tensor(images)
+    if images.dtype == torch.uint8:
+        return images
+    if images.is_floating_point():
+        if images.min() < 0 or images.max() > 1:
+            raise InvalidValueError("float images must be in [0, 1]; scale them (or pass uint8 images)")
+        return (images * 255).round().to(torch.uint8)
+    raise InvalidValueError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
+
+
+def _resize_tensor(images: Tensor, size: tuple[int, int, int]) -> Tensor:
+    """In-memory images to the model's channels and size."""
+    import torch.nn.functional as F
+
+    if images.ndim == 3:
+        images = images.unsqueeze(1)
+    channels = images.shape[1]
+    if channels != size[0]:
+        if size[0] == 1:
+            images = (
+                (images.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1))
+                .sum(1, keepdim=True)
+                .round()
+                .to(torch.uint8)
+            )
+        else:
+            images = images.expand(-1, size[0], -1, -1).contiguous()
+    if tuple(images.shape[2:]) != tuple(size[1:]):
+        images = (
+            F.interpolate(images.float(), size=size[1:], mode="bilinear", antialias=True, align_corners=False)
+            .round()
+            .clamp(0, 255)
+            .to(torch.uint8)
+        )
+    return images

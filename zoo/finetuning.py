@@ -1,0 +1,266 @@
+"""Transfer learning: ``zoo.finetune`` and the fine-tuning strategies, as Lightning callbacks.
+
+    model = zoo.finetune("resnet20.fmnist", "my_photos/", strategy="freeze_unfreeze", max_epochs=10)
+    model.save_pretrained("my_model")        # weights, config with the class names, metrics, card
+
+The strategies of the course, on :class:`Finetuning` (a ``BaseFinetuning`` callback), over the stages
+each family declares (``net.stages()``: stem, stages/blocks, pre-logits, head), so each works for every
+architecture:
+
+* ``linear_probe``: the backbone frozen, its BatchNorm layers in eval mode (their statistics stay the
+  pretrained ones); only the new head learns;
+* ``full``: everything learns (with ``layer_decay`` < 1: layer-wise learning rates);
+* ``freeze_unfreeze``: the head alone for ``unfreeze_epoch`` epochs, then the backbone too, at
+  ``backbone_lr_factor`` (default 0.1) of the rate;
+* ``gradual``: stages unfrozen one by one from the top, one more every ``epochs_per_stage`` epochs
+  (ULMFiT, Howard & Ruder 2018);
+* ``layer_decay``: ``full`` with layer-wise decay (``layer_decay=0.7`` unless given).
+
+Learning rates per stage live in the optimizer's parameter groups (:func:`zoo.tasks.optim.stage_param_groups`),
+with every parameter in a group from the start: schedulers scale each group's own rate, and a run resumed
+with ``ckpt_path`` has the same groups; freezing is ``requires_grad`` (re-applied at every epoch start,
+so a resumed run freezes what it should).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BaseFinetuning
+from torch import nn
+
+from zoo.errors import InvalidValueError, UnknownArgumentError, ZooError
+
+log = logging.getLogger(__name__)
+STRATEGIES = ("linear_probe", "full", "freeze_unfreeze", "gradual", "layer_decay")
+DEFAULT_LR = {"linear_probe": 1e-2, "freeze_unfreeze": 1e-2, "full": 1e-3, "gradual": 1e-3, "layer_decay": 1e-3}
+
+
+class Finetuning(BaseFinetuning):
+    """Which stages of ``pl_module.net`` learn at each epoch (see the module doc for the strategies).
+
+    Args:
+        strategy: ``linear_probe``, ``full``, ``freeze_unfreeze``, ``gradual`` or ``layer_decay``.
+        unfreeze_epoch: ``freeze_unfreeze``: the epoch (from 0) at which the backbone starts learning.
+        epochs_per_stage: ``gradual``: epochs between two unfrozen stages.
+    """
+
+    def __init__(self, strategy: str = "full", unfreeze_epoch: int = 1, epochs_per_stage: int = 1) -> None:
+        super().__init__()
+        if strategy not in STRATEGIES:
+            import difflib
+
+            close = difflib.get_close_matches(str(strategy), STRATEGIES, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise InvalidValueError(
+                f"unknown fine-tuning strategy {strategy!r}; {hint}choose one of {', '.join(STRATEGIES)}"
+            )
+        for option, value in (("unfreeze_epoch", unfreeze_epoch), ("epochs_per_stage", epochs_per_stage)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < (0 if option == "unfreeze_epoch" else 1)
+            ):
+                raise InvalidValueError(
+                    f"{option} must be a whole number ≥ {0 if option == 'unfreeze_epoch' else 1}, got {value!r}"
+                )
+        self.strategy, self.unfreeze_epoch, self.epochs_per_stage = strategy, unfreeze_epoch, epochs_per_stage
+        self.frozen: list[nn.Module] = []
+
+    # ---- what learns when ------------------------------------------------------------------------
+    @staticmethod
+    def backbone_stages(pl_module: L.LightningModule) -> list[tuple[str, list[nn.Module]]]:
+        return [(name, modules) for name, modules in pl_module.net.stages() if name != "head"]
+
+    def frozen_at(self, pl_module: L.LightningModule, epoch: int) -> list[str]:
+        """The stages frozen during ``epoch`` (0-based)."""
+        names = [name for name, _ in self.backbone_stages(pl_module)]
+        if self.strategy == "linear_probe" or (self.strategy == "freeze_unfreeze" and epoch < self.unfreeze_epoch):
+            return names
+        if self.strategy == "gradual":  # the head alone first, then one more stage from the top each step
+            return names[: max(0, len(names) - epoch // self.epochs_per_stage)]
+        return []
+
+    def _apply(self, pl_module: L.LightningModule, epoch: int) -> None:
+        frozen = set(self.frozen_at(pl_module, epoch))
+        self.frozen = []
+        for name, modules in self.backbone_stages(pl_module):
+            if name in frozen:
+                self.freeze(modules, train_bn=False)
+                self.frozen += modules
+            else:
+                self.make_trainable(modules)
+
+    def freeze_before_training(self, pl_module: L.LightningModule) -> None:
+        self._apply(pl_module, 0)
+
+    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        self._apply(pl_module, epoch)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # the Trainer puts the whole model in train mode each epoch (and after validating): frozen
+        # BatchNorm layers go back to eval, so they normalise with their pretrained statistics
+        for module in self.frozen:
+            for layer in module.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
+
+
+# ---- zoo.finetune ----------------------------------------------------------------------------------
+DATA_OPTIONS = ("batch_size", "val_fraction", "split_seed", "num_workers", "augment", "strict", "cache", "classes")
+
+
+def finetune(
+    source: Any,
+    data: Any,
+    num_classes: int | None = None,
+    strategy: str = "full",
+    max_epochs: int = 10,
+    *,
+    unfreeze_epoch: int = 1,
+    epochs_per_stage: int = 1,
+    seed: int = 0,
+    trainer: dict[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """Fine-tune ``source`` on ``data``; returns the model in eval mode with its best validation weights.
+
+    Args:
+        source: weights (anything :func:`zoo.load` takes) or a zoo LightningModule.
+        data: a folder of class sub-folders, a ``path,label`` CSV, ``(images, labels)`` tensors, or a
+            LightningDataModule (with ``num_classes``/``class_names``, or ``num_classes=`` given).
+        num_classes: default: the classes found in the data. The head is replaced for them (kept when the
+            data has exactly the model's classes).
+        strategy: see the module doc; ``unfreeze_epoch`` / ``epochs_per_stage`` tune two of them.
+        max_epochs, seed: the run's length and seed.
+        trainer: more ``lightning.Trainer`` arguments (``accelerator``, ``devices``, ``precision``...).
+        **options: data options (``batch_size``, ``val_fraction``, ``num_workers``, ``augment``, ``strict``,
+            ``cache``, ``classes``) and task options (``lr``, ``optimizer``, ``weight_decay``, ``scheduler``,
+            ``warmup_epochs``, ``layer_decay``, ``backbone_lr_factor``, ``label_smoothing``, ``mixup``, ``in_chans``...).
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from zoo import pretrained
+    from zoo.data.folders import ImageFolderDataModule
+    from zoo.tasks.base import ZooTask
+    from zoo.tasks.factory import task_class
+
+    callback = Finetuning(strategy, unfreeze_epoch=unfreeze_epoch, epochs_per_stage=epochs_per_stage)
+    data_options = {k: options.pop(k) for k in list(options) if k in DATA_OPTIONS}
+    datamodule = _datamodule(data, data_options, ImageFolderDataModule)
+    names = list(getattr(datamodule, "class_names", None) or [])
+    classes = num_classes if num_classes is not None else len(names)
+    if not classes:
+        raise ZooError("the data does not say its classes; pass num_classes=")
+    if names and len(names) != classes:
+        raise InvalidValueError(
+            f"num_classes={classes} but the data has {len(names)} classes ({', '.join(names[:5])}...)"
+        )
+    task_options = {
+        "optimizer": "adamw",
+        "lr": DEFAULT_LR[strategy],
+        "scheduler": "cosine",
+        "weight_decay": 0.01,
+        **({"layer_decay": 0.7} if strategy == "layer_decay" else {}),
+        **({"backbone_lr_factor": 0.1} if strategy == "freeze_unfreeze" else {}),
+        **options,
+    }
+    base = source if isinstance(source, ZooTask) else None
+    base_name = (base.weights_name if base is not None else None) or str(source)
+    L.seed_everything(seed, verbose=False)
+    if base is not None:
+        model = base
+        for key, value in task_options.items():
+            if key not in model.hparams:
+                raise UnknownArgumentError(f"finetune takes no option {key!r} for a loaded model")
+            model.hparams[key] = value
+        if list(model.class_names) != names or model.hparams.num_classes != classes:
+            model.reset_classifier(classes, names or None)
+    else:
+        record = pretrained.resolve(source)
+        same = (
+            list(record.task_args.get("class_names") or []) == names and record.task_args.get("num_classes") == classes
+        )
+        head = {} if same else {"num_classes": classes, "class_names": names or None}
+        model = task_class(record.task).from_record(record, **head, **task_options)
+    checkpoint = ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=1, filename="best-{epoch:02d}-{val_acc:.4f}")
+    settings = dict(
+        max_epochs=max_epochs,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    settings.update(trainer or {})
+    settings["callbacks"] = [callback, checkpoint, *settings.get("callbacks", [])]
+    with tempfile.TemporaryDirectory(prefix="zoo-finetune-") as scratch:
+        checkpoint.dirpath = checkpoint.dirpath or scratch  # the best epoch's weights, gone after the run
+        run = L.Trainer(**settings)
+        model.train()
+        started = time.perf_counter()
+        run.fit(model, datamodule=datamodule)
+        wall = time.perf_counter() - started
+        best = checkpoint.best_model_path
+        if best:  # the best validation weights, not the last
+            model.load_state_dict(torch.load(best, map_location=model.device, weights_only=False)["state_dict"])
+    model.card_metrics = finetuned_metrics(run, model, datamodule, base_name, strategy, best, wall)
+    model.card_metrics["sha256"] = model.weights_sha256()  # these numbers belong to exactly these weights
+    BaseFinetuning.make_trainable(model.net)  # handed back whole: nothing left frozen (validate froze it again)
+    model.weights_name = f"{model.hparams.model_name}.finetuned"
+    return model.eval()
+
+
+def finetuned_metrics(
+    trainer: L.Trainer, model: Any, datamodule: Any, source: str, strategy: str, best: str | None, wall: float
+) -> dict[str, Any]:
+    """``metrics.json`` of fine-tuned weights: validated again (best weights loaded), with their origin."""
+    from zoo.loggers import hardware
+
+    val = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
+    return {
+        "dataset": getattr(datamodule, "dataset_name", type(datamodule).__name__),
+        "val_acc": val.get("val_acc"),
+        "val_loss": val.get("val_loss"),
+        "val_samples": len(datamodule.val_dataloader().dataset),
+        "finetuned_from": source,
+        "strategy": strategy,
+        "epochs": trainer.current_epoch,
+        "best_epoch": _best_epoch(best) or trainer.current_epoch,
+        "wall_time_s": round(wall, 1),
+        "hardware": hardware(),
+        "license": (model.card_metrics or {}).get("license", "apache-2.0"),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _best_epoch(path: str | None) -> int | None:
+    import re
+
+    match = re.search(r"epoch=(\d+)", Path(path).name) if path else None
+    return int(match.group(1)) + 1 if match else None
+
+
+def _datamodule(data: Any, options: dict[str, Any], folder_class: type) -> Any:
+    if isinstance(data, L.LightningDataModule):
+        if options:
+            raise UnknownArgumentError(
+                f"{', '.join(options)} apply to image folders and CSV files, not to a datamodule"
+            )
+        return data
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        return folder_class.from_tensors(data[0], data[1], **options)
+    if isinstance(data, (str, Path)):
+        return folder_class(path=data, **options)
+    raise InvalidValueError(
+        f"data must be a folder, a CSV file, (images, labels) tensors or a LightningDataModule, got {type(data).__name__}"
+    )
