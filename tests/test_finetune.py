@@ -302,3 +302,26 @@ def test_finetuned_model_saves_and_reloads_with_its_classes(photos: Path, tmp_pa
         assert torch.equal(again(x), model(x))
     assert again.class_names == sorted(NAMES)
     assert json.loads((folder / "metrics.json").read_text())["strategy"] == "full"
+
+
+def test_channels_and_input_size_adapt(photos: Path) -> None:
+    """RGB input for a grey network (first conv repeated), and a ViT at twice its size (positions resampled)."""
+    rgb = zoo.finetune("resnet20.fmnist", photos, in_chans=3, max_epochs=1, batch_size=16)
+    assert rgb.input_size == (3, 28, 28) and rgb.net.conv1.weight.shape[1] == 3
+    torch.manual_seed(0)
+    vit = zoo.create("vit_lite", num_classes=5)
+    folder = vit.save_pretrained(photos.parent / "vit_source")
+    big = zoo.finetune(str(folder), photos, model_kwargs={"img_size": 56}, max_epochs=1, batch_size=16)
+    assert big.input_size == (1, 56, 56) and big.net.embed.pos_embed.shape == (1, 1 + 14 * 14, 128)
+    assert big(torch.rand(2, 1, 56, 56)).shape == (2, 5)
+
+
+def test_a_finetuned_folder_goes_to_the_hub_and_back(hub_env, photos: Path, tmp_path: Path) -> None:
+    model = zoo.finetune("lenet5_relu.fmnist", photos, strategy="linear_probe", max_epochs=1, batch_size=16)
+    folder = model.save_pretrained(tmp_path / "tuned")
+    zoo.push(str(folder), "me/fmnist-shoes")
+    back = zoo.load("hf-hub:me/fmnist-shoes")
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+    assert back.class_names == sorted(NAMES)

@@ -366,7 +366,8 @@ def load_net_state(
     Weights saved with ``source_num_classes`` classes load into a net with another ``num_classes`` by
     keeping the net's fresh head (every tensor under the entry's ``classifier``); weights for
     ``source_in_chans`` channels get the entry's ``first_conv`` adapted (summed to 1 channel, or
-    repeated and rescaled). Both are logged.
+    repeated and rescaled). Both are logged. A network with an ``adapt_state`` method resizes what depends
+    on the image size first (a ViT's position embeddings).
     """
     entry = get_entry(arch)
     own, state = net.state_dict(), dict(state)
@@ -380,6 +381,8 @@ def load_net_state(
     if source_in_chans not in (None, in_chans) and conv_key in state and getattr(state[conv_key], "ndim", 0) == 4:
         state[conv_key] = adapt_input_conv(state[conv_key], in_chans)
         adapted.append(conv_key)
+    if hasattr(net, "adapt_state"):  # family-specific resizing, e.g. a ViT's position embeddings to its image size
+        state = net.adapt_state(state)
     problems = key_report(own, state)
     if problems:
         raise WeightsError(

@@ -197,6 +197,13 @@ class VisionTransformer(Backbone):
         """The attention layer of every block, from the input up (for attention pictures)."""
         return [block.attn for block in self.blocks]
 
+    def adapt_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weights trained at another image size: their position embeddings resampled to this grid."""
+        key = "embed.pos_embed"
+        if key in state and state[key].shape != self.embed.pos_embed.shape:
+            state = {**state, key: resample_pos_embed(state[key], self.embed.grid)}
+        return state
+
 
 class HybridVisionTransformer(VisionTransformer):
     """A ViT whose patches are cut from a small convolutional stem's map (see the module doc)."""
