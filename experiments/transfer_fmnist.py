@@ -41,7 +41,7 @@ def target_data(per_class: int, seed: int, val_per_class: int = 50):
     test_images, test_labels = load_split("test")
     generator = torch.Generator().manual_seed(seed)
     train, val = [], []
-    for new, cls in enumerate(TARGET):
+    for cls in TARGET:
         members = (labels == cls).nonzero().flatten()
         order = members[torch.randperm(len(members), generator=generator)]
         train.append(order[:per_class])
