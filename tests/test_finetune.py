@@ -252,7 +252,7 @@ def test_imbalanced_classes_are_reported(tmp_path: Path) -> None:
 
 
 # ---- the command and the saved folder --------------------------------------------------------------
-def test_zoo_finetune_command_writes_a_folder_zoo_load_reads(photos: Path, tmp_path: Path, monkeypatch) -> None:
+def test_zoo_finetune_command_writes_a_folder_zoo_load_reads(photos: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     from zoo.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -287,6 +287,8 @@ def test_zoo_finetune_command_writes_a_folder_zoo_load_reads(photos: Path, tmp_p
     assert "fine-tuned from `lenet5_relu.fmnist` with the `gradual` strategy" in card
     model = zoo.load(str(out))
     assert model.class_names == sorted(NAMES)
+    main(["evaluate", str(out), "--data", str(photos)])  # the second command of the README's tutorial
+    assert "on 60 images" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # an existing folder is not replaced without --overwrite
         main(["finetune", "--model", "lenet5_relu.fmnist", "--data", str(photos), "-o", str(out)])
     with pytest.raises(SystemExit):

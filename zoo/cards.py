@@ -76,8 +76,10 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
             f"validation set ({metrics.get('val_samples', '?')} images) and written to `metrics.json`."
         )
     elif metrics.get("recipe"):
+        subset = metrics.get("data_classes")
+        on = f"{dataset} (classes {', '.join(map(str, subset))} only)" if subset else dataset
         origin = (
-            f"`{config['architecture']}` trained on {dataset} by the recipe `{metrics['recipe']}`; every number "
+            f"`{config['architecture']}` trained on {on} by the recipe `{metrics['recipe']}`; every number "
             "below was measured by that run and written to `metrics.json`."
         )
     else:

@@ -8,12 +8,17 @@ from typing import Any
 def evaluate_classifier(
     model: Any, root: str | None = None, batch_size: int = 500, datamodule: Any = None
 ) -> dict[str, float]:
-    """Top-1/top-5 accuracy and loss of a classifier on the Fashion-MNIST test set, via ``Trainer.test``."""
+    """Top-1/top-5 accuracy and loss of a classifier on the Fashion-MNIST test set, via ``Trainer.test``.
+
+    Weights trained on some classes only (``data_classes`` in their ``metrics.json``) are measured on the
+    test images of those classes.
+    """
     import lightning as L
 
     from zoo.data import FashionMNISTDataModule
 
-    data = datamodule or FashionMNISTDataModule(root=root, batch_size=batch_size, download=False)
+    subset = (getattr(model, "card_metrics", None) or {}).get("data_classes")  # weights of some classes only
+    data = datamodule or FashionMNISTDataModule(root=root, batch_size=batch_size, download=False, classes=subset)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,

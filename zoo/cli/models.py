@@ -302,17 +302,26 @@ def cmd_classify(argv: list[str]) -> None:
 
 def cmd_evaluate(argv: list[str]) -> None:
     parser = ArgumentParser(
-        prog="zoo evaluate", description="Measure trained weights on the Fashion-MNIST test set (10,000 images)."
+        prog="zoo evaluate",
+        description="Measure trained weights on the Fashion-MNIST test set (10,000 images), or on your images.",
     )
     parser.add_argument("weights", help="arch.tag or a weight folder")
     parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
+    parser.add_argument(
+        "--data", default=None, help="your images instead: a folder of <class>/<image> (its test/ if any) or a CSV"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=500)
     args = parser.parse_args(argv)
     import zoo
     from zoo.evaluate import evaluate_classifier
 
     model = zoo.load(args.weights)
-    result = evaluate_classifier(model, root=args.data_root, batch_size=args.batch_size)
+    datamodule = None
+    if args.data:
+        from zoo.data.folders import ImageFolderDataModule
+
+        datamodule = ImageFolderDataModule.for_evaluation(args.data, model.class_names, batch_size=args.batch_size)
+    result = evaluate_classifier(model, root=args.data_root, batch_size=args.batch_size, datamodule=datamodule)
     _console().print(
         f"{args.weights}: test top-1 {100 * result['test_acc']:.2f}%, top-5 {100 * result['test_acc5']:.2f}% "
         f"on {result['test_samples']:,} images"

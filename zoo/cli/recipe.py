@@ -298,6 +298,9 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
         "date": time.strftime("%Y-%m-%d"),
         "confusion_matrix": model.confusion_matrix.tolist(),
     }
+    subset = getattr(getattr(data, "hparams", None), "get", lambda key: None)("classes")
+    if subset:  # trained and measured on some classes only (Fashion-MNIST 0-4 for the transfer experiment)
+        metrics["data_classes"] = list(subset)
     folder = model.save_pretrained(output_dir / name, name=name, metrics=metrics)
     log.info("wrote %s (test top-1 %.2f%%)", folder, 100 * metrics["test_acc"])
     return folder

@@ -217,6 +217,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         data._report({split: t[1].tolist() for split, t in data._tensors.items()})
         return data
 
+    @classmethod
+    def for_evaluation(cls, path: str | os.PathLike, classes: list[str], **kwargs: Any) -> ImageFolderDataModule:
+        """Every image of ``path`` (its ``test/`` folder when it has one) as the test set, for a model's classes."""
+        data = cls(path, classes=classes, val_fraction=0.0, augment=False, **kwargs)
+        data.splits = {"test": data.splits.get("test") or [item for items in data.splits.values() for item in items]}
+        return data
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
