@@ -66,6 +66,7 @@ def run_batch(
     normalised: torch.Tensor,
     args: argparse.Namespace,
     shuffler: random.Random,
+    reference_name: str = "torchvision resnet50",
 ) -> None:
     """Check that every candidate reproduces torchvision, time them in interleaved rounds, print the ratios.
 
@@ -74,7 +75,7 @@ def run_batch(
     candidates = {name: (lambda model=model: model(normalised)) for name, model in nets.items()}
     candidates |= {name: (lambda model=model: model(pixels)) for name, model in tasks.items()}
     with torch.inference_mode():
-        expected = candidates["torchvision resnet50"]()
+        expected = candidates[reference_name]()
         for name, fn in candidates.items():
             if not torch.allclose(fn(), expected, atol=1e-3, rtol=1e-3):
                 raise SystemExit(f"{name} does not reproduce torchvision's outputs")
@@ -90,12 +91,12 @@ def run_batch(
 
     batch = pixels.shape[0]
     print(
-        f"resnet50 inference, batch {batch} × 3×{args.image_size}×{args.image_size}, "
+        f"{reference_name.split()[-1]} inference, batch {batch} × 3×{args.image_size}×{args.image_size}, "
         f"{torch.get_num_threads()} threads, {args.rounds} rounds, torch {torch.__version__}"
     )
     for name, samples in times.items():
         rate = batch / statistics.median(samples)
-        ratio, low, high = paired(times, name, "torchvision resnet50")
+        ratio, low, high = paired(times, name, reference_name)
         print(f"  {name:<56} {rate:8.1f} images/s   ratio {ratio:5.2f} (quartiles {low:.2f}–{high:.2f})")
     for name in [n for n in times if "channels_last" in n]:
         ratio, low, high = paired(times, name, "zoo task")

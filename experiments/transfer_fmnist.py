@@ -150,8 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--append", action="store_true", help="add to the runs already in OUT/transfer.json")
     args = parser.parse_args(argv)
     results = []
+    if args.append and (args.out / "transfer.json").is_file():
+        results = [r for r in json.loads((args.out / "transfer.json").read_text()) if r["arch"] not in args.archs]
     for arch in args.archs:
         for n in args.per_class:
             for method in args.methods:

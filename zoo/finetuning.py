@@ -189,8 +189,9 @@ def finetune(
         same = (
             list(record.task_args.get("class_names") or []) == names and record.task_args.get("num_classes") == classes
         )
-        head = {} if same else {"num_classes": classes, "class_names": names or None}
-        model = task_class(record.task).from_record(record, **head, **task_options)
+        model = task_class(record.task).from_record(record, **task_options)
+        if not same:  # a fresh head for the new classes, even when there are as many as before
+            model.reset_classifier(classes, names or None)
     checkpoint = ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=1, filename="best-{epoch:02d}-{val_acc:.4f}")
     settings = dict(
         max_epochs=max_epochs,

@@ -168,6 +168,9 @@ class ZooTask(L.LightningModule):
                 source_in_chans=record.task_args.get("in_chans"),
                 label=record.label,
             )
+            source_names = record.task_args.get("class_names")
+            if class_names and source_names and list(class_names) != list(source_names):
+                self.net.reset_classifier(num_classes)  # other classes, even as many: a fresh head
             self.weights_source, self.preprocessing = pretrained, dict(record.preprocessing)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
