@@ -17,7 +17,7 @@ from zoo.registry import build_net, get_entry
 REPO = Path(__file__).resolve().parent.parent
 SMALL = 2_000_000  # parameters: every model this small is exported (seconds each)
 LIMIT = 65_000_000  # a larger model is exported only when no exported model has the same modules
-MODELS = zoo.list_models()
+MODELS = [m for m in zoo.list_models() if get_entry(m).task == "classification"]  # logits out (not DETR's dict)
 
 
 def _meta(name: str):

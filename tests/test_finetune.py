@@ -14,7 +14,7 @@ import lightning as L
 import pytest
 import torch
 from PIL import Image
-from test_registry import MODELS
+from test_registry import ALL_MODELS
 
 import zoo
 from zoo.data.folders import ImageFolderDataModule
@@ -47,7 +47,7 @@ def photos(tmp_path_factory, request) -> Path:
 
 
 # ---- the strategies, over every architecture -------------------------------------------------------
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_strategy_freezes_by_stage_on_every_architecture(name: str) -> None:
     with torch.device("meta"):
         net = build_net(name)

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers"),
     ("zoo.pretrained", "zoo.backbones"),
     ("zoo.tasks",),
-    ("zoo.finetuning", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention"),
+    ("zoo.finetuning", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention", "zoo.detect"),
     ("zoo",),  # the facade, zoo/__init__.py
     ("zoo.cli",),
 ]

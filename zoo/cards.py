@@ -29,6 +29,15 @@ TASKS: dict[str, dict[str, Any]] = {
             ("val_acc", "best validation top-1 accuracy"),
         ],
     },
+    "object-detection": {
+        "headline": ("test_map", "map", "mAP@[.5:.95]", _PCT),
+        "rows": [
+            ("test_map", "test mAP@[.5:.95] ({test_samples} images)"),
+            ("test_map_50", "test mAP@0.5"),
+            ("test_map_75", "test mAP@0.75"),
+            ("val_map", "best validation mAP@[.5:.95]"),
+        ],
+    },
 }
 
 
@@ -106,7 +115,11 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "```python",
         "import zoo",
         f'model = zoo.load("{name}")          # LightningModule in eval mode, normalisation inside',
-        f"probs = model.predict_proba(images)  # images: float (N, {', '.join(str(s) for s in config['input_size'])}) in [0, 1]",
+        (
+            f"found = model.predict(images)       # per image: boxes (xyxy pixels), scores, labels; images: float (N, {', '.join(str(s) for s in config['input_size'])}) in [0, 1]"
+            if task == "object-detection"
+            else f"probs = model.predict_proba(images)  # images: float (N, {', '.join(str(s) for s in config['input_size'])}) in [0, 1]"
+        ),
         "```",
         "",
         f"Classes: {', '.join(config['class_names'])}.",
@@ -117,6 +130,10 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         + ", ".join(f"{s:.4f}" for s in config["std"])
         + ".",
     ]
+    per_class = metrics.get("map_per_class")
+    if per_class:
+        lines += ["", "## Test AP per class (mAP@[.5:.95])", "", "| class | AP |", "| --- | --- |"]
+        lines += [f"| {cls} | {_fmt_pct(ap)} |" for cls, ap in per_class.items()]
     confusion = metrics.get("confusion_matrix")
     if confusion:
         short = [c.split("/")[0][:8] for c in config["class_names"]]

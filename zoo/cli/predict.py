@@ -37,6 +37,8 @@ def cmd_predict(argv: list[str]) -> None:
     from zoo.predict import iter_predictions
 
     model = zoo.load(args.source)
+    if getattr(model, "task", "") == "detection":  # a detector's predictions are boxes: zoo detect prints them
+        return cmd_detect([args.source, *args.paths, *(["--json"] if args.json else [])])
     unreadable: list[str] = []
     rows = iter_predictions(
         model,
@@ -85,3 +87,29 @@ def cmd_attention(argv: list[str]) -> None:
     from zoo.attention import save_attention
 
     print(save_attention(args.source, args.paths, args.output, block=args.block))
+
+
+def cmd_detect(argv: list[str]) -> None:
+    parser = ArgumentParser(prog="zoo detect", description="Detect objects in image files: boxes, labels, scores.")
+    parser.add_argument("source", help="detection weights: arch.tag, a weight folder, hf-hub:org/name")
+    parser.add_argument("paths", nargs="+", help="image files or folders")
+    parser.add_argument("-o", "--output", help="also draw the boxes into this PNG")
+    parser.add_argument("--threshold", type=float, default=0.5, help="lowest score shown (default 0.5)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    args = parser.parse_args(argv)
+    from zoo.detect import detect_files
+
+    results, bad = detect_files(args.source, args.paths, threshold=args.threshold, out=args.output)
+    for row in results:
+        if args.json:
+            print(json.dumps({"path": row.path, "boxes": row.boxes, "labels": row.labels, "scores": row.scores}))
+        else:
+            found = ", ".join(
+                f"{label} {score:.2f} at {box}" for box, label, score in zip(row.boxes, row.labels, row.scores)
+            )
+            print(f"{row.path}: {found or 'nothing above the threshold'}")
+    if args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
+    if bad:
+        print(f"zoo: {len(bad)} unreadable file(s): {', '.join(bad[:5])}", file=sys.stderr)
+        raise SystemExit(1)

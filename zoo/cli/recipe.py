@@ -280,12 +280,7 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
     metrics = {
         "name": name,
         "dataset": getattr(data, "dataset_name", type(data).__name__),
-        "test_acc": test["test_acc"],
-        "test_acc5": test["test_acc5"],
-        "test_loss": test["test_loss"],
-        "test_samples": int(model.confusion_matrix.sum()),
-        "val_acc": val["val_acc"],
-        "val_loss": val["val_loss"],
+        **model.card_test_metrics(test, val),  # the task's numbers: accuracy, or mAP
         "epochs": trainer.current_epoch,
         "best_epoch": int(match.group(1)) + 1 if match else trainer.current_epoch,
         "wall_time_s": round(wall_time, 1),
@@ -296,13 +291,14 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
         "seed": cli.config.fit.get("seed_everything"),
         "license": license_,
         "date": time.strftime("%Y-%m-%d"),
-        "confusion_matrix": model.confusion_matrix.tolist(),
+        **model.card_test_details(),
     }
     subset = getattr(getattr(data, "hparams", None), "get", lambda key: None)("classes")
     if subset:  # trained and measured on some classes only (Fashion-MNIST 0-4 for the transfer experiment)
         metrics["data_classes"] = list(subset)
     folder = model.save_pretrained(output_dir / name, name=name, metrics=metrics)
-    log.info("wrote %s (test top-1 %.2f%%)", folder, 100 * metrics["test_acc"])
+    headline = "test_acc" if "test_acc" in metrics else "test_map"
+    log.info("wrote %s (%s %.2f%%)", folder, headline, 100 * metrics[headline])
     return folder
 
 
@@ -324,17 +320,17 @@ def use_best_weights(trainer: Any, model: Any, best: str | None) -> None:
 
 def run_lightning(argv: list[str]):
     """Run a LightningCLI subcommand; returns the CLI object (its ``trainer``, ``model``, ``datamodule``)."""
-    from zoo.tasks.classification import ImageClassifier
+    from zoo.tasks.base import ZooTask
 
     ZooCLI, defaults, L = _make_cli_class()
     with warnings.catch_warnings():  # the command line arrives through args=, by design
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return _run(ZooCLI, defaults, L, ImageClassifier, argv)
+        return _run(ZooCLI, defaults, L, ZooTask, argv)
 
 
-def _run(ZooCLI, defaults, L, ImageClassifier, argv):
+def _run(ZooCLI, defaults, L, task_base, argv):
     return ZooCLI(
-        ImageClassifier,
+        task_base,  # any task: ImageClassifier, ObjectDetector (the recipe's class_path)
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
@@ -363,7 +359,7 @@ def load_recipe(config: str, overrides: list[str]) -> Recipe:
     Going through ``ZooCLI`` keeps every recipe feature (class paths, links such as ``num_classes``
     from the datamodule, seeds); skipping the Trainer keeps these commands from creating log folders.
     """
-    from zoo.tasks.classification import ImageClassifier
+    from zoo.tasks.base import ZooTask
 
     if not Path(config).is_file():
         raise ZooError(f"recipe {config} not found; give a YAML file such as recipes/lenet5_fmnist.yaml")
@@ -376,7 +372,7 @@ def load_recipe(config: str, overrides: list[str]) -> Recipe:
     with warnings.catch_warnings():  # the recipe arrives through args=, by design, while sys.argv holds the command
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli = RecipeCLI(
-            ImageClassifier,
+            ZooTask,
             L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,

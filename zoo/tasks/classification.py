@@ -91,6 +91,20 @@ class ImageClassifier(ZooTask):
                 "give it one with model.reset_classifier(num_classes) before training"
             )
 
+    def card_test_metrics(self, test: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
+        """What a weight card reports from ``Trainer.test``/``validate`` results."""
+        return {
+            "test_acc": test["test_acc"],
+            "test_acc5": test["test_acc5"],
+            "test_loss": test["test_loss"],
+            "test_samples": int(self.confusion_matrix.sum()),
+            "val_acc": val["val_acc"],
+            "val_loss": val["val_loss"],
+        }
+
+    def card_test_details(self) -> dict[str, Any]:
+        return {"confusion_matrix": self.confusion_matrix.tolist()}
+
     @torch.inference_mode()
     def predict_proba(self, x: Tensor) -> Tensor:
         """Class probabilities ``(N, num_classes)`` for a batch of images in [0, 1]."""

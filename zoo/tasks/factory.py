@@ -14,8 +14,9 @@ from zoo.errors import ZooError
 from zoo.registry import full_name, get_entry
 from zoo.tasks.base import ZooTask
 from zoo.tasks.classification import ImageClassifier
+from zoo.tasks.detection import ObjectDetector
 
-TASKS: dict[str, type[ZooTask]] = {ImageClassifier.task: ImageClassifier}
+TASKS: dict[str, type[ZooTask]] = {ImageClassifier.task: ImageClassifier, ObjectDetector.task: ObjectDetector}
 
 
 def task_class(task: str) -> type[ZooTask]:

@@ -1,0 +1,212 @@
+"""DETR-lite: the matcher and the set loss, the network and the task over every registered detector, the
+Fashion-MNIST scenes and COCO files, saving/loading, and ``zoo detect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.data.scenes import CocoDetection, FashionMNISTScenes, make_scene, write_coco
+from zoo.errors import DatasetNotFoundError, ZooError
+from zoo.models.detr import sine_positions
+from zoo.registry import build_net, get_entry, list_models
+from zoo.tasks.matcher import HungarianMatcher, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from zoo.tasks.set_criterion import SetCriterion
+
+DETECTORS = [m for m in list_models() if get_entry(m).task == "detection"]
+
+
+def _outputs(batch: int = 3, queries: int = 6, classes: int = 4, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "pred_logits": torch.randn(batch, queries, classes + 1, generator=g),
+        "pred_boxes": torch.rand(batch, queries, 4, generator=g) * 0.5 + 0.25,
+    }
+
+
+def _targets(counts=(2, 0, 3), classes: int = 4, seed: int = 1) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {"labels": torch.randint(classes, (k,), generator=g), "boxes": torch.rand(k, 4, generator=g) * 0.4 + 0.3}
+        for k in counts
+    ]
+
+
+# ---- matcher and loss --------------------------------------------------------------------------------
+def test_batched_matching_equals_per_image_matching_and_is_one_to_one() -> None:
+    outputs, targets = _outputs(), _targets()
+    matcher = HungarianMatcher()
+    batched = matcher(outputs, targets)
+    for image, (queries, objects) in enumerate(batched):
+        alone = matcher({k: v[image : image + 1] for k, v in outputs.items()}, [targets[image]])[0]
+        assert torch.equal(queries, alone[0]) and torch.equal(objects, alone[1])
+        assert len(set(queries.tolist())) == len(queries) == len(targets[image]["labels"])
+    assert [len(q) for q, _ in batched] == [2, 0, 3]  # an image without objects matches nothing
+
+
+def test_a_perfect_prediction_has_no_box_loss_and_empty_targets_only_say_no_object() -> None:
+    targets = _targets(counts=(2, 3))
+    outputs = _outputs(batch=2)
+    for image, target in enumerate(targets):  # the first queries predict the objects exactly
+        k = len(target["labels"])
+        outputs["pred_boxes"][image, :k] = target["boxes"]
+        outputs["pred_logits"][image, :k] = -20.0
+        outputs["pred_logits"][image, torch.arange(k), target["labels"]] = 20.0
+        outputs["pred_logits"][image, k:] = -20.0
+        outputs["pred_logits"][image, k:, -1] = 20.0
+    _, terms = SetCriterion(4)(outputs, targets)
+    assert terms["loss_bbox"] < 1e-6 and terms["loss_giou"] < 1e-6 and terms["loss_ce"] < 1e-6
+    _, empty = SetCriterion(4)(
+        _outputs(batch=1), [{"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)}]
+    )
+    assert empty["loss_bbox"] == 0 and empty["loss_giou"] == 0 and empty["loss_ce"] > 0
+
+
+def test_permuting_the_queries_leaves_the_loss_unchanged() -> None:
+    outputs, targets = _outputs(), _targets()
+    outputs["aux_outputs"] = [_outputs(seed=5)]
+    order = torch.randperm(6, generator=torch.Generator().manual_seed(3))
+    permuted = {k: v[:, order] for k, v in outputs.items() if k != "aux_outputs"}
+    permuted["aux_outputs"] = [{k: v[:, order] for k, v in outputs["aux_outputs"][0].items()}]
+    criterion = SetCriterion(4)
+    assert torch.allclose(criterion(outputs, targets)[0], criterion(permuted, targets)[0], atol=1e-6)
+
+
+def test_box_formats_round_trip() -> None:
+    boxes = torch.tensor([[1.0, 2.0, 5.0, 10.0]])
+    assert torch.allclose(box_cxcywh_to_xyxy(box_xyxy_to_cxcywh(boxes)), boxes)
+
+
+# ---- the network and the task, for every registered detector -------------------------------------------
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_outputs_and_predictions(name: str) -> None:
+    torch.manual_seed(0)
+    model = zoo.create(name).eval()
+    entry = get_entry(name)
+    x = torch.rand(2, *entry.input_size)
+    with torch.no_grad():
+        out = model(x)
+    queries = model.net.num_queries
+    assert out["pred_logits"].shape == (2, queries, entry.num_classes + 1) and out["pred_boxes"].shape == (
+        2,
+        queries,
+        4,
+    )
+    assert ((out["pred_boxes"] >= 0) & (out["pred_boxes"] <= 1)).all() and len(out["aux_outputs"]) >= 1
+    found = model.predict(x, threshold=0.0)
+    assert (
+        len(found) == 2 and set(found[0]) == {"boxes", "scores", "labels"} and found[0]["boxes"].shape == (queries, 4)
+    )
+    assert (found[0]["boxes"][:, 2:] >= found[0]["boxes"][:, :2]).all()  # xyxy pixels
+    assert sum(p.numel() for p in build_net(name).parameters()) == entry.num_params
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_backbone_weights_come_from_the_zoo(name: str) -> None:
+    model = zoo.create(name, backbone_weights="resnet20.fmnist")
+    reference = zoo.load("resnet20.fmnist")
+    assert torch.equal(model.net.backbone.layer3[2].conv2.weight, reference.net.layer3[2].conv2.weight)
+    with pytest.raises(ZooError, match="are lenet5 weights; this backbone is resnet20"):
+        zoo.create(name, backbone_weights="lenet5.fmnist")
+
+
+def test_sine_positions_tell_every_cell_apart() -> None:
+    positions = sine_positions(7, 5, 32)
+    assert positions.shape == (35, 32)
+    assert torch.cdist(positions, positions).add(torch.eye(35) * 10).min() > 0.1
+
+
+# ---- data --------------------------------------------------------------------------------------------
+def test_scenes_are_seeded_and_their_boxes_are_tight(fmnist_root) -> None:
+    a = FashionMNISTScenes(train_scenes=20, val_scenes=4, test_scenes=4, augment=False)
+    b = FashionMNISTScenes(train_scenes=20, val_scenes=4, test_scenes=4, augment=False)
+    a.setup(), b.setup()
+    assert torch.equal(a.datasets["train"].images, b.datasets["train"].images)
+    for image, target in (a.datasets["train"][i] for i in range(20)):
+        assert 1 <= len(target["labels"]) <= 3 and target["boxes"].shape[1] == 4
+        covered = torch.zeros(image.shape[1:], dtype=torch.bool)
+        for x0, y0, x1, y1 in target["boxes"].long().tolist():
+            covered[y0:y1, x0:x1] = True
+        outside = image[0][~covered]
+        assert not len(outside) or int(outside.max()) <= 20, "no garment pixel outside the boxes"
+    generator = torch.Generator().manual_seed(0)
+    _, boxes, _ = make_scene(
+        torch.full((1, 28, 28), 255, dtype=torch.uint8), torch.tensor([3]), generator, 56, 1, (28, 28)
+    )
+    assert (boxes[0, 2:] - boxes[0, :2]).tolist() == [28.0, 28.0]
+
+
+def test_flips_mirror_the_boxes(fmnist_root) -> None:
+    data = FashionMNISTScenes(train_scenes=8, val_scenes=2, test_scenes=2)
+    data.setup()
+    torch.manual_seed(0)
+    seen = {data.datasets["train"][0][1]["boxes"][0, 0].item() for _ in range(20)}
+    image, target = data.datasets["train"].images[0], data.datasets["train"].targets[0]
+    assert len(seen) == 2 and {target["boxes"][0, 0].item(), 56 - target["boxes"][0, 2].item()} == seen
+    del image
+
+
+def test_coco_files_round_trip_and_bad_ones_are_named(tmp_path: Path, fmnist_root) -> None:
+    scenes = FashionMNISTScenes(train_scenes=6, val_scenes=2, test_scenes=2, augment=False)
+    scenes.setup()
+    path = write_coco(scenes.datasets["train"], tmp_path / "coco", scenes.class_names)
+    data = CocoDetection(str(path), str(tmp_path / "coco"), size=56)
+    data.setup()
+    assert data.class_names == scenes.class_names and data.num_classes == 10
+    image, target = data.datasets["train"][0]
+    original = scenes.datasets["train"][0]
+    assert torch.equal(image, original[0]) and torch.allclose(target["boxes"], original[1]["boxes"])
+    assert torch.equal(target["labels"], original[1]["labels"])
+    with pytest.raises(DatasetNotFoundError):
+        CocoDetection(str(tmp_path / "none.json"), str(tmp_path))
+    (tmp_path / "bad.json").write_text(json.dumps({"images": []}))
+    with pytest.raises(ZooError, match="has no 'annotations' list"):
+        CocoDetection(str(tmp_path / "bad.json"), str(tmp_path))
+
+
+# ---- training, saving, zoo detect ----------------------------------------------------------------------
+def test_a_short_fit_lowers_the_loss_then_saves_loads_and_draws(tmp_path: Path, fmnist_root) -> None:
+    import lightning as L
+
+    from zoo.cli import main
+
+    torch.manual_seed(0)
+    model = zoo.create("detr_lite", backbone_weights="resnet20.fmnist", optimizer="adamw", lr=3e-4)
+    data = FashionMNISTScenes(train_scenes=64, val_scenes=16, test_scenes=16, batch_size=16)
+    data.setup()
+    images, targets = next(iter(data.train_dataloader()))
+    model.train()
+    before = model.criterion(model(images.float() / 255), model._normalised(targets, (56, 56)))[0].item()
+    trainer = L.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(model, datamodule=data)
+    model.train()
+    after = model.criterion(model(images.float() / 255), model._normalised(targets, (56, 56)))[0].item()
+    assert after < before
+    result = trainer.test(model, datamodule=data, verbose=False)[0]
+    assert 0 <= result["test_map"] <= 1 and "test_map_50" in result
+    folder = model.save_pretrained(tmp_path / "detr", name="detr_lite.test")
+    again = zoo.load(str(folder))
+    x = torch.rand(1, 1, 56, 56)
+    with torch.no_grad():
+        assert torch.equal(again(x)["pred_boxes"], model.eval()(x)["pred_boxes"])
+    write_coco(data.datasets["test"], tmp_path / "scenes", data.class_names)
+    main(
+        [
+            "detect",
+            str(folder),
+            str(tmp_path / "scenes" / "00000.png"),
+            "-o",
+            str(tmp_path / "found.png"),
+            "--threshold",
+            "0",
+        ]
+    )
+    assert (tmp_path / "found.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):  # a classifier is not a detector: one line
+        main(["detect", "lenet5.fmnist", str(tmp_path / "scenes" / "00000.png")])

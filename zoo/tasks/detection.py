@@ -1,0 +1,184 @@
+"""Object detection as a LightningModule: a DETR-style set-prediction network, its loss and mAP.
+
+Input: float images ``(N, C, H, W)`` in [0, 1] (uint8 scaled for you), normalised inside.
+``model(images)`` returns the network's raw ``{"pred_logits", "pred_boxes", "aux_outputs"}``;
+``model.predict(images, threshold)`` returns, per image, ``{"boxes" (xyxy pixels), "scores", "labels"}``
+like torchvision's detectors. Training targets are per image ``{"boxes": (k, 4) xyxy pixels, "labels"}``
+(:mod:`zoo.data.scenes`); validation and test report torchmetrics' ``MeanAveragePrecision`` (COCO mAP,
+mAP@0.5, per class). Loading, saving, cards and the Hub come from :class:`~zoo.tasks.base.ZooTask`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from zoo.tasks.base import ZooTask
+from zoo.tasks.matcher import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from zoo.tasks.set_criterion import SetCriterion
+
+
+class ObjectDetector(ZooTask):
+    """Train, evaluate and run a registered detection network (``detr_lite``).
+
+    Args:
+        model_name: a registered detection architecture.
+        num_classes: object classes (the network adds "no object").
+        backbone_weights: classification weights to start the backbone from (``resnet20.fmnist``), or None.
+        eos_coef: weight of the "no object" class in the loss. threshold: score threshold of ``predict``.
+        **kwargs: the options of :class:`~zoo.tasks.base.ZooTask` (``lr``, ``optimizer``, ``scheduler``...).
+    """
+
+    task = "detection"
+    config_task = "object-detection"
+
+    def __init__(
+        self,
+        model_name: str = "detr_lite",
+        num_classes: int = 10,
+        *,
+        backbone_weights: str | None = None,
+        eos_coef: float = 0.1,
+        threshold: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model_name=model_name, num_classes=num_classes, **kwargs)
+        self.criterion = SetCriterion(num_classes, eos_coef=eos_coef)
+        if backbone_weights:
+            self._load_backbone(backbone_weights)
+        self._make_metrics()
+
+    def _load_backbone(self, source: str) -> None:
+        from zoo.pretrained import load_net_state, resolve
+
+        record = resolve(source)
+        backbone = self.net.backbone
+        if record.arch != self.net.backbone_name:
+            from zoo.errors import ZooError
+
+            raise ZooError(
+                f"backbone_weights={source!r} are {record.arch} weights; this backbone is {self.net.backbone_name}"
+            )
+        load_net_state(
+            backbone,
+            record.arch,
+            record.state,
+            num_classes=0,
+            in_chans=self.input_size[0],
+            source_num_classes=record.task_args.get("num_classes"),
+            source_in_chans=record.task_args.get("in_chans"),
+            label=record.label,
+        )
+
+    def _make_metrics(self) -> None:
+        from torchmetrics.detection import MeanAveragePrecision
+
+        self.val_map = MeanAveragePrecision(iou_type="bbox")
+        self.test_map = MeanAveragePrecision(iou_type="bbox", class_metrics=True)
+
+    def reset_classifier(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        super().reset_classifier(num_classes, class_names)
+        self.criterion = SetCriterion(num_classes, eos_coef=self.hparams.eos_coef).to(self.mean.device)
+
+    # ---- boxes ---------------------------------------------------------------------------------------
+    def _normalised(self, targets: list[dict[str, Tensor]], size: tuple[int, int]) -> list[dict[str, Tensor]]:
+        """Pixel xyxy boxes → normalised cx, cy, w, h (what the network predicts)."""
+        height, width = size
+        scale = torch.tensor([width, height, width, height], dtype=torch.float, device=self.mean.device)
+        return [
+            {
+                "labels": t["labels"].to(self.mean.device),
+                "boxes": box_xyxy_to_cxcywh(t["boxes"].to(self.mean.device) / scale),
+            }
+            for t in targets
+        ]
+
+    def detections(
+        self, outputs: dict[str, Tensor], size: tuple[int, int], threshold: float | None = None
+    ) -> list[dict[str, Tensor]]:
+        """Per image: boxes (xyxy pixels), scores and labels of the queries whose best class beats ``threshold``."""
+        threshold = self.hparams.threshold if threshold is None else threshold
+        probs = outputs["pred_logits"].softmax(-1)[..., :-1]  # the "no object" column left out
+        scores, labels = probs.max(-1)
+        height, width = size
+        scale = torch.tensor([width, height, width, height], dtype=torch.float, device=scores.device)
+        boxes = box_cxcywh_to_xyxy(outputs["pred_boxes"]) * scale
+        return [
+            {"boxes": b[s > threshold], "scores": s[s > threshold], "labels": lab[s > threshold]}
+            for b, s, lab in zip(boxes, scores, labels)
+        ]
+
+    @torch.inference_mode()
+    def predict(self, images: Tensor, threshold: float | None = None) -> list[dict[str, Tensor]]:
+        """Detections per image for a batch of images in [0, 1] (see the module doc)."""
+        images = images.to(self.device)
+        return self.detections(self(images), tuple(images.shape[-2:]), threshold)
+
+    # ---- steps ---------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> Tensor:
+        images, targets = batch
+        outputs = self(images)
+        loss, terms = self.criterion(outputs, self._normalised(targets, tuple(images.shape[-2:])))
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(targets))
+        for key, value in terms.items():
+            self.log(f"train_{key}", value, on_step=False, on_epoch=True, batch_size=len(targets))
+        return loss
+
+    def _evaluate(self, batch: Any, metric: Any, stage: str) -> None:
+        images, targets = batch
+        outputs = self(images)
+        loss, _ = self.criterion(outputs, self._normalised(targets, tuple(images.shape[-2:])))
+        self.log(f"{stage}_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(targets))
+        found = self.detections(outputs, tuple(images.shape[-2:]), threshold=0.0)  # mAP ranks every query
+        metric.update(found, [{k: v.to(self.mean.device) for k, v in t.items()} for t in targets])
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_map, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.val_map.compute()
+        self.log_dict({"val_map": result["map"], "val_map_50": result["map_50"]}, prog_bar=True, sync_dist=True)
+        self.val_map.reset()
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.test_images += len(batch[1])
+        self._evaluate(batch, self.test_map, "test")
+
+    def on_test_epoch_end(self) -> None:
+        result = self.test_map.compute()
+        self.log_dict(
+            {"test_map": result["map"], "test_map_50": result["map_50"], "test_map_75": result["map_75"]},
+            sync_dist=True,
+        )
+        classes = result.get("classes")
+        per_class = result.get("map_per_class")
+        self.map_per_class = (
+            {self.class_names[int(c)]: float(v) for c, v in zip(classes.flatten(), per_class.flatten())}
+            if classes is not None and per_class is not None and per_class.numel() == classes.numel()
+            else {}
+        )
+        self.test_map.reset()
+
+    def card_test_metrics(self, test: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
+        """What a weight card reports from ``Trainer.test``/``validate`` results."""
+        return {
+            "test_map": test["test_map"],
+            "test_map_50": test["test_map_50"],
+            "test_map_75": test["test_map_75"],
+            "test_loss": test["test_loss"],
+            "test_samples": self.test_images,
+            "val_map": val["val_map"],
+            "val_loss": val["val_loss"],
+        }
+
+    def card_test_details(self) -> dict[str, Any]:
+        return {"map_per_class": dict(self.map_per_class)}
+
+    def on_test_epoch_start(self) -> None:
+        self.test_images = 0
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Tensor]]:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.detections(self(images), tuple(images.shape[-2:]))
