@@ -138,7 +138,7 @@ def figure(results: list[dict], path: Path) -> Path:
         ax.set_title(f"{SOURCES[arch]} → sandal…ankle boot", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Fine-tuning a network pretrained on Fashion-MNIST classes 0-4 vs training from scratch", fontsize=10)
+    fig.suptitle("Pretrained on classes 0-4, fine-tuned on 5-9, vs the same network from scratch", fontsize=10)
     return save(fig, path)
 
 

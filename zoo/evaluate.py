@@ -30,3 +30,25 @@ def evaluate_classifier(
     result = dict(trainer.test(model, datamodule=data, verbose=False)[0])
     result["test_samples"] = int(model.confusion_matrix.sum())
     return result
+
+
+def evaluate_detector(
+    model: Any, root: str | None = None, batch_size: int = 64, datamodule: Any = None
+) -> dict[str, float]:
+    """COCO mAP (mAP@[.5:.95], @0.5, @0.75) and loss of a detector on the Fashion-MNIST scenes' test split."""
+    import lightning as L
+
+    from zoo.data.scenes import FashionMNISTScenes
+
+    data = datamodule or FashionMNISTScenes(root=root, batch_size=batch_size)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    result = dict(trainer.test(model, datamodule=data, verbose=False)[0])
+    result["test_samples"] = model.test_images
+    return result

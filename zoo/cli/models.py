@@ -316,6 +316,15 @@ def cmd_evaluate(argv: list[str]) -> None:
     from zoo.evaluate import evaluate_classifier
 
     model = zoo.load(args.weights)
+    if getattr(model, "task", "") == "detection":
+        from zoo.evaluate import evaluate_detector
+
+        result = evaluate_detector(model, root=args.data_root)
+        _console().print(
+            f"{args.weights}: test mAP@[.5:.95] {100 * result['test_map']:.2f}%, mAP@0.5 {100 * result['test_map_50']:.2f}% "
+            f"on {result['test_samples']:,} Fashion-MNIST scenes"
+        )
+        return
     datamodule = None
     if args.data:
         from zoo.data.folders import ImageFolderDataModule
