@@ -119,12 +119,18 @@ def layer_table(net: nn.Module, input_size: tuple[int, ...], batch_size: int = 1
 def count_flops(net: nn.Module, input_size: tuple[int, ...]) -> int:
     """FLOPs of one forward pass of one image (2 per multiply-add)."""
     was_training = net.training
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     net.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    # nn.TransformerEncoderLayer's fused inference kernel is invisible to the counter: count the plain ops
+    torch.backends.mha.set_fastpath_enabled(False)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    try:  # attention through the math kernel too: its matmuls are counted (the fused CPU kernel's are not)
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             net(torch.zeros(1, *input_size))
     finally:
         net.train(was_training)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return counter.get_total_flops()
 
 
