@@ -69,3 +69,17 @@ def test_stochastic_depth_drops_residual_branches_in_training_only(name: str) ->
     assert not torch.allclose(a, b) and torch.equal(c, d)
     plain = zoo.create(name)
     assert not [m for m in plain.net.modules() if type(m).__name__ == "DropPath"]  # rate 0: no timm module at all
+
+
+def test_compile_switch_compiles_for_fit_keeps_the_keys_and_times_the_first_step() -> None:
+    torch.manual_seed(0)
+    images, labels = _batch(64)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=32)
+    model = zoo.create("lenet5", compile=True)
+    keys = list(model.state_dict())
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(model, loader)
+    assert model.compile_seconds > 0 and list(model.state_dict()) == keys
+    assert getattr(model.net, "_compiled_call_impl", None) is not None

@@ -20,6 +20,7 @@ import hashlib
 import inspect
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,6 +61,8 @@ class ZooTask(L.LightningModule):
         restart_epochs, restart_mult: SGDR's first cycle length and its growth factor.
         min_lr: floor of ``cosine``/``sgdr``/``plateau``.
         channels_last: keep activations in NHWC memory format (faster convolutions on many CPUs/GPUs).
+        compile: ``torch.compile`` the network when ``fit`` starts (``nn.Module.compile``: same weights and
+            checkpoint keys); the first step, which compiles, is timed and logged.
         lr_scale, lr_reference_batch: ``linear`` or ``sqrt`` rescales ``lr`` to the run's global batch (per-device
             batch × processes × accumulation) from the ``lr_reference_batch`` it was tuned at; ``none`` keeps it.
         layer_decay: layer-wise learning-rate decay for fine-tuning: the head learns at ``lr``, each stage of
@@ -99,6 +102,7 @@ class ZooTask(L.LightningModule):
         plateau_patience: int = 3,
         min_lr: float = 0.0,
         channels_last: bool = False,
+        compile: bool = False,
         init: Init = "default",
         lr_scale: LrScale = "none",
         lr_reference_batch: int = 256,
@@ -385,6 +389,18 @@ class ZooTask(L.LightningModule):
                 f"{self.hparams.model_name} had its BatchNorm folded by fold_batchnorm() and is for inference only; "
                 "train the original model instead"
             )
+        if self.hparams.get("compile") and not getattr(self.net, "_compiled_call_impl", None):
+            self.net.compile()  # in place: the state dict keeps its keys
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.hparams.get("compile") and not hasattr(self, "compile_seconds"):
+            self._first_step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if hasattr(self, "_first_step_started"):
+            self.compile_seconds = time.perf_counter() - self._first_step_started
+            del self._first_step_started
+            log.info("torch.compile: the first training step (compiling the network) took %.1f s", self.compile_seconds)
 
     # ---- the backbone interface ------------------------------------------------------------------
     @property
