@@ -97,6 +97,7 @@ class RecordLR(L.Callback):
         ("lenet5", "step"),
         ("vit_lite", "exponential"),
         ("swin_lite", "sgdr"),
+        ("lenet5", "plateau"),
     ],
 )
 def test_layer_wise_rates_hold_under_every_scheduler(name: str, scheduler: str, photos: Path) -> None:
