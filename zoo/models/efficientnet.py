@@ -55,7 +55,6 @@ from functools import partial
 from typing import Any
 
 from torch import Tensor, nn
-from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.layers.backbone import Backbone, linear_or_identity
@@ -147,6 +146,10 @@ class MBConv(nn.Module):
         self, in_chans: int, out_chans: int, expand: int, kernel: int, stride: int, drop_path: float, norm: Any
     ) -> None:
         super().__init__()
+        # torchvision.ops imported here, not at the top: it pulls in torch._dynamo (~1 s), which
+        # `import zoo.models` (every zoo.load) should not pay for a LeNet
+        from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
+
         hidden = round_channels(in_chans * expand)
         layers: list[nn.Module] = []
         if hidden != in_chans:
@@ -200,6 +203,8 @@ class EfficientNet(Backbone):
         scaling: Scaling | None = None,
     ) -> None:
         super().__init__()
+        from torchvision.ops import Conv2dNormActivation
+
         norm = partial(nn.BatchNorm2d, eps=bn_eps)
         self.input_size = (in_chans, img_size, img_size)
         self.fixed_input_size = False
