@@ -127,7 +127,7 @@ def test_scenes_are_seeded_and_their_boxes_are_tight(fmnist_root) -> None:
     a.setup(), b.setup()
     assert torch.equal(a.datasets["train"].images, b.datasets["train"].images)
     for image, target in (a.datasets["train"][i] for i in range(20)):
-        assert 1 <= len(target["labels"]) <= 3 and target["boxes"].shape[1] == 4
+        assert 1 <= len(target["labels"]) <= 4 and target["boxes"].shape[1] == 4
         covered = torch.zeros(image.shape[1:], dtype=torch.bool)
         for x0, y0, x1, y1 in target["boxes"].long().tolist():
             covered[y0:y1, x0:x1] = True
@@ -146,7 +146,7 @@ def test_flips_mirror_the_boxes(fmnist_root) -> None:
     torch.manual_seed(0)
     seen = {data.datasets["train"][0][1]["boxes"][0, 0].item() for _ in range(20)}
     image, target = data.datasets["train"].images[0], data.datasets["train"].targets[0]
-    assert len(seen) == 2 and {target["boxes"][0, 0].item(), 56 - target["boxes"][0, 2].item()} == seen
+    assert len(seen) == 2 and {target["boxes"][0, 0].item(), 64 - target["boxes"][0, 2].item()} == seen
     del image
 
 
@@ -154,7 +154,7 @@ def test_coco_files_round_trip_and_bad_ones_are_named(tmp_path: Path, fmnist_roo
     scenes = FashionMNISTScenes(train_scenes=6, val_scenes=2, test_scenes=2, augment=False)
     scenes.setup()
     path = write_coco(scenes.datasets["train"], tmp_path / "coco", scenes.class_names)
-    data = CocoDetection(str(path), str(tmp_path / "coco"), size=56)
+    data = CocoDetection(str(path), str(tmp_path / "coco"), size=64)
     data.setup()
     assert data.class_names == scenes.class_names and data.num_classes == 10
     image, target = data.datasets["train"][0]
@@ -180,19 +180,19 @@ def test_a_short_fit_lowers_the_loss_then_saves_loads_and_draws(tmp_path: Path, 
     data.setup()
     images, targets = next(iter(data.train_dataloader()))
     model.train()
-    before = model.criterion(model(images.float() / 255), model._normalised(targets, (56, 56)))[0].item()
+    before = model.criterion(model(images.float() / 255), model._normalised(targets, (64, 64)))[0].item()
     trainer = L.Trainer(
         max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
     )
     trainer.fit(model, datamodule=data)
     model.train()
-    after = model.criterion(model(images.float() / 255), model._normalised(targets, (56, 56)))[0].item()
+    after = model.criterion(model(images.float() / 255), model._normalised(targets, (64, 64)))[0].item()
     assert after < before
     result = trainer.test(model, datamodule=data, verbose=False)[0]
     assert 0 <= result["test_map"] <= 1 and "test_map_50" in result
     folder = model.save_pretrained(tmp_path / "detr", name="detr_lite.test")
     again = zoo.load(str(folder))
-    x = torch.rand(1, 1, 56, 56)
+    x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         assert torch.equal(again(x)["pred_boxes"], model.eval()(x)["pred_boxes"])
     write_coco(data.datasets["test"], tmp_path / "scenes", data.class_names)
@@ -210,3 +210,14 @@ def test_a_short_fit_lowers_the_loss_then_saves_loads_and_draws(tmp_path: Path, 
     assert (tmp_path / "found.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit):  # a classifier is not a detector: one line
         main(["detect", "lenet5.fmnist", str(tmp_path / "scenes" / "00000.png")])
+
+
+def test_zoo_info_splits_detr_into_backbone_encoder_decoder_and_heads(capsys) -> None:
+    from zoo.cli import main
+
+    main(["info", "detr_lite"])
+    out = capsys.readouterr().out
+    for stage in ("backbone.stage3", "encoder", "decoder", "box_head", "head"):
+        assert f"│ {stage} " in out
+    # encoder: 8 heads × 256² per layer × 3; decoder: 8 × (10² self + 10·256 cross) × 3
+    assert f"{3 * 8 * 256**2 + 3 * 8 * (10 * 10 + 10 * 256):,} values per image" in out

@@ -147,9 +147,10 @@ class StageRow:
     output_shape: tuple[int, ...]  # one image's output, without the batch dimension
     params: int
     flops: int  # per image
-    tokens: int = 0  # tokens each attention sees (a window's for Swin), 0 for stages without attention
+    tokens: int = 0  # queries of the stage's first attention (a window's tokens for Swin), 0 without attention
     windows: int = 0  # attention groups per image (Swin's windows; 1 for a ViT)
     heads: int = 0
+    attention_total: int = 0  # attention weights of all the stage's attention layers, per image
 
     @property
     def attention_values(self) -> int:
@@ -163,32 +164,46 @@ def stage_table(net: nn.Module, input_size: tuple[int, ...]) -> list[StageRow]:
 
     rows: list[StageRow] = []
     hooks = []
-    seen: dict[int, tuple[int, int, int]] = {}  # id(Attention) → (tokens, windows, heads)
+    seen: dict[int, tuple[int, int, int, int]] = {}  # id(attention) → (queries, windows, heads, weights)
 
-    def attention_hook(module: nn.Module, args: tuple) -> None:
-        batch_windows, tokens, _ = args[0].shape
-        seen[id(module)] = (tokens, batch_windows, module.num_heads)
+    def attention_hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        query = args[0] if args else kwargs["query"]
+        batch_windows, tokens = query.shape[:2]
+        keys = tokens
+        if isinstance(module, nn.MultiheadAttention):  # (N, queries, D) against (N, keys, D): Lq × Lk weights
+            keys = (args[1] if len(args) > 1 else kwargs["key"]).shape[1]
+        seen[id(module)] = (tokens, batch_windows, module.num_heads, batch_windows * module.num_heads * tokens * keys)
 
     attention_layers = [module for module in net.modules() if isinstance(module, Attention)]
+    for module in net.modules():
+        if isinstance(module, (Attention, nn.MultiheadAttention)):
+            hooks.append(module.register_forward_pre_hook(attention_hook, with_kwargs=True))
     for module in attention_layers:
-        hooks.append(module.register_forward_pre_hook(attention_hook))
         module.keep_attention = True  # the term-by-term product, whose matmuls the FLOP counter sees
     groups = net.stages()
-    counters: dict[str, FlopCounterMode] = {}
+    flops: dict[str, int] = {}
     outputs: dict[str, tuple[int, ...]] = {}
+    # Every module of a stage's subtree is hooked; a counter runs from the outermost call into the
+    # stage to its return (a stage's modules may be called in pieces: DETR's decoder layers one by one).
     for name, modules in groups:
-        first, last = modules[0], modules[-1]
+        state = {"depth": 0, "counter": None}
 
-        def before(_m, _a, name=name):
-            counters[name] = FlopCounterMode(display=False)
-            counters[name].__enter__()
+        def before(_m, _a, state=state):
+            if state["depth"] == 0:
+                state["counter"] = FlopCounterMode(display=False)
+                state["counter"].__enter__()
+            state["depth"] += 1
 
-        def after(_m, _a, out, name=name):
-            counters[name].__exit__(None, None, None)
-            outputs[name] = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
+        def after(_m, _a, out, name=name, state=state):
+            state["depth"] -= 1
+            if state["depth"] == 0:
+                state["counter"].__exit__(None, None, None)
+                flops[name] = flops.get(name, 0) + state["counter"].get_total_flops()
+                outputs[name] = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
 
-        hooks.append(first.register_forward_pre_hook(before))
-        hooks.append(last.register_forward_hook(after, always_call=True))
+        for module in {id(m): m for top in modules for m in top.modules()}.values():
+            hooks.append(module.register_forward_pre_hook(before))
+            hooks.append(module.register_forward_hook(after, always_call=True))
     try:
         count_flops(net, input_size)
     finally:
@@ -197,17 +212,23 @@ def stage_table(net: nn.Module, input_size: tuple[int, ...]) -> list[StageRow]:
         for module in attention_layers:
             module.keep_attention, module.attention = False, None
     for name, modules in groups:
-        attentions = [m for module in modules for m in module.modules() if isinstance(m, Attention) and id(m) in seen]
-        tokens, windows, heads = seen[id(attentions[0])] if attentions else (0, 0, 0)
+        attentions = [
+            m
+            for module in modules
+            for m in module.modules()
+            if isinstance(m, (Attention, nn.MultiheadAttention)) and id(m) in seen
+        ]
+        tokens, windows, heads, _ = seen[id(attentions[0])] if attentions else (0, 0, 0, 0)
         rows.append(
             StageRow(
                 name,
                 outputs.get(name, ()),
                 sum(p.numel() for module in modules for p in module.parameters()),
-                counters[name].get_total_flops() if name in counters else 0,
+                flops.get(name, 0),
                 tokens,
                 windows,
                 heads,
+                sum(seen[id(m)][3] for m in attentions),
             )
         )
     return rows

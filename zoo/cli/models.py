@@ -115,6 +115,7 @@ def _human_bytes(n: float) -> str:
 
 def _print_stages(console: Any, net: Any, input_size: tuple[int, ...], batch_size: int) -> None:
     """The transformer view of ``zoo info``: tokens, parameters, FLOPs and attention size per stage/block."""
+    import torch
     from rich.table import Table
 
     from zoo.inspect import stage_table
@@ -135,22 +136,16 @@ def _print_stages(console: Any, net: Any, input_size: tuple[int, ...], batch_siz
             f"{row.attention_values:,}" if row.tokens else "",
         )
     console.print(out)
-    blocks = len(net.attention_blocks())
-    per_image = sum(r.attention_values * _blocks_in(net, r.name) for r in rows if r.tokens)
+    from zoo.layers.transformer import Attention
+
+    blocks = sum(isinstance(m, (Attention, torch.nn.MultiheadAttention)) for m in net.modules())
+    per_image = sum(r.attention_total for r in rows)
     console.print(
         f"attention matrices (softmax(QKᵀ/√d), windows × heads × tokens², kept for backward) over {blocks} blocks: "
         f"{per_image:,} values per image = {_human_bytes(per_image * 4)} fp32, {_human_bytes(per_image * 4 * batch_size)} "
         f"at batch {batch_size}; they grow with the square of the tokens per attention (a ViT at twice the image side: "
         "16×), with the number of windows for Swin (4×)"
     )
-
-
-def _blocks_in(net: Any, stage: str) -> int:
-    """Attention blocks inside the stage group ``stage`` of ``net.stages()``."""
-    from zoo.layers.transformer import Attention
-
-    modules = dict(net.stages())[stage]
-    return sum(isinstance(m, Attention) for module in modules for m in module.modules())
 
 
 def cmd_info(argv: list[str]) -> None:
@@ -216,7 +211,7 @@ def cmd_info(argv: list[str]) -> None:
         f"{_human_bytes(memory['train_sgd_momentum'])}, with Adam ≈ {_human_bytes(memory['train_adam'])}"
     )
     console.print("by output size (share of activations / of parameters): " + where_memory_and_parameters_are(table))
-    if hasattr(net, "attention_blocks"):
+    if any(type(m).__name__ in ("Attention", "MultiheadAttention") for m in net.modules()):
         _print_stages(console, net, input_size, args.batch_size)
     for key, value in getattr(net, "metadata", {}).items():  # family-specific facts, e.g. EfficientNet's scaling
         console.print(f"{key}: {value}")

@@ -7,7 +7,7 @@ output gives a class (one of the classes or "no object") and a box (centre x, ce
 height, normalised to [0, 1] by a sigmoid). No anchors, no non-maximum suppression: training matches
 predictions to ground-truth objects one-to-one (the Hungarian algorithm, :mod:`zoo.tasks.matcher`).
 
-``detr_lite``: a CIFAR ResNet-20 backbone (stride 4: a 56×56 scene gives 14×14 = 196 tokens; the
+``detr_lite``: a CIFAR ResNet-20 backbone (stride 4: a 64×64 scene gives 16×16 = 256 tokens; the
 detection task starts it from ``resnet20.fmnist``), ``dim`` 128, 3 encoder and 3 decoder layers of 8
 heads (``torch.nn.TransformerEncoderLayer``/``DecoderLayer``), 10 queries. The positional encoding is
 added to the encoder's input and to its output before the decoder reads it (the reference adds it in
@@ -143,8 +143,8 @@ _NAMES = dict(family="detr", weights=WEIGHTS, paper=PAPER, task="detection")
 
 
 @register_model(
-    input_size=(1, 56, 56), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, num_params=1_704_895, **_NAMES
+    input_size=(1, 64, 64), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, num_params=1_704_895, **_NAMES
 )
 def detr_lite(**kwargs) -> DETR:
-    """DETR for 56×56 Fashion-MNIST scenes: ResNet-20 backbone, dim 128, 3+3 layers, 10 queries."""
+    """DETR for 64×64 Fashion-MNIST scenes: ResNet-20 backbone, dim 128, 3+3 layers, 10 queries."""
     return DETR(**kwargs)
