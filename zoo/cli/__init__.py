@@ -59,7 +59,7 @@ Models and weights:
   classify   classify image files (zoo classify lenet5.fmnist samples/*.png)
   evaluate   re-measure shipped weights on the Fashion-MNIST test set
   export     ONNX / torch.export file of weights (zoo export resnet20.fmnist -o resnet20.onnx)
-  detect     boxes of a detector, drawn into a PNG (zoo detect detr_lite.fmnist_scenes scenes/*.png -o found.png)
+  detect     boxes of a detector, drawn into a PNG (zoo detect MODEL scenes/*.png -o found.png)
   attention  where a ViT/Swin looks, as a PNG (zoo attention MODEL samples/*.png -o att.png)
   pull       download weights for offline use (zoo pull resnet18.tv_in1k hf-hub:org/name)
   push       upload a weight folder to the Hugging Face Hub (zoo push model_cards/lenet5.fmnist --repo org/name)
