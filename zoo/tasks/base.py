@@ -16,10 +16,8 @@ gets, for free:
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,15 +27,17 @@ import torch
 from torch import Tensor, nn
 
 from zoo import pretrained
-from zoo.errors import InputShapeError, InputValueError, InvalidValueError, ZooError
+from zoo.errors import InvalidValueError, ZooError
 from zoo.registry import build_net, check_kwargs, get_entry
 from zoo.tasks import optim
+from zoo.tasks.inputs import InputChecks, check_choices, check_numbers
 from zoo.tasks.optim import Init, LrScale, Optimizer, Scheduler
+from zoo.tasks.publishing import Publishing
 
 log = logging.getLogger("zoo")
 
 
-class ZooTask(L.LightningModule):
+class ZooTask(InputChecks, Publishing, L.LightningModule):
     """Base of the zoo's LightningModules (see the module doc). Subclasses set ``task`` and ``config_task``.
 
     Args:
@@ -111,13 +111,13 @@ class ZooTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # the subclass's own arguments too (Lightning collects the whole __init__ chain)
-        _check_choices(
+        check_choices(
             optimizer=(optimizer, Optimizer),
             scheduler=(scheduler, Scheduler),
             init=(init, Init),
             lr_scale=(lr_scale, LrScale),
         )
-        _check_numbers(
+        check_numbers(
             num_classes=(num_classes, int, 0, None, "0 gives an embedding model"),
             in_chans=(in_chans, int, 1, None, "1 for grey images, 3 for RGB"),
             lr=(lr, float, 0, None, "e.g. 0.1 for SGD, 1e-3 for Adam"),
@@ -278,66 +278,6 @@ class ZooTask(L.LightningModule):
         file, arch = overrides.pop("file", None), overrides.pop("arch", None)
         return cls.from_record(pretrained.resolve(text, file=file, arch=arch, hub_options=options), **overrides)
 
-    # ---- inference -------------------------------------------------------------------------------
-    def check_input(self, x: Tensor) -> None:
-        channels, height, width = self.input_size
-        name = self.weights_name or self.hparams.model_name
-        if not isinstance(x, Tensor):
-            raise InputShapeError(
-                f"{name} takes a torch.Tensor batch (N, C, H, W), got a {type(x).__name__}; "
-                "convert it with torch.as_tensor(...) (or model.transforms() for PIL images)"
-            )
-        if x.ndim != 4:
-            raise InputShapeError(
-                f"{name} takes a batch (N, C, H, W); got a tensor of shape {tuple(x.shape)} (add a batch dimension with x[None])"
-            )
-        if x.shape[1] != channels:
-            raise InputShapeError(
-                f"{name} takes {channels}-channel images, got {x.shape[1]} channels; convert the images "
-                f"or create the model with in_chans={x.shape[1]}"
-            )
-        if self.fixed_input_size and tuple(x.shape[2:]) != (height, width):
-            raise InputShapeError(
-                f"{name} takes {height}×{width} images, got {x.shape[2]}×{x.shape[3]}; resize the images to {height}×{width}"
-            )
-
-    def check_values(self, x: Tensor) -> None:
-        """At inference: pixels must be finite and in [0, 1] (floats) or 0-255 (integers), one line if not.
-
-        Training batches are not checked (the hot path; Lightning's ``detect_anomaly`` is the switch there).
-        """
-        name = self.weights_name or self.hparams.model_name
-        if x.dtype == torch.bool or x.is_complex():
-            raise InputValueError(f"{name} takes image pixels as floats in [0, 1] or integers 0-255, got {x.dtype}")
-        if not x.is_floating_point():
-            low, high = int(x.min()), int(x.max())
-            if low < 0 or high > 255:
-                raise InputValueError(
-                    f"{name} reads integer images as 0-255 pixels, got values from {low} to {high}; "
-                    "give uint8 images, or floats in [0, 1]"
-                )
-            return
-        if not torch.isfinite(x).all():
-            bad = int((~torch.isfinite(x)).sum())
-            raise InputValueError(f"{name} got {bad} NaN or infinite pixel values; check how the images were loaded")
-        low, high = float(x.min()), float(x.max())
-        if low < -1e-3 or high > 1 + 1e-3:
-            hint = "divide by 255" if high > 1.5 and low >= 0 else "do not normalise them: the model does it itself"
-            raise InputValueError(
-                f"{name} takes float pixels in [0, 1], got values from {low:.3g} to {high:.3g}; {hint}"
-            )
-
-    def preprocess(self, x: Tensor) -> Tensor:
-        """Integer pixels (uint8, int64...) → [0, 1] floats, then the normalisation the weights were trained with."""
-        if not x.is_floating_point():
-            x = x.float().div_(255)
-        elif x.dtype != self.mean.dtype:  # float64 from numpy, half from elsewhere: the model's own dtype
-            x = x.to(self.mean.dtype)
-        x = (x - self.mean) / self.std
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
     def forward(self, x: Tensor) -> Any:
         self.check_input(x)
         if not self.training and not torch.compiler.is_compiling():
@@ -465,127 +405,9 @@ class ZooTask(L.LightningModule):
             )
         return optim.configure(self, hp, steps)
 
-    # ---- weights ---------------------------------------------------------------------------------
-    def model_config(self, name: str) -> dict[str, Any]:
-        """``config.json``: enough to rebuild this task from the registry alone."""
-        hp = self.hparams
-        return {
-            "name": name,
-            "architecture": hp.model_name,
-            "library_name": "zoo",
-            "task": self.config_task,
-            "num_classes": hp.num_classes,
-            "in_chans": self.input_size[0],
-            "input_size": list(self.input_size),
-            "mean": self.mean.flatten().tolist(),
-            "std": self.std.flatten().tolist(),
-            "class_names": list(self.class_names),
-            "model_kwargs": dict(hp.model_kwargs or {}),
-            **({"preprocessing": dict(self.preprocessing)} if self.preprocessing else {}),
-        }
-
-    def save_pretrained(
-        self,
-        save_directory: str | Path,
-        *,
-        name: str | None = None,
-        metrics: dict[str, Any] | None = None,
-        overwrite: bool = False,
-    ) -> Path:
-        """Write ``model.safetensors`` + ``config.json`` + ``metrics.json`` + ``README.md`` (the card).
-
-        ``metrics``: numbers just measured for these weights (a training run's). Without them, the numbers
-        measured for the loaded weights travel with them only while the weights are unchanged (same
-        sha256); after fine-tuning, only what still holds (dataset, license...) is kept.
-
-        An existing weight folder is replaced whole; a folder holding other files, or a file, is refused
-        before anything is written (``overwrite=True`` adds the weight files beside the others).
-        """
-
-        from zoo.cards import check_target, write_folder
-        from zoo.inspect import count_flops
-
-        check_target(Path(save_directory).expanduser(), overwrite=overwrite)  # before any work
-        name = name or self.weights_name or self.hparams.model_name
-        state = self._weights_state()
-        if metrics is None:
-            metrics = dict(self.card_metrics or {})
-            if metrics.get("sha256") != self.weights_sha256():
-                metrics = {k: metrics[k] for k in pretrained.DESCRIPTIVE_METRICS if k in metrics}
-        metrics = {"name": name, **{k: v for k, v in metrics.items() if k != "name"}}
-        metrics["params"] = sum(p.numel() for p in self.net.parameters())
-        metrics["flops"] = count_flops(self.net, self.input_size)
-        return write_folder(
-            Path(save_directory).expanduser(), state, self.model_config(name), metrics, overwrite=overwrite
-        )
-
-    def _weights_state(self) -> dict[str, Tensor]:
-        return {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-
-    def weights_sha256(self) -> str:
-        """The sha256 of ``model.safetensors`` as :meth:`save_pretrained` would write it now."""
-        from safetensors.torch import save
-
-        return hashlib.sha256(save(self._weights_state(), metadata={"format": "pt"})).hexdigest()
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        branch: str | None = None,
-        create_pr: bool = False,
-        private: bool | None = None,
-        token: str | None = None,
-        commit_message: str | None = None,
-        revision: str | None = None,
-    ) -> str:
-        """:meth:`save_pretrained` into a temporary folder, then push it; returns the commit URL.
-
-        ``huggingface_hub``'s names: ``branch`` (created from ``main`` if needed; ``revision`` is the same),
-        ``create_pr`` (open a pull request instead of committing), ``private``, ``token``, ``commit_message``.
-        """
-        with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
-            folder = self.save_pretrained(Path(tmp) / "model")
-            return pretrained.push(
-                folder,
-                repo_id,
-                private=private,
-                revision=branch or revision,
-                commit_message=commit_message,
-                token=token,
-                create_pr=create_pr,
-            )
-
 
 def hub_repo_like(text: str) -> bool:
     """``org/name`` or ``org/name@revision``: how the Hub names a repo."""
     from zoo.hub import REPO_ID
 
     return bool(REPO_ID.fullmatch(text.partition("@")[0]))
-
-
-def _check_numbers(**values: tuple[Any, type, float | None, float | None, str]) -> None:
-    """One-line errors for options that must be numbers in a range (``lr="fast"``, ``num_classes=-1``)."""
-    for option, (value, kind, low, high, example) in values.items():
-        if value is None and option == "in_chans":
-            continue
-        whole = kind is int
-        ok_type = isinstance(value, int) if whole else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type:
-            what = "a whole number" if whole else "a number"
-            raise InvalidValueError(f"{option} must be {what}, got {value!r} ({example})")
-        if (low is not None and value < low) or (high is not None and value >= high):
-            bounds = ("a whole number " if whole else "") + (f"≥ {low}" if high is None else f"in [{low}, {high})")
-            raise InvalidValueError(f"{option} must be {bounds}, got {value!r} ({example})")
-
-
-def _check_choices(**values: tuple[Any, Any]) -> None:
-    """A one-line error for an option value outside its ``Literal`` choices (``optimizer="sgdd"``)."""
-    import difflib
-
-    for option, (value, choices) in values.items():
-        allowed = choices.__args__
-        if value not in allowed:
-            close = difflib.get_close_matches(str(value), allowed, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise InvalidValueError(f"unknown {option} {value!r}; {hint}choose one of {', '.join(allowed)}")
