@@ -338,3 +338,37 @@ def test_the_head_is_new_for_new_classes_even_when_as_many(photos: Path) -> None
     kept = zoo.finetune("lenet5_relu.fmnist_0to4", photos, max_epochs=0)
     assert not torch.equal(kept.net.get_classifier().weight, source.net.get_classifier().weight)
     assert torch.equal(kept.net.features.c1.weight, source.net.features.c1.weight)
+
+
+def test_review_fixes_val_fraction_zero_integer_csv_labels_and_uncached_unreadable(
+    tmp_path: Path, photos: Path
+) -> None:
+    everything = ImageFolderDataModule(photos, input_size=(1, 28, 28), val_fraction=0.0)
+    assert len(everything.splits["train"]) == 60 and everything.splits["val"] == []
+    (photos.parent / "ints_named.csv").write_text(
+        "path,label\n" + "".join(f"photos/{n}/002.png,{i}\n" for i, n in enumerate(sorted(NAMES)))
+    )
+    data = ImageFolderDataModule(
+        photos.parent / "ints_named.csv", classes=sorted(NAMES), input_size=(1, 28, 28), val_fraction=0.0
+    )
+    assert [y for _, y in data.splits["train"]] == [0, 1, 2, 3, 4]
+    root = _write_folder(tmp_path / "photos", per_class=3)
+    (root / "bag" / "broken.png").write_bytes(b"not a png")
+    uncached = ImageFolderDataModule(root, input_size=(1, 28, 28), cache=False, num_workers=0)
+    with pytest.warns(UserWarning, match=r"broken\.png"):
+        uncached.setup("fit")
+    assert sum(len(d) for d in uncached.datasets.values()) == 15
+
+
+def test_finetune_leaves_a_given_model_and_its_source_alone(photos: Path) -> None:
+    base = zoo.load("lenet5_relu.fmnist")
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    tuned = zoo.finetune(base, photos, max_epochs=1, batch_size=16)
+    assert tuned is not base and base.hparams.num_classes == 10
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+    from zoo.tasks.classification import ImageClassifier
+
+    started = ImageClassifier("lenet5_relu", num_classes=5, pretrained="lenet5_relu.fmnist", class_names=NAMES)
+    assert (
+        started.hparams.pretrained is None and started.weights_source == "lenet5_relu.fmnist"
+    )  # a resume needs no source

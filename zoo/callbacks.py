@@ -232,3 +232,19 @@ class TestReport(Callback):
             self.paths.append(plots.save(figure, folder / "misclassified.png"))
         for path in self.paths:
             log.info("wrote %s", path)
+
+
+def use_best_weights(trainer: Any, model: Any, best: str | None) -> None:
+    """Put the best checkpoint's weights into ``model`` and stop weight averaging, before the card's test.
+
+    With Lightning's ``WeightAveraging``/``EMAWeightAveraging`` a checkpoint's ``state_dict`` holds the
+    averaged weights (the ones validated and monitored), but ``trainer.test(ckpt_path=...)`` would reload
+    the raw ones through the callback, and a later ``validate`` would swap in the last average. So the
+    averaged state is loaded here and the callbacks leave the trainer: test and card see the same weights.
+    """
+    import torch
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+    if best:  # the run's own checkpoint, written by this process
+        model.load_state_dict(torch.load(best, map_location=model.device, weights_only=False)["state_dict"])

@@ -35,11 +35,24 @@ import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 
+from zoo.callbacks import use_best_weights
 from zoo.errors import InvalidValueError, UnknownArgumentError, ZooError
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("linear_probe", "full", "freeze_unfreeze", "gradual", "layer_decay")
 DEFAULT_LR = {"linear_probe": 1e-2, "freeze_unfreeze": 1e-2, "full": 1e-3, "gradual": 1e-3, "layer_decay": 1e-3}
+
+
+def strategy_options(strategy: str) -> dict[str, Any]:
+    """The task options a strategy fine-tunes with by default (AdamW, cosine; ``zoo finetune`` uses them too)."""
+    return {
+        "optimizer": "adamw",
+        "lr": DEFAULT_LR[strategy],
+        "scheduler": "cosine",
+        "weight_decay": 0.01,
+        **({"layer_decay": 0.7} if strategy == "layer_decay" else {}),
+        **({"backbone_lr_factor": 0.1} if strategy == "freeze_unfreeze" else {}),
+    }
 
 
 class Finetuning(BaseFinetuning):
@@ -164,20 +177,14 @@ def finetune(
         raise InvalidValueError(
             f"num_classes={classes} but the data has {len(names)} classes ({', '.join(names[:5])}...)"
         )
-    task_options = {
-        "optimizer": "adamw",
-        "lr": DEFAULT_LR[strategy],
-        "scheduler": "cosine",
-        "weight_decay": 0.01,
-        **({"layer_decay": 0.7} if strategy == "layer_decay" else {}),
-        **({"backbone_lr_factor": 0.1} if strategy == "freeze_unfreeze" else {}),
-        **options,
-    }
+    task_options = {**strategy_options(strategy), **options}
     base = source if isinstance(source, ZooTask) else None
     base_name = (base.weights_name if base is not None else None) or str(source)
     L.seed_everything(seed, verbose=False)
     if base is not None:
-        model = base
+        import copy
+
+        model = copy.deepcopy(base)  # the caller's model stays as it was
         for key, value in task_options.items():
             if key not in model.hparams:
                 raise UnknownArgumentError(f"finetune takes no option {key!r} for a loaded model")
@@ -212,8 +219,7 @@ def finetune(
         run.fit(model, datamodule=datamodule)
         wall = time.perf_counter() - started
         best = checkpoint.best_model_path
-        if best:  # the best validation weights, not the last
-            model.load_state_dict(torch.load(best, map_location=model.device, weights_only=False)["state_dict"])
+        use_best_weights(run, model, best)  # the best validation weights, not the last (nor an average swapped in)
     model.card_metrics = finetuned_metrics(run, model, datamodule, base_name, strategy, best, wall)
     model.card_metrics["sha256"] = model.weights_sha256()  # these numbers belong to exactly these weights
     BaseFinetuning.make_trainable(model.net)  # handed back whole: nothing left frozen (validate froze it again)

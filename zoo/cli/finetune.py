@@ -30,14 +30,6 @@ Every zoo fit option works too: --trainer.max_epochs 10, --model.lr 3e-4, --mode
 --data.batch_size 64, --data.val_fraction 0.1, --config recipe.yaml ... (zoo fit --help lists them).
 """
 
-DEFAULTS = {  # per strategy: the learning rate and decay of a fine-tuning run (AdamW, cosine)
-    "linear_probe": {"lr": "0.01"},
-    "freeze_unfreeze": {"lr": "0.01", "backbone_lr_factor": "0.1"},
-    "full": {"lr": "0.001"},
-    "gradual": {"lr": "0.001"},
-    "layer_decay": {"lr": "0.001", "layer_decay": "0.7"},
-}
-
 
 def _take(argv: list[str], *names: str, flag: bool = False) -> Any:
     """Remove ``--name VALUE`` (or ``--name=VALUE``; a bare flag) from ``argv``; its value, or None."""
@@ -69,7 +61,7 @@ def cmd_finetune(argv: list[str]) -> None:
     output = _take(argv, "-o", "--output")
     overwrite = bool(_take(argv, "--overwrite", flag=True))
     strategy = _take(argv, "--strategy") or "full"
-    from zoo.finetuning import Finetuning
+    from zoo.finetuning import Finetuning, strategy_options
 
     Finetuning(strategy)  # a one-line error for an unknown strategy, before any loading
     unfreeze, per_stage = _take(argv, "--unfreeze_epoch"), _take(argv, "--epochs_per_stage")
@@ -86,18 +78,16 @@ def cmd_finetune(argv: list[str]) -> None:
         "--model=zoo.tasks.classification.ImageClassifier",
         f"--model.model_name={record.arch}",
         f"--model.pretrained={source}",
-        "--model.optimizer=adamw",
-        "--model.scheduler=cosine",
-        "--model.weight_decay=0.01",
-        *(f"--model.{key}={value}" for key, value in DEFAULTS[strategy].items()),
+        *(f"--model.{key}={value}" for key, value in strategy_options(strategy).items()),
         "--data=zoo.data.folders.ImageFolderDataModule",
         f"--data.path={data}",
         "--trainer.max_epochs=10",
+        *argv,  # the user's own flags (and --config) after the defaults, so they win
+        # the strategy after them: a recipe's own trainer.callbacks list must not replace it
         "--trainer.callbacks+=zoo.finetuning.Finetuning",
         f"--trainer.callbacks.strategy={strategy}",
         *([f"--trainer.callbacks.unfreeze_epoch={unfreeze}"] if unfreeze else []),
         *([f"--trainer.callbacks.epochs_per_stage={per_stage}"] if per_stage else []),
-        *argv,  # the user's own flags come last, so they win
     ]
     from zoo.cli.recipe import run_lightning
 
@@ -110,7 +100,7 @@ def export_finetuned(cli: Any, folder: Path, source: str, strategy: str, overwri
     """The best validation weights of a ``zoo finetune`` run, validated again, as a weight folder."""
     from lightning.pytorch.callbacks import BaseFinetuning, Timer
 
-    from zoo.cli.recipe import use_best_weights
+    from zoo.callbacks import use_best_weights
     from zoo.finetuning import finetuned_metrics
 
     trainer, model, data = cli.trainer, cli.model, cli.datamodule

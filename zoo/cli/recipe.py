@@ -265,6 +265,8 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
     if arch != model.hparams.model_name or tag is None:
         raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
+    from zoo.callbacks import use_best_weights
+
     use_best_weights(trainer, model, best)
     test = trainer.test(model, datamodule=data, verbose=False)[0]
     val = trainer.validate(model, datamodule=data, verbose=False)[0]
@@ -300,22 +302,6 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
     headline = "test_acc" if "test_acc" in metrics else "test_map"
     log.info("wrote %s (%s %.2f%%)", folder, headline, 100 * metrics[headline])
     return folder
-
-
-def use_best_weights(trainer: Any, model: Any, best: str | None) -> None:
-    """Put the best checkpoint's weights into ``model`` and stop weight averaging, before the card's test.
-
-    With Lightning's ``WeightAveraging``/``EMAWeightAveraging`` a checkpoint's ``state_dict`` holds the
-    averaged weights (the ones validated and monitored), but ``trainer.test(ckpt_path=...)`` would reload
-    the raw ones through the callback, and a later ``validate`` would swap in the last average. So the
-    averaged state is loaded here and the callbacks leave the trainer: test and card see the same weights.
-    """
-    import torch
-    from lightning.pytorch.callbacks import WeightAveraging
-
-    trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
-    if best:  # the run's own checkpoint, written by this process
-        model.load_state_dict(torch.load(best, map_location=model.device, weights_only=False)["state_dict"])
 
 
 def run_lightning(argv: list[str]):

@@ -85,6 +85,7 @@ def scan_csv(path: Path, classes: Sequence[str] | None = None) -> tuple[list[tup
         else:
             classes = sorted(set(labels))
     index = {name: i for i, name in enumerate(classes)}
+    index.update({str(i): i for i in range(len(classes)) if str(i) not in index})  # integer labels 0..K-1 too
     items = []
     for line, file, label in rows:
         if label not in index:
@@ -98,6 +99,8 @@ def scan_csv(path: Path, classes: Sequence[str] | None = None) -> tuple[list[tup
 
 def split_per_class(items: list[tuple[Path, int]], fraction: float, seed: int) -> tuple[list, list]:
     """A seeded split holding out ``fraction`` of each class (at least one image of a class of ≥ 2)."""
+    if fraction <= 0:
+        return list(items), []
     generator = torch.Generator().manual_seed(seed)
     train, val = [], []
     for label in sorted({y for _, y in items}):
@@ -298,12 +301,14 @@ class ImageFolderDataModule(L.LightningDataModule):
             self.hparams.cache if self.hparams.cache is not None else total * size[0] * size[1] * size[2] <= CACHE_BYTES
         )
         for split, items in self.splits.items():
+            if not items:  # val_fraction=0: no validation split
+                continue
             augment = self._augment(size) if split == "train" else None
             if cache:
                 images, labels = self._decode(items)
                 self.datasets[split] = TensorImageDataset(images, labels, augment)
-            else:
-                self.datasets[split] = FileImageDataset(items, self.prepare, augment)
+            else:  # decoded every epoch: the unreadable files are found and left out now
+                self.datasets[split] = FileImageDataset(self._readable(items), self.prepare, augment)
 
     def _input_size(self) -> tuple[int, int, int]:
         if self.hparams.input_size is not None:
@@ -349,14 +354,34 @@ class ImageFolderDataModule(L.LightningDataModule):
                 else:
                     images.append(image)
                     labels.append(items[index][1])
-        if bad:
-            shown = ", ".join(str(p) for p in bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
-            if self.hparams.strict:
-                raise ZooError(f"{len(bad)} image(s) could not be read: {shown}; fix or remove them (or strict=False)")
-            warnings.warn(f"skipped {len(bad)} unreadable image(s): {shown}", stacklevel=2)
+        self._unreadable(bad)
         if not images:
             raise ZooError("none of the images could be read; check the files")
         return torch.stack(images), torch.tensor(labels)
+
+    def _unreadable(self, bad: list[Path]) -> None:
+        """Name the unreadable files: a warning (they are left out), or the error of ``strict=True``."""
+        if not bad:
+            return
+        shown = ", ".join(str(p) for p in bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+        if self.hparams.strict:
+            raise ZooError(f"{len(bad)} image(s) could not be read: {shown}; fix or remove them (or strict=False)")
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {shown}", stacklevel=3)
+
+    def _readable(self, items: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+        """The items whose file PIL can open and verify (without decoding it)."""
+        from PIL import Image
+
+        good, bad = [], []
+        for item in items:
+            try:
+                with Image.open(item[0]) as image:
+                    image.verify()
+                good.append(item)
+            except (OSError, ValueError, SyntaxError):
+                bad.append(item[0])
+        self._unreadable(bad)
+        return good
 
     def _workers(self) -> int:
         if self.hparams.num_workers is not None:
@@ -378,11 +403,12 @@ class ImageFolderDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val", shuffle=False) if "val" in self.datasets else []
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test" if "test" in self.datasets else "val", shuffle=False)
+    def test_dataloader(self) -> DataLoader | list:
+        split = next((s for s in ("test", "val") if s in self.datasets), None)
+        return self._loader(split, shuffle=False) if split else []
 
 
 def _as_uint8(images: Tensor) -> Tensor:

@@ -147,6 +147,9 @@ class ZooTask(InputChecks, Publishing, L.LightningModule):
                 )
             mean = record.task_args.get("mean") if mean is None else mean
             std = record.task_args.get("std") if std is None else std
+            # built as the weights were (a ViT's img_size, a hybrid's stem...), unless told otherwise
+            model_kwargs = record.task_args.get("model_kwargs") if model_kwargs is None else model_kwargs
+            in_chans = record.task_args.get("in_chans") if in_chans is None else in_chans
         in_chans = entry.input_size[0] if in_chans is None else in_chans
         self.net = build_net(model_name, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
         if init != "default":
@@ -176,6 +179,10 @@ class ZooTask(InputChecks, Publishing, L.LightningModule):
             if class_names and source_names and list(class_names) != list(source_names):
                 self.net.reset_classifier(num_classes)  # other classes, even as many: a fresh head
             self.weights_source, self.preprocessing = pretrained, dict(record.preprocessing)
+            # loaded once: a checkpoint of this run holds the weights, so reloading it (resume, load_from_checkpoint)
+            # must not need the source again; where they came from stays in weights_source and the card
+            self.hparams["pretrained"] = None
+            self.hparams["model_kwargs"] = model_kwargs
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
 

@@ -80,6 +80,7 @@ class ImageClassifier(ZooTask):
         metrics change together, so that ``save_pretrained`` writes the new config (0: embeddings)."""
         super().reset_classifier(num_classes, class_names)
         self._make_metrics(num_classes)
+        self._mixing = None  # MixUp/CutMix make soft labels of the new size
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

@@ -40,20 +40,25 @@ class HungarianMatcher(torch.nn.Module):
         from scipy.optimize import linear_sum_assignment
         from torchvision.ops import generalized_box_iou
 
-        probs = outputs["pred_logits"].softmax(-1)  # (N, Q, classes + 1)
-        boxes = outputs["pred_boxes"]
+        n, queries = outputs["pred_logits"].shape[:2]
+        probs = outputs["pred_logits"].flatten(0, 1).softmax(-1)  # (N·Q, classes + 1)
+        boxes = outputs["pred_boxes"].flatten(0, 1)
+        labels = torch.cat([t["labels"] for t in targets]).to(probs.device)
+        wanted = torch.cat([t["boxes"] for t in targets]).to(boxes.device)
+        sizes = [len(t["labels"]) for t in targets]
+        if not sum(sizes):
+            empty = torch.zeros(0, dtype=torch.long)
+            return [(empty, empty) for _ in targets]
+        # one cost matrix for the whole batch (every query against every object), one copy to the CPU,
+        # then each image's block is assigned on its own
+        cost = (
+            -self.cost_class * probs[:, labels]
+            + self.cost_bbox * torch.cdist(boxes, wanted, p=1)
+            - self.cost_giou * generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(wanted))
+        )
+        blocks = cost.view(n, queries, -1).float().cpu().split(sizes, dim=-1)
         matches = []
-        for image, target in enumerate(targets):
-            if len(target["labels"]) == 0:
-                empty = torch.zeros(0, dtype=torch.long)
-                matches.append((empty, empty))
-                continue
-            cost = (
-                -self.cost_class * probs[image][:, target["labels"]]
-                + self.cost_bbox * torch.cdist(boxes[image], target["boxes"], p=1)
-                - self.cost_giou
-                * generalized_box_iou(box_cxcywh_to_xyxy(boxes[image]), box_cxcywh_to_xyxy(target["boxes"]))
-            )
-            rows, cols = linear_sum_assignment(cost.cpu().numpy())
+        for image, block in enumerate(blocks):
+            rows, cols = linear_sum_assignment(block[image].numpy()) if sizes[image] else ([], [])
             matches.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
         return matches
