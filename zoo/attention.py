@@ -8,7 +8,9 @@
 * Swin — the attention of one block, inside each of its windows: how much attention each token
   receives from the tokens of its window (averaged over queries and heads), laid back on the image;
   a shifted block's windows are rolled back to where they sit in the image. The picture draws the
-  window borders, since each window is a separate attention.
+  window borders, since each window is a separate attention. By default the block shown is the first
+  whose single window covers the whole image (a late stage at small inputs): its map compares every
+  part of the image, where an early block's maps only compare the tokens of one window.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ def _attention_layers(model: Any) -> list[Any]:
 def attention_maps(model: Any, images: Tensor, block: int | None = None) -> tuple[Tensor, Tensor]:
     """``(maps (N, H, W) in [0, 1] at the image size, logits (N, classes))`` for float images in [0, 1].
 
-    ``block``: for Swin, the block whose windows are shown (index over all blocks; default the second,
-    the first with shifted windows); ViT's rollout always runs through every block.
+    ``block``: for Swin, the block whose windows are shown (index over all blocks; default the first
+    whose window covers the whole image); ViT's rollout always runs through every block.
     """
     layers = _attention_layers(model)
     net = getattr(model, "net", model)
@@ -56,7 +58,7 @@ def attention_maps(model: Any, images: Tensor, block: int | None = None) -> tupl
     if is_vit:
         maps = _rollout(weights, net, size)
     else:
-        index = swin_block_index(net, block)
+        index = swin_block_index(net, block, size)
         rows, cols, _ = swin_grid(net, index, size)
         maps = _window_map(weights[index], _swin_block(net, index), images.shape[0], (rows, cols))
     maps = F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
@@ -76,10 +78,20 @@ def _rollout(weights: Sequence[Tensor], net: Any, size: Sequence[int]) -> Tensor
     return rows[:, 1:].reshape(-1, size[0] // stride, size[1] // stride)
 
 
-def swin_block_index(net: Any, block: int | None) -> int:
-    """The block shown: ``block`` (negative counts from the end), by default the first shifted one."""
+def swin_block_index(net: Any, block: int | None, size: Sequence[int]) -> int:
+    """The block shown: ``block`` (negative counts from the end).
+
+    By default the first block whose one window covers the whole token grid of an image of ``size``
+    (its attention is global, so the map compares every part of the image), else the last block.
+    """
     count = len(net.attention_blocks())
-    return (1 if count > 1 else 0) if block is None else block % count
+    if block is not None:
+        return block % count
+    for index in range(count):
+        rows, cols, _ = swin_grid(net, index, size)
+        if _swin_block(net, index).window >= max(rows, cols):
+            return index
+    return count - 1
 
 
 def swin_windows(net: Any, index: int, size: Sequence[int]) -> dict[str, int]:
@@ -143,7 +155,7 @@ def save_attention(
     _attention_layers(model)  # a one-line error for a model without attention
     index, windows = None, None
     if not hasattr(net, "embed"):  # Swin: the block shown, and its window borders
-        index = swin_block_index(net, block)
+        index = swin_block_index(net, block, images.shape[-2:])
         windows = swin_windows(net, index, images.shape[-2:])
     maps, logits = attention_maps(model, images.to(model.device), block=block)
     probs = logits.softmax(dim=-1).cpu()

@@ -82,7 +82,11 @@ def cmd_attention(argv: list[str]) -> None:
     parser.add_argument("source", help="ViT/Swin weights: arch.tag, a weight folder or file, hf-hub:org/name")
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("-o", "--output", default="attention.png", help="PNG to write (default attention.png)")
-    parser.add_argument("--block", type=int, help="Swin: the block shown, counted over all blocks (default 1)")
+    parser.add_argument(
+        "--block",
+        type=int,
+        help="Swin: the block shown, counted over all blocks (default: the first whose window covers the whole image)",
+    )
     args = parser.parse_args(argv)
     from zoo.attention import save_attention
 
