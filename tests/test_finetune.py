@@ -169,6 +169,41 @@ def test_freeze_unfreeze_resumes_with_the_right_layers_frozen(photos: Path, tmp_
     assert stem == pytest.approx(0.1 * head)
 
 
+def test_batchnorm_modes_follow_the_frozen_stages_and_a_loaded_model_trains_in_train_mode(photos: Path) -> None:
+    """Frozen stages keep pretrained BN statistics (eval mode) through validation; unfrozen ones learn again."""
+    seen: list[tuple[int, bool, bool, bool]] = []
+
+    class Modes(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            stem, head = pl_module.net.bn1, pl_module.net.fc
+            seen.append((trainer.current_epoch, stem.training, head.training, pl_module.net.layer3[0].bn1.training))
+
+    model = zoo.load("resnet20.fmnist", num_classes=5)
+    assert not model.training  # zoo.load gives an inference model
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[Finetuning("freeze_unfreeze", unfreeze_epoch=1), Modes()],
+    )
+    trainer.fit(model, datamodule=ImageFolderDataModule(photos, batch_size=16))
+    assert {row[1:] for row in seen if row[0] == 0} == {(False, True, False)}  # frozen BN eval, head training
+    assert {row[1:] for row in seen if row[0] == 1} == {(True, True, True)}  # unfrozen: batch statistics again
+
+    plain = zoo.load("resnet20.fmnist", num_classes=5)
+    L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[Modes()],
+    ).fit(plain, datamodule=ImageFolderDataModule(photos, batch_size=16))
+    assert seen[-1][1:] == (True, True, True)
+
+
 # ---- your data -----------------------------------------------------------------------------------
 def test_folder_with_mixed_images_is_prepared_for_the_model(photos: Path) -> None:
     data = ImageFolderDataModule(photos, input_size=(1, 28, 28), batch_size=8, val_fraction=0.25)

@@ -109,22 +109,18 @@ class Finetuning(BaseFinetuning):
                 self.frozen += modules
             else:
                 self.make_trainable(modules)
+            # frozen BatchNorm normalises with its pretrained statistics (eval mode); a stage that starts
+            # learning gets batch statistics again. Lightning keeps these modes across validation.
+            for module in modules:
+                for layer in module.modules():
+                    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                        layer.train(name not in frozen and pl_module.training)
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         self._apply(pl_module, 0)
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         self._apply(pl_module, epoch)
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        # the Trainer puts the whole model in train mode each epoch (and after validating): frozen
-        # BatchNorm layers go back to eval, so they normalise with their pretrained statistics
-        for module in self.frozen:
-            for layer in module.modules():
-                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                    layer.eval()
 
 
 # ---- zoo.finetune ----------------------------------------------------------------------------------

@@ -336,6 +336,8 @@ class ZooTask(InputChecks, Publishing, L.LightningModule):
                 f"{self.hparams.model_name} had its BatchNorm folded by fold_batchnorm() and is for inference only; "
                 "train the original model instead"
             )
+        if not self.training:  # loaded for inference (zoo.load gives eval mode), now trained: dropout, BN batch stats
+            self.train()
         if self.hparams.get("compile") and not getattr(self.net, "_compiled_call_impl", None):
             self.net.compile()  # in place: the state dict keeps its keys
 
