@@ -28,7 +28,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -37,9 +37,11 @@ from torch import nn
 
 from zoo.callbacks import use_best_weights
 from zoo.errors import InvalidValueError, UnknownArgumentError, ZooError
+from zoo.tasks.inputs import check_choices, check_numbers
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("linear_probe", "full", "freeze_unfreeze", "gradual", "layer_decay")
+Strategy = Literal["linear_probe", "full", "freeze_unfreeze", "gradual", "layer_decay"]
+STRATEGIES: tuple[str, ...] = Strategy.__args__
 DEFAULT_LR = {"linear_probe": 1e-2, "freeze_unfreeze": 1e-2, "full": 1e-3, "gradual": 1e-3, "layer_decay": 1e-3}
 
 
@@ -64,25 +66,13 @@ class Finetuning(BaseFinetuning):
         epochs_per_stage: ``gradual``: epochs between two unfrozen stages.
     """
 
-    def __init__(self, strategy: str = "full", unfreeze_epoch: int = 1, epochs_per_stage: int = 1) -> None:
+    def __init__(self, strategy: Strategy = "full", unfreeze_epoch: int = 1, epochs_per_stage: int = 1) -> None:
         super().__init__()
-        if strategy not in STRATEGIES:
-            import difflib
-
-            close = difflib.get_close_matches(str(strategy), STRATEGIES, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise InvalidValueError(
-                f"unknown fine-tuning strategy {strategy!r}; {hint}choose one of {', '.join(STRATEGIES)}"
-            )
-        for option, value in (("unfreeze_epoch", unfreeze_epoch), ("epochs_per_stage", epochs_per_stage)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or value < (0 if option == "unfreeze_epoch" else 1)
-            ):
-                raise InvalidValueError(
-                    f"{option} must be a whole number ≥ {0 if option == 'unfreeze_epoch' else 1}, got {value!r}"
-                )
+        check_choices(**{"fine-tuning strategy": (strategy, Strategy)})
+        check_numbers(
+            unfreeze_epoch=(unfreeze_epoch, int, 0, None, "the epoch, from 0, at which the backbone starts learning"),
+            epochs_per_stage=(epochs_per_stage, int, 1, None, "epochs between two unfrozen stages"),
+        )
         self.strategy, self.unfreeze_epoch, self.epochs_per_stage = strategy, unfreeze_epoch, epochs_per_stage
         self.frozen: list[nn.Module] = []
 
