@@ -20,6 +20,7 @@ windows (later grids fit in one window, where Swin, like torchvision, does not s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +45,18 @@ def relative_position_index(window: int) -> Tensor:
 
 
 def shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> Tensor:
-    """``(windows, M², M²)``: 0 between tokens from the same image region after the roll, −100 otherwise."""
+    """``(windows, M², M²)``: 0 between tokens from the same image region after the roll, −100 otherwise.
+
+    Built once per (map size, window, shift, device) and kept: every shifted block at that size shares
+    it. While torch.compile or torch.export traces the network it is built afresh, as part of the graph.
+    """
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return _build_shift_mask(height, width, window, shift, device)
+    with torch.inference_mode(False), torch.no_grad():  # an ordinary tensor, usable in training too
+        return _cached_shift_mask(height, width, window, shift, device)
+
+
+def _build_shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> Tensor:
     region = torch.zeros(height, width, device=device)
     bounds = ((0, -window), (-window, -shift), (-shift, None))
     for index, (rows, cols) in enumerate((r, c) for r in bounds for c in bounds):
@@ -52,6 +64,9 @@ def shift_mask(height: int, width: int, window: int, shift: int, device: torch.d
     region = region.view(height // window, window, width // window, window).permute(0, 2, 1, 3).reshape(-1, window**2)
     different = region.unsqueeze(1) != region.unsqueeze(2)
     return torch.zeros_like(different, dtype=torch.float).masked_fill(different, -100.0)
+
+
+_cached_shift_mask = functools.lru_cache(maxsize=64)(_build_shift_mask)
 
 
 def window_attention(attn: Attention, x: Tensor, window: int, shift: int, bias: Tensor) -> Tensor:
