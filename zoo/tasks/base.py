@@ -33,11 +33,12 @@ from zoo.tasks import optim
 from zoo.tasks.inputs import InputChecks, check_choices, check_numbers
 from zoo.tasks.optim import Init, LrScale, Optimizer, Scheduler
 from zoo.tasks.publishing import Publishing
+from zoo.tasks.steplog import TrainingLog
 
 log = logging.getLogger("zoo")
 
 
-class ZooTask(InputChecks, Publishing, L.LightningModule):
+class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
     """Base of the zoo's LightningModules (see the module doc). Subclasses set ``task`` and ``config_task``.
 
     Args:

@@ -68,7 +68,7 @@ class ImageClassifier(ZooTask):
             self.train_acc = self.val_acc = self.val_acc5 = self.test_acc = self.test_acc5 = self.test_confusion = None
             return
         top_k = min(5, num_classes)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)  # our own batches
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -138,10 +138,17 @@ class ImageClassifier(ZooTask):
             targets = soft.argmax(dim=1)
         else:
             loss, logits, targets = self._shared_step(batch)
-        self.train_acc(logits, targets)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
-        self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        # the hot path: no log call on most steps (zoo.tasks.steplog); the accuracy only accumulates
+        # here and is computed once an epoch, on all processes' counts
+        self.train_acc.update(logits.detach(), targets)
+        self.log_training(loss, len(targets))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        if self.train_acc is not None and self.train_acc.update_count:
+            self.log("train_acc", self.train_acc.compute(), prog_bar=True)
+            self.train_acc.reset()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, targets = self._shared_step(batch)

@@ -121,9 +121,7 @@ class ObjectDetector(ZooTask):
         images, targets = batch
         outputs = self(images)
         loss, terms = self.criterion(outputs, self._normalised(targets, tuple(images.shape[-2:])))
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(targets))
-        for key, value in terms.items():
-            self.log(f"train_{key}", value, on_step=False, on_epoch=True, batch_size=len(targets))
+        self.log_training(loss, len(targets), parts=terms)
         return loss
 
     def _evaluate(self, batch: Any, metric: Any, stage: str) -> None:
