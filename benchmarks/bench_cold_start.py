@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 ZOO = "import torch, zoo; m = zoo.load('lenet5.fmnist'); m.predict_proba(torch.rand(1, 1, 28, 28))"
 TIMM = "import torch, timm; m = timm.create_model('resnet18').eval(); m(torch.rand(1, 3, 224, 224))"
@@ -34,7 +35,8 @@ def seconds(code: str) -> float:
 
 def cli_seconds(args: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "zoo", *args], check=True, stdout=subprocess.DEVNULL)
+    script = Path(sys.executable).with_name("zoo")  # the console script beside this interpreter
+    subprocess.run([str(script), *args], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
