@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 # lowest first; a name covers the module and everything below it (``zoo.models`` → ``zoo.models.resnet``)
 LAYERS: list[tuple[str, ...]] = [
     ("zoo.errors", "zoo._version"),
-    ("zoo.registry", "zoo.files", "zoo.layers", "zoo.data", "zoo.inspect", "zoo.plots"),
+    ("zoo.registry", "zoo.catalog", "zoo.files", "zoo.layers", "zoo.data", "zoo.inspect", "zoo.plots"),
     ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers"),
     ("zoo.pretrained", "zoo.backbones"),
     ("zoo.tasks",),

@@ -180,3 +180,22 @@ def test_unknown_keyword_is_one_line_naming_the_accepted_ones() -> None:
 def test_unknown_option_value_is_refused_at_creation() -> None:
     with pytest.raises(zoo.ZooError, match="unknown optimizer 'sgdd'; did you mean 'sgd'"):
         zoo.create("lenet5", optimizer="sgdd")
+
+
+def test_catalog_matches_the_registry_and_zoo_list_needs_no_torch() -> None:
+    """``zoo list`` reads zoo/catalog.json; it must say what the registry says, and start without torch."""
+    import subprocess
+    import sys
+
+    from zoo import catalog
+
+    assert catalog.read() == catalog.rows_from_registry(), (
+        f"zoo/catalog.json is stale: refresh it with {catalog.REFRESH}"
+    )
+    assert [row["name"] for row in catalog.read("res*", pretrained=True)] == zoo.list_models("res*", pretrained=True)
+    code = (
+        "import sys; from zoo.cli import main; main(['list', 'vit*']); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'lightning'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "vit_b_16" in out and "86,567,656" in out and out.strip().endswith("[]")

@@ -42,21 +42,20 @@ def cmd_list(argv: list[str]) -> None:
         return
     from rich.table import Table
 
-    import zoo.models  # noqa: F401  registers every family
-    from zoo.registry import get_entry, list_models
+    from zoo import catalog
 
-    entries = [get_entry(name) for name in list_models(args.pattern, pretrained=args.pretrained)]
-    extra = list(dict.fromkeys(key for entry in entries for key in entry.columns))  # e.g. EfficientNet's φ, multipliers
+    rows = catalog.read(args.pattern, pretrained=args.pretrained)  # no torch: the registry's catalog
+    extra = list(dict.fromkeys(key for row in rows for key in row["columns"]))  # e.g. EfficientNet's φ, multipliers
     table = Table("model", "family", "input", "params", *(["GFLOPs"] if args.flops else []), *extra, "weights")
-    for entry in entries:
+    for row in rows:
         table.add_row(
-            entry.name,
-            entry.family,
-            "×".join(map(str, entry.input_size)),
-            f"{entry.num_params:,}",
-            *([f"{_gflops(entry.name):.3f}"] if args.flops else []),
-            *(entry.columns.get(k, "") for k in extra),
-            ", ".join(f"{entry.name}.{t}" for t in entry.weights) or "–",
+            row["name"],
+            row["family"],
+            "×".join(map(str, row["input_size"])),
+            f"{row['num_params']:,}",
+            *([f"{_gflops(row['name']):.3f}"] if args.flops else []),
+            *(row["columns"].get(k, "") for k in extra),
+            ", ".join(f"{row['name']}.{t}" for t in row["weights"]) or "–",
         )
     _console().print(table)
 
