@@ -12,9 +12,9 @@ import torch
 
 import zoo
 from zoo.cards import render_card
-from zoo.evaluate import evaluate_classifier
+from zoo.evaluate import evaluate_classifier, evaluate_detector
 from zoo.files import bundled_cards_dir, sha256_file
-from zoo.registry import get_weights, split_name
+from zoo.registry import get_entry, get_weights, split_name
 
 # The acceptance floors (top-1 on the 10k test set); the measured values live in metrics.json.
 ACCURACY_FLOORS = {
@@ -26,7 +26,12 @@ ACCURACY_FLOORS = {
     "efficientnet_lite.fmnist": 0.930,
 }
 
+# detectors: mAP@0.5 on the 1,000 fixed Fashion-MNIST test scenes
+MAP50_FLOORS = {"detr_lite.fmnist_scenes": 0.88}
+
 TRAINED_HERE = [name for name in zoo.list_weights() if get_weights(name).recipe]
+CLASSIFIERS = [name for name in TRAINED_HERE if get_entry(split_name(name)[0]).task == "classification"]
+DETECTORS = [name for name in TRAINED_HERE if get_entry(split_name(name)[0]).task == "detection"]
 
 
 def _card(name: str):
@@ -43,13 +48,16 @@ def test_card_folder_is_complete_and_consistent(name: str) -> None:
     assert metrics["file_size"] == (folder / "model.safetensors").stat().st_size
     assert metrics["file_size"] < 8e6, "shipped weights stay a few MB (all of them together under ~60 MB)"
     assert metrics["recipe"] == get_weights(name).recipe
+    assert (folder / "README.md").read_text() == render_card(config, metrics), "card was edited by hand"
+    if name in DETECTORS:  # the 1,000 fixed test scenes, every class scored
+        assert metrics["test_samples"] == 1_000 and len(metrics["map_per_class"]) == 10
+        return
     full = 1_000 * len(metrics.get("data_classes", range(10)))  # the 0-4 transfer sources: their 5,000 images
     assert metrics["test_samples"] == full, "shipped weights are measured on the full test set (of their classes)"
-    assert (folder / "README.md").read_text() == render_card(config, metrics), "card was edited by hand"
     assert sum(sum(row) for row in metrics["confusion_matrix"]) == full
 
 
-@pytest.mark.parametrize("name", TRAINED_HERE)
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_remeasured_accuracy_matches_card(name: str, fmnist_root) -> None:
     _, _, metrics = _card(name)
     model = zoo.load(name)
@@ -60,7 +68,18 @@ def test_remeasured_accuracy_matches_card(name: str, fmnist_root) -> None:
     assert sum(p.numel() for p in model.net.parameters()) == metrics["params"]
 
 
-@pytest.mark.parametrize("name", TRAINED_HERE)
+@pytest.mark.parametrize("name", DETECTORS)
+def test_remeasured_map_matches_card(name: str, fmnist_root) -> None:
+    _, _, metrics = _card(name)
+    model = zoo.load(name)
+    result = evaluate_detector(model, root=fmnist_root)
+    assert result["test_samples"] == 1_000
+    assert abs(result["test_map_50"] - metrics["test_map_50"]) <= 0.002, (result["test_map_50"], metrics["test_map_50"])
+    assert result["test_map_50"] >= MAP50_FLOORS.get(name, 0.0)
+    assert sum(p.numel() for p in model.net.parameters()) == metrics["params"]
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_loaded_model_is_ready_for_inference(name: str) -> None:
     model = zoo.load(name)
     assert not model.training
