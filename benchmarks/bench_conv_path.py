@@ -22,24 +22,15 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 
 import torch
+from bench_predict import images_per_second  # this folder is on sys.path when run as a script
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import mkldnn as mkldnn_utils
 
 import zoo
 
 LITE = ["lenet5", "alexnet_lite", "vgg_lite", "resnet20", "efficientnet_lite"]
-
-
-def images_per_second(run, images: torch.Tensor, seconds: float = 0.3) -> float:
-    run(images)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        run(images)
-        count += len(images)
-    return count / (time.perf_counter() - start)
 
 
 def kernels(net: torch.nn.Module, images: torch.Tensor) -> str:
@@ -79,11 +70,11 @@ def main() -> None:
             with torch.inference_mode():
                 path = kernels(net, images)
                 for _ in range(args.rounds):
-                    eager = images_per_second(net, images)
+                    eager = images_per_second(net, images, 0.3)
                     rows["eager"].append(eager)
-                    rows["folded"].append(images_per_second(folded, images) / eager)
+                    rows["folded"].append(images_per_second(folded, images, 0.3) / eager)
                     if onednn is not None:
-                        rows["onednn"].append(images_per_second(onednn, images) / eager)
+                        rows["onednn"].append(images_per_second(onednn, images, 0.3) / eager)
             speed = statistics.median(rows["eager"])
             mk = f"{statistics.median(rows['onednn']):.2f}×" if rows["onednn"] else "n/a (layers)"
             print(f"{name:18s} {batch:5d}  {path:22s} {speed:8.0f} {statistics.median(rows['folded']):9.2f}× {mk:>14s}")
