@@ -24,6 +24,7 @@ def test_wheel_ships_cards_and_loads_them(tmp_path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / "zoo" / "model_cards" / "lenet5.fmnist" / "model.safetensors").is_file()
+    assert (site / "zoo" / "catalog.json").is_file(), "zoo list reads the catalog"
     code = (
         "import zoo, torch; from zoo.files import bundled_cards_dir; m = zoo.load('lenet5.fmnist'); "
         "print(zoo.__file__, bundled_cards_dir(), m.predict_proba(torch.rand(1, 1, 28, 28)).shape)"
