@@ -1,11 +1,11 @@
-"""The README's generated parts stay generated: the registry table is `zoo list --markdown`'s output."""
+"""The README's generated parts stay generated: the registry table (`zoo list --markdown`) and the budget table."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from zoo.cli.models import registry_markdown
+from zoo.cli.models import budget_markdown, registry_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -16,6 +16,14 @@ def test_registry_table_is_current() -> None:
     assert match, "README lacks the registry table markers"
     assert match.group(1).strip() == registry_markdown().strip(), (
         "README's registry table is stale: replace it with the output of `zoo list --markdown`"
+    )
+
+
+def test_budget_table_is_current() -> None:
+    match = re.search(r"<!-- budget:start -->\n(.*?)\n<!-- budget:end -->", README.read_text(), re.S)
+    assert match, "README lacks the budget table markers"
+    assert match.group(1).strip() == budget_markdown().strip(), (
+        "README's budget table is stale: replace it with zoo.cli.models.budget_markdown()"
     )
 
 

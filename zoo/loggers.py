@@ -48,4 +48,8 @@ def hardware() -> str:
         except (OSError, StopIteration):
             pass
         device = f"CPU {cpu}, {os.cpu_count()} cores"
-    return f"{device}, {torch.get_num_threads()} threads; torch {torch.__version__}, lightning {lightning.__version__}"
+    threads = torch.get_num_threads()
+    return (
+        f"{device}, {threads} thread{'s' if threads != 1 else ''}; "
+        f"torch {torch.__version__}, lightning {lightning.__version__}"
+    )

@@ -96,6 +96,45 @@ def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
     return "\n".join(lines)
 
 
+# What published models of the same size reach on Fashion-MNIST (test top-1), beside the zoo's weights
+PUBLISHED_FMNIST = {
+    "lenet5_relu.fmnist": "2-conv CNN < 100K params: 92.5% (Fashion-MNIST benchmark table)",
+    "alexnet_lite.fmnist": "CNN with random erasing: 94.7% (Random Erasing paper)",
+    "vgg_lite.fmnist": "CNN with random erasing: 94.7% (Random Erasing paper)",
+    "resnet20.fmnist": "ResNet-20: 95.6%, 96.0% with random erasing (Random Erasing paper, 300 epochs)",
+    "efficientnet_lite.fmnist": "MobileNet: 95.0%",
+    "vit_lite_conv.fmnist": "ViT from scratch: 92.3–93.0%",
+    "swin_lite.fmnist": "ViT from scratch: 92.3–93.0%",
+}
+
+
+def budget_markdown() -> str:
+    """The Fashion-MNIST weights trained here: accuracy, budget (epochs, time, hardware) and the published
+    reference for their size, read from the cards' metrics.json (README's "weights and their budget")."""
+    import zoo.models  # noqa: F401  registers every family
+    from zoo.files import METRICS_FILE, bundled_cards_dir, read_json
+    from zoo.registry import get_weights, list_weights
+
+    lines = [
+        "| weights | test top-1 | params | epochs | training time | measured on | published for the size |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for name in list_weights():
+        metrics_file = bundled_cards_dir() / name / METRICS_FILE
+        if not get_weights(name).recipe or not metrics_file.is_file():
+            continue
+        metrics = read_json(metrics_file)
+        if metrics.get("dataset") != "fashion_mnist" or "data_classes" in metrics or "test_acc" not in metrics:
+            continue  # the 5-class transfer sources have no published counterpart
+        minutes = metrics["wall_time_s"] / 60
+        where = metrics["hardware"].split(";")[0]
+        lines.append(
+            f"| `{name}` | {100 * metrics['test_acc']:.2f}% | {metrics['params']:,} | {metrics['epochs']} | "
+            f"{minutes:.0f} min | {where} | {PUBLISHED_FMNIST.get(name, '–')} |"
+        )
+    return "\n".join(lines)
+
+
 def _human_count(n: float) -> str:
     for unit in ("", "K", "M", "G"):
         if n < 1000 or unit == "G":
