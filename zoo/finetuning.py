@@ -104,7 +104,7 @@ class Finetuning(BaseFinetuning):
             for module in modules:
                 for layer in module.modules():
                     if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                        layer.train(name not in frozen and pl_module.training)
+                        layer.train(name not in frozen and pl_module.net.training)
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         self._apply(pl_module, 0)
