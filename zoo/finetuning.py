@@ -74,7 +74,6 @@ class Finetuning(BaseFinetuning):
             epochs_per_stage=(epochs_per_stage, int, 1, None, "epochs between two unfrozen stages"),
         )
         self.strategy, self.unfreeze_epoch, self.epochs_per_stage = strategy, unfreeze_epoch, epochs_per_stage
-        self.frozen: list[nn.Module] = []
 
     # ---- what learns when ------------------------------------------------------------------------
     @staticmethod
@@ -92,11 +91,9 @@ class Finetuning(BaseFinetuning):
 
     def _apply(self, pl_module: L.LightningModule, epoch: int) -> None:
         frozen = set(self.frozen_at(pl_module, epoch))
-        self.frozen = []
         for name, modules in self.backbone_stages(pl_module):
             if name in frozen:
                 self.freeze(modules, train_bn=False)
-                self.frozen += modules
             else:
                 self.make_trainable(modules)
             # frozen BatchNorm normalises with its pretrained statistics (eval mode); a stage that starts
