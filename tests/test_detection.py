@@ -15,6 +15,7 @@ from zoo.errors import DatasetNotFoundError, ZooError
 from zoo.models.detr import sine_positions
 from zoo.registry import build_net, get_entry, list_models
 from zoo.tasks.matcher import HungarianMatcher, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from zoo.tasks.optim import stage_param_groups
 from zoo.tasks.set_criterion import SetCriterion
 
 DETECTORS = [m for m in list_models() if get_entry(m).task == "detection"]
@@ -112,6 +113,19 @@ def test_backbone_weights_come_from_the_zoo(name: str) -> None:
     assert torch.equal(model.net.backbone.layer3[2].conv2.weight, reference.net.layer3[2].conv2.weight)
     with pytest.raises(ZooError, match="are lenet5 weights; this backbone is resnet20"):
         zoo.create(name, backbone_weights="lenet5.fmnist")
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_only_the_cnn_backbone_learns_slower_or_freezes(name: str) -> None:
+    """``backbone_lr_factor`` and the fine-tuning strategies act on the CNN; the transformer is head."""
+    model = zoo.create(name, optimizer="adamw", lr=1e-3, backbone_lr_factor=0.1)
+    rates = {g["name"]: g["lr"] for g in stage_param_groups(model.net, model.hparams)}
+    cnn = {n: lr for n, lr in rates.items() if n.startswith(("stem", "backbone."))}
+    rest = {n: lr for n, lr in rates.items() if n not in cnn}
+    assert cnn and all(lr == pytest.approx(1e-4) for lr in cnn.values()), cnn
+    assert {"encoder", "decoder", "box_head", "head"} <= set(rest) and set(rest.values()) == {1e-3}, rest
+    cnn_params = {id(p) for p in model.net.backbone.parameters()}
+    assert {id(p) for p in model.backbone.parameters()} == cnn_params
 
 
 def test_sine_positions_tell_every_cell_apart() -> None:

@@ -37,6 +37,7 @@ from torch import nn
 
 from zoo.callbacks import use_best_weights
 from zoo.errors import InvalidValueError, UnknownArgumentError, ZooError
+from zoo.layers.backbone import split_stages
 from zoo.tasks.inputs import check_choices, check_numbers
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Finetuning(BaseFinetuning):
     # ---- what learns when ------------------------------------------------------------------------
     @staticmethod
     def backbone_stages(pl_module: L.LightningModule) -> list[tuple[str, list[nn.Module]]]:
-        return [(name, modules) for name, modules in pl_module.net.stages() if name != "head"]
+        return split_stages(pl_module.net)[0]
 
     def frozen_at(self, pl_module: L.LightningModule, epoch: int) -> list[str]:
         """The stages frozen during ``epoch`` (0-based)."""

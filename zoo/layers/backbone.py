@@ -6,7 +6,9 @@
 * ``num_features``: the embedding width; ``get_classifier()``; ``reset_classifier(num_classes)``, where
   ``num_classes=0`` makes the head the identity (the network then returns embeddings);
 * ``stages()``: the parameter groups from input to output (stem, stages, pre-logit layers, head), for
-  layer-wise learning rates and gradual unfreezing;
+  layer-wise learning rates and gradual unfreezing; the last ones, named in ``head_stages`` (``("head",)``
+  unless a family says otherwise: a detector's transformer is head too), learn at the full rate and are
+  never frozen by a fine-tuning strategy (:func:`split_stages`);
 * ``feature_info``: one dict per feature level (``module``, ``num_chs``, ``reduction``) for
   :func:`zoo.backbone` feature pyramids.
 
@@ -26,11 +28,19 @@ def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
     return nn.Linear(in_features, num_classes) if num_classes else nn.Identity()
 
 
+def split_stages(net: nn.Module) -> tuple[list[tuple[str, list[nn.Module]]], list[tuple[str, list[nn.Module]]]]:
+    """``net.stages()`` split into the backbone's stages and the head's (the names in ``net.head_stages``)."""
+    head_names = set(getattr(net, "head_stages", ("head",)))
+    stages = net.stages()
+    return [s for s in stages if s[0] not in head_names], [s for s in stages if s[0] in head_names]
+
+
 class Backbone(nn.Module):
     """Base of the zoo's networks (see the module doc)."""
 
     first_conv_name: ClassVar[str] = ""  # module name of the first convolution
     classifier_name: ClassVar[str] = ""  # module name of the final linear layer
+    head_stages: ClassVar[tuple[str, ...]] = ("head",)  # the stages that are not the backbone
     num_features: int  # width of the embedding the classifier reads
     feature_info: list[dict[str, Any]]
 

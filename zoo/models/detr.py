@@ -66,6 +66,7 @@ class DETR(nn.Module):
 
     first_conv_name = "backbone.conv1"
     classifier_name = "class_embed"
+    head_stages = ("encoder", "decoder", "box_head", "head")  # the transformer learns at the full rate
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from zoo import pretrained
 from zoo.errors import InvalidValueError, ZooError
+from zoo.layers.backbone import split_stages
 from zoo.registry import build_net, check_kwargs, get_entry
 from zoo.tasks import optim
 from zoo.tasks.inputs import InputChecks, check_choices, check_numbers
@@ -355,8 +356,8 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
     # ---- the backbone interface ------------------------------------------------------------------
     @property
     def backbone(self) -> nn.ModuleList:
-        """Every layer of ``.net`` but its classifier, by stage (for Lightning's ``BackboneFinetuning``)."""
-        return nn.ModuleList(m for name, modules in self.net.stages() if name != "head" for m in modules)
+        """Every layer of ``.net`` below its head stages, by stage (for Lightning's ``BackboneFinetuning``)."""
+        return nn.ModuleList(m for _, modules in split_stages(self.net)[0] for m in modules)
 
     @property
     def head(self) -> nn.Module:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from zoo.layers.backbone import split_stages
+
 Optimizer = Literal["sgd", "adam", "adamw"]
 Scheduler = Literal["constant", "step", "exponential", "cosine", "sgdr", "plateau", "onecycle"]
 Init = Literal["default", "kaiming", "xavier"]
@@ -43,17 +45,18 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def stage_lr_scales(stages: list[str], layer_decay: float, backbone_lr_factor: float) -> dict[str, float]:
+def stage_lr_scales(
+    stages: list[str], layer_decay: float, backbone_lr_factor: float, head: tuple[str, ...] = ("head",)
+) -> dict[str, float]:
     """Learning-rate factor of each stage: ``layer_decay`` per stage below the head, × ``backbone_lr_factor``.
 
     Layer-wise decay (BEiT, Bao et al. 2021; the usual way to fine-tune ViTs): the head learns at ``lr``, the
     stage below at ``lr·d``, the next at ``lr·d²``... down to the stem, since low layers hold generic features.
+    ``head``: the stages at the full rate (a detector's encoder, decoder and box head as well as its classes).
     """
-    top = len(stages) - 1
-    return {
-        name: (layer_decay ** (top - i)) * (1.0 if name == "head" else backbone_lr_factor)
-        for i, name in enumerate(stages)
-    }
+    below = [name for name in stages if name not in head]
+    scales = {name: layer_decay ** (len(below) - i) * backbone_lr_factor for i, name in enumerate(below)}
+    return {name: scales.get(name, 1.0) for name in stages}
 
 
 def stage_param_groups(net: nn.Module, hp: Any) -> list[dict[str, Any]]:
@@ -64,7 +67,8 @@ def stage_param_groups(net: nn.Module, hp: Any) -> list[dict[str, Any]]:
     group's own initial rate) and a resumed run see the same groups throughout.
     """
     stages = net.stages()
-    scales = stage_lr_scales([name for name, _ in stages], hp.layer_decay, hp.backbone_lr_factor)
+    head = tuple(name for name, _ in split_stages(net)[1])
+    scales = stage_lr_scales([name for name, _ in stages], hp.layer_decay, hp.backbone_lr_factor, head)
     groups = []
     for name, modules in stages:
         params = [p for module in modules for p in module.parameters()]
