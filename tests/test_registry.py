@@ -192,7 +192,8 @@ def test_catalog_matches_the_registry_and_zoo_list_needs_no_torch() -> None:
     assert catalog.read() == catalog.rows_from_registry(), (
         f"zoo/catalog.json is stale: refresh it with {catalog.REFRESH}"
     )
-    assert [row["name"] for row in catalog.read("res*", pretrained=True)] == zoo.list_models("res*", pretrained=True)
+    for query in ({"pattern": "res*", "pretrained": True}, {"pattern": ["vit*", "swin*"], "exclude": ["*_lite*"]}):
+        assert [row["name"] for row in catalog.read(**query)] == zoo.list_models(**query), query
     code = (
         "import sys; from zoo.cli import main; main(['list', 'vit*']); "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'lightning'}))"

@@ -10,8 +10,8 @@ the networks.
 
 from __future__ import annotations
 
-import fnmatch
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,11 @@ def write(path: Path = CATALOG) -> Path:
     return path
 
 
-def read(pattern: str = "*", pretrained: bool = False, path: Path = CATALOG) -> list[dict[str, Any]]:
-    """Catalog rows whose name matches the shell-style ``pattern``; ``pretrained``: only those with weights."""
+def read(
+    pattern: str | Iterable[str] = "*", pretrained: bool = False, exclude: Iterable[str] = (), path: Path = CATALOG
+) -> list[dict[str, Any]]:
+    """Catalog rows chosen as :func:`zoo.registry.list_models` chooses names (``pattern``, ``pretrained``...)."""
+    from zoo.registry import name_matches  # no torch: the registry module imports only zoo.errors
+
     rows = json.loads(path.read_text())
-    return [row for row in rows if fnmatch.fnmatch(row["name"], pattern) and (row["weights"] or not pretrained)]
+    return [row for row in rows if name_matches(row["name"], bool(row["weights"]), pattern, pretrained, exclude)]

@@ -203,19 +203,30 @@ def full_name(name: str) -> str:
     return f"{get_entry(name).name}.{get_weights(name).tag}"
 
 
+def name_matches(
+    name: str,
+    has_weights: bool,
+    pattern: str | Iterable[str] = "*",
+    pretrained: bool = False,
+    exclude: Iterable[str] = (),
+) -> bool:
+    """The rule of :func:`list_models` for one architecture (shared with the catalog ``zoo list`` reads)."""
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    excluded = [exclude] if isinstance(exclude, str) else list(exclude)
+    return (
+        any(fnmatch.fnmatch(name, p) for p in patterns)
+        and not any(fnmatch.fnmatch(name, p) for p in excluded)
+        and (has_weights or not pretrained)
+    )
+
+
 def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False, exclude: Iterable[str] = ()) -> list[str]:
     """Registered architecture names matching a shell-style ``pattern`` (``"res*"``) or any of several.
 
     ``pretrained=True`` keeps only architectures that have weights; ``exclude`` drops matching names.
     """
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    excluded = [exclude] if isinstance(exclude, str) else list(exclude)
     return sorted(
-        name
-        for name, entry in _MODELS.items()
-        if any(fnmatch.fnmatch(name, p) for p in patterns)
-        and not any(fnmatch.fnmatch(name, p) for p in excluded)
-        and (entry.weights or not pretrained)
+        name for name, entry in _MODELS.items() if name_matches(name, bool(entry.weights), pattern, pretrained, exclude)
     )
 
 
