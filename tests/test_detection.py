@@ -164,6 +164,24 @@ def test_flips_mirror_the_boxes(fmnist_root) -> None:
     del image
 
 
+def test_fresh_training_scenes_change_every_epoch_and_repeat_on_resume(fmnist_root) -> None:
+    from types import SimpleNamespace
+
+    data = FashionMNISTScenes(train_scenes=6, val_scenes=2, test_scenes=2, fresh_train_scenes=True, augment=False)
+    data.setup()
+    first, val = data.datasets["train"].images.clone(), data.datasets["val"].images.clone()
+    epochs = []
+    for epoch in (0, 1, 2, 1):
+        data.trainer = SimpleNamespace(current_epoch=epoch, reload_dataloaders_every_n_epochs=1)
+        epochs.append(data.train_dataloader().dataset.images)  # the loader shuffles: compare the scenes
+    assert torch.equal(epochs[0], first) and not torch.equal(epochs[1], epochs[0])
+    assert not torch.equal(epochs[2], epochs[1]) and torch.equal(epochs[3], epochs[1]), "epoch e: its own seed"
+    assert torch.equal(data.datasets["val"].images, val)
+    data.trainer = SimpleNamespace(current_epoch=0, reload_dataloaders_every_n_epochs=0)
+    with pytest.raises(ZooError, match="add --trainer.reload_dataloaders_every_n_epochs 1"):
+        data.train_dataloader()
+
+
 def test_coco_files_round_trip_and_bad_ones_are_named(tmp_path: Path, fmnist_root) -> None:
     scenes = FashionMNISTScenes(train_scenes=6, val_scenes=2, test_scenes=2, augment=False)
     scenes.setup()

@@ -99,6 +99,9 @@ class FashionMNISTScenes(L.LightningDataModule):
         size: canvas side in pixels. max_objects: garments per scene (1 to this many).
         min_scale, max_scale: garment side range in pixels. train_scenes/val_scenes/test_scenes: split sizes.
         seed: the scenes' seed. batch_size, num_workers: DataLoader settings. augment: horizontal flips.
+        fresh_train_scenes: draw new training scenes every epoch (epoch ``e`` from its own seed, so a resumed
+            run sees the same ones) instead of the same ``train_scenes`` each time: more garments, positions
+            and neighbours for the same compute. Needs ``trainer.reload_dataloaders_every_n_epochs=1``.
         root: folder of the Fashion-MNIST IDX files (as :class:`~zoo.data.FashionMNISTDataModule`).
     """
 
@@ -120,6 +123,7 @@ class FashionMNISTScenes(L.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         augment: bool = True,
+        fresh_train_scenes: bool = False,
         root: str | None = None,
     ) -> None:
         super().__init__()
@@ -130,7 +134,7 @@ class FashionMNISTScenes(L.LightningDataModule):
         self.save_hyperparameters()
         self.datasets: dict[str, SceneDataset] = {}
 
-    def render(self, split: str) -> SceneDataset:
+    def render(self, split: str, epoch: int = 0) -> SceneDataset:
         from zoo.data.fashion_mnist import load_split
 
         hp = self.hparams
@@ -141,7 +145,7 @@ class FashionMNISTScenes(L.LightningDataModule):
             images, labels = images[keep], labels[keep]
         count = {"train": hp.train_scenes, "val": hp.val_scenes, "test": hp.test_scenes}[split]
         offset = {"train": 0, "val": 1, "test": 2}[split]
-        generator = torch.Generator().manual_seed(hp.seed * 3 + offset)
+        generator = torch.Generator().manual_seed(hp.seed * 3 + offset + 1_000_003 * epoch)
         scenes = [
             make_scene(images, labels, generator, hp.size, hp.max_objects, (hp.min_scale, hp.max_scale))
             for _ in range(count)
@@ -165,6 +169,14 @@ class FashionMNISTScenes(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.hparams.fresh_train_scenes and self.trainer is not None:
+            if self.trainer.reload_dataloaders_every_n_epochs != 1:
+                raise InvalidValueError(
+                    "fresh_train_scenes needs a new training loader every epoch: "
+                    "add --trainer.reload_dataloaders_every_n_epochs 1"
+                )
+            if self.trainer.current_epoch:  # epoch 0 trains on the scenes setup() rendered
+                self.datasets["train"] = self.render("train", self.trainer.current_epoch)
         return self._loader("train", True)
 
     def val_dataloader(self) -> DataLoader:
