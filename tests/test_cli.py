@@ -357,6 +357,26 @@ def test_lr_scales_with_the_global_batch(in_tmp, rule: str, factor: float, caplo
     assert "global batch 512 = 128 per device × 1 process(es) × 4 accumulation" in caplog.text
 
 
+def test_a_run_bounded_by_max_steps_knows_its_batch(in_tmp, caplog) -> None:
+    """With --trainer.max_steps alone Lightning never loads the training loader before the optimiser."""
+    from zoo.cli.recipe import run_lightning
+
+    caplog.set_level("INFO", logger="zoo")
+    argv = [
+        "fit",
+        "--config",
+        RECIPE,
+        "--trainer.max_epochs=-1",
+        "--trainer.max_steps=2",
+        "--trainer.limit_val_batches=1",
+    ]
+    cli = run_lightning([*argv, "--model.init_args.lr_scale=linear", "--model.init_args.lr_reference_batch=64"])
+    assert "global batch 128 = 128 per device" in caplog.text
+    assert all(
+        g["initial_lr"] == pytest.approx(cli.model.hparams.lr * 2) for g in cli.trainer.optimizers[0].param_groups
+    )
+
+
 def test_slurm_script_zoo_line_is_a_valid_fit_command(capsys, monkeypatch) -> None:
     """The sbatch file's `srun zoo fit ...` line parses as `zoo fit` (printed config, no training), and its
     --nodes / --ntasks-per-node agree with --trainer.num_nodes / --trainer.devices."""

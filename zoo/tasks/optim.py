@@ -33,6 +33,10 @@ def scaled_lr(lr: float, rule: str, global_batch: int, reference_batch: int) -> 
 def global_batch(trainer: Any) -> tuple[int, int, int, int]:
     """(per-device batch, world size, gradient accumulation, their product) of a Trainer's run."""
     loader = trainer.train_dataloader
+    if loader is None and getattr(trainer, "fit_loop", None) is not None:
+        # a run bounded by max_steps alone: Lightning estimated its steps without loading the loader
+        trainer.fit_loop.setup_data()
+        loader = trainer.train_dataloader
     per_device = int(getattr(loader, "batch_size", None) or 1)
     world, accumulate = int(trainer.world_size), int(trainer.accumulate_grad_batches)
     return per_device, world, accumulate, per_device * world * accumulate
