@@ -244,6 +244,50 @@ def test_a_short_fit_lowers_the_loss_then_saves_loads_and_draws(tmp_path: Path, 
         main(["detect", "lenet5.fmnist", str(tmp_path / "scenes" / "00000.png")])
 
 
+@pytest.mark.slow
+def test_your_own_coco_folder_trains_evaluates_and_detects(tmp_path: Path, fmnist_root, capsys) -> None:
+    """A user's COCO folder (annotations.json + images/, 3 categories of their own) through the CLI."""
+    from zoo.cli import main
+
+    scenes = FashionMNISTScenes(train_scenes=60, val_scenes=2, test_scenes=2, max_objects=2, augment=False)
+    scenes.setup()
+    keep = [i for i, t in enumerate(scenes.datasets["train"].targets) if int(t["labels"].max()) < 3][:8]
+    subset = torch.utils.data.Subset(scenes.datasets["train"], keep)
+    names = ["tee", "trousers", "pullover"]
+    write_coco(subset, tmp_path / "mine" / "images", names)
+    (tmp_path / "mine" / "images" / "annotations.json").rename(tmp_path / "mine" / "annotations.json")
+    main(
+        [
+            "fit",
+            "--model", "zoo.tasks.detection.ObjectDetector",
+            "--model.init_args.backbone_weights", "resnet20.fmnist",
+            "--data", "zoo.data.scenes.CocoDetection",
+            "--data.init_args.train_json", str(tmp_path / "mine"),
+            "--data.init_args.batch_size", "4",
+            "--trainer.max_steps", "4",
+            "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(tmp_path / "runs"),
+            "--card.name", "detr_lite.mine",
+            "--card.output_dir", str(tmp_path / "cards"),
+        ]
+    )  # fmt: skip
+    card = tmp_path / "cards" / "detr_lite.mine"
+    model = zoo.load(str(card))
+    assert model.class_names == names and model.net.class_embed.out_features == 4  # 3 classes + "no object"
+    metrics = json.loads((card / "metrics.json").read_text())
+    assert metrics["test_samples"] == len(keep) == 8 and set(metrics["map_per_class"]) <= set(names)
+    assert "| backbone started from | `resnet20.fmnist` |" in (card / "README.md").read_text()
+    capsys.readouterr()
+    main(["evaluate", str(card), "--data", str(tmp_path / "mine" / "annotations.json")])
+    assert f"mAP@0.5 {100 * metrics['test_map_50']:.2f}% on 8 images of" in capsys.readouterr().out
+    main(["detect", str(card), str(tmp_path / "mine" / "images" / "00000.png"), "-o", str(tmp_path / "f.png")])
+    assert (tmp_path / "f.png").is_file()
+    with pytest.raises(SystemExit):  # another dataset's categories: one line, not a wrong mAP
+        main(["evaluate", str(card), "--data", str(write_coco(subset, tmp_path / "other", ["a", "b", "c"]))])
+    assert "are not the model's classes (tee, trousers, pullover)" in capsys.readouterr().err
+
+
 def test_zoo_info_splits_detr_into_backbone_encoder_decoder_and_heads(capsys) -> None:
     from zoo.cli import main
 

@@ -1,30 +1,30 @@
-"""The README's generated parts stay generated: the registry table (`zoo list --markdown`) and the budget table."""
+"""The README's generated parts stay generated: the registry table (`zoo list --markdown`), the budget
+table and the detection table."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from zoo.cli.models import budget_markdown, registry_markdown
+import pytest
+
+from zoo.cli.models import budget_markdown, detection_markdown, registry_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_registry_table_is_current() -> None:
-    text = README.read_text()
-    match = re.search(r"<!-- registry:start -->\n(.*?)\n<!-- registry:end -->", text, re.S)
-    assert match, "README lacks the registry table markers"
-    assert match.group(1).strip() == registry_markdown().strip(), (
-        "README's registry table is stale: replace it with the output of `zoo list --markdown`"
-    )
-
-
-def test_budget_table_is_current() -> None:
-    match = re.search(r"<!-- budget:start -->\n(.*?)\n<!-- budget:end -->", README.read_text(), re.S)
-    assert match, "README lacks the budget table markers"
-    assert match.group(1).strip() == budget_markdown().strip(), (
-        "README's budget table is stale: replace it with zoo.cli.models.budget_markdown()"
-    )
+@pytest.mark.parametrize(
+    ("marker", "generate", "how"),
+    [
+        ("registry", registry_markdown, "the output of `zoo list --markdown`"),
+        ("budget", budget_markdown, "zoo.cli.models.budget_markdown()"),
+        ("detection", detection_markdown, "zoo.cli.models.detection_markdown()"),
+    ],
+)
+def test_generated_tables_are_current(marker: str, generate, how: str) -> None:
+    match = re.search(rf"<!-- {marker}:start -->\n(.*?)\n<!-- {marker}:end -->", README.read_text(), re.S)
+    assert match, f"README lacks the {marker} table markers"
+    assert match.group(1).strip() == generate().strip(), f"README's {marker} table is stale: replace it with {how}"
 
 
 def test_readme_opens_with_the_two_commands() -> None:

@@ -41,6 +41,11 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 
 
+def backbone_start(metrics: dict[str, Any]) -> str:
+    """Where a detector's backbone started: zoo weights, or a random initialisation."""
+    return f"`{metrics['backbone_weights']}`" if metrics["backbone_weights"] else "random initialisation"
+
+
 def _fmt_pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
 
@@ -103,6 +108,7 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
             for key, label in spec["rows"]
             if not (metrics.get("finetuned_from") and metrics.get(key) is None)  # a fine-tune measures val only
         ),
+        *([f"| backbone started from | {backbone_start(metrics)} |"] if "backbone_weights" in metrics else []),
         f"| parameters | {metrics.get('params', 0):,} |",
         f"| FLOPs per image (forward) | {metrics.get('flops', 0):,} |",
         f"| input | {' × '.join(str(s) for s in config['input_size'])}, pixels in [0, 1] |",

@@ -135,6 +135,31 @@ def budget_markdown() -> str:
     return "\n".join(lines)
 
 
+def detection_markdown() -> str:
+    """The detection weights trained here: mAP on the fixed test scenes, where the backbone started and the
+    budget, read from the cards (README's "with and without the pretrained backbone")."""
+    import zoo.models  # noqa: F401  registers every family
+    from zoo.cards import backbone_start
+    from zoo.files import METRICS_FILE, bundled_cards_dir, read_json
+    from zoo.registry import get_entry, list_weights, split_name
+
+    lines = [
+        "| weights | backbone started from | test mAP@0.5 | test mAP | epochs | training time | measured on |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for name in list_weights():
+        metrics_file = bundled_cards_dir() / name / METRICS_FILE
+        if get_entry(split_name(name)[0]).task != "detection" or not metrics_file.is_file():
+            continue
+        metrics = read_json(metrics_file)
+        lines.append(
+            f"| `{name}` | {backbone_start(metrics)} | {metrics['test_map_50']:.3f} | "
+            f"{metrics['test_map']:.3f} | {metrics['epochs']} | {metrics['wall_time_s'] / 60:.0f} min | "
+            f"{metrics['hardware'].split(';')[0]} |"
+        )
+    return "\n".join(lines)
+
+
 def _human_count(n: float) -> str:
     for unit in ("", "K", "M", "G"):
         if n < 1000 or unit == "G":
@@ -336,12 +361,16 @@ def cmd_classify(argv: list[str]) -> None:
 def cmd_evaluate(argv: list[str]) -> None:
     parser = ArgumentParser(
         prog="zoo evaluate",
-        description="Measure trained weights on the Fashion-MNIST test set (10,000 images), or on your images.",
+        description="Measure trained weights on the Fashion-MNIST test set (10,000 images; a detector: the "
+        "1,000 test scenes), or on your images.",
     )
     parser.add_argument("weights", help="arch.tag or a weight folder")
     parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
     parser.add_argument(
-        "--data", default=None, help="your images instead: a folder of <class>/<image> (its test/ if any) or a CSV"
+        "--data",
+        default=None,
+        help="your images instead: a folder of <class>/<image> (its test/ if any) or a CSV; for a detector, "
+        "a COCO annotations.json or the folder holding it (and images/)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=500)
     args = parser.parse_args(argv)
@@ -352,10 +381,18 @@ def cmd_evaluate(argv: list[str]) -> None:
     if getattr(model, "task", "") == "detection":
         from zoo.evaluate import evaluate_detector
 
-        result = evaluate_detector(model, root=args.data_root)
+        coco = None
+        if args.data:
+            from zoo.data.scenes import CocoDetection
+
+            size, in_chans = model.input_size[-1], model.input_size[0]
+            coco = CocoDetection.for_evaluation(
+                args.data, model.class_names, size=size, in_chans=in_chans, batch_size=args.batch_size
+            )
+        result = evaluate_detector(model, root=args.data_root, datamodule=coco)
         _console().print(
             f"{args.weights}: test mAP@[.5:.95] {100 * result['test_map']:.2f}%, mAP@0.5 {100 * result['test_map_50']:.2f}% "
-            f"on {result['test_samples']:,} Fashion-MNIST scenes"
+            f"on {result['test_samples']:,} {'images of ' + args.data if coco else 'Fashion-MNIST scenes'}"
         )
         return
     datamodule = None

@@ -95,6 +95,7 @@ def _make_cli_class():
                     time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
                 )
             version = os.environ["ZOO_RUN_VERSION"]
+            _checkpoint_by_task_metric(config)
             for logger in loggers if isinstance(loggers, list) else []:
                 init = logger.get("init_args", {}) if hasattr(logger, "get") else {}
                 if "version" in init and init["version"] is None:
@@ -237,6 +238,25 @@ def _init_args(class_path: str) -> list[str]:
     if hasattr(cls, "task_params"):
         return sorted(cls.task_params())
     return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def _checkpoint_by_task_metric(config: Any) -> None:
+    """Keep the best checkpoint by the task's own metric (a detector's ``val_map``) where the recipe left
+    the classification default (``val_acc``), which a detector never logs."""
+    import importlib
+
+    model, checkpoint = config.get("model"), config.get("checkpoint")
+    class_path = model.get("class_path") if hasattr(model, "get") else None
+    if not class_path or not checkpoint or checkpoint.get("monitor") != "val_acc":
+        return
+    module, _, name = class_path.rpartition(".")
+    try:
+        monitor = getattr(getattr(importlib.import_module(module), name), "monitor", "val_acc")
+    except (ImportError, AttributeError, ValueError):  # Lightning names the bad class path itself
+        return
+    checkpoint["monitor"] = monitor
+    if checkpoint.get("filename"):
+        checkpoint["filename"] = checkpoint["filename"].replace("val_acc", monitor)
 
 
 def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) -> None:

@@ -186,9 +186,24 @@ class FashionMNISTScenes(L.LightningDataModule):
         return self._loader("test", False)
 
 
+def coco_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(annotation file, image folder)`` of a COCO folder (``annotations.json`` + ``images/``, or the
+    images beside it) or of an annotation file (its images in ``images/`` beside it, or beside it)."""
+    path = Path(path).expanduser()
+    annotations = path / "annotations.json" if path.is_dir() else path
+    if not annotations.is_file():
+        raise DatasetNotFoundError(
+            f"no COCO annotations at {annotations}: give an annotations.json or a folder holding one"
+        )
+    images = annotations.parent / "images"
+    return annotations, images if images.is_dir() else annotations.parent
+
+
 class CocoDetection(L.LightningDataModule):
     """Your detection data in COCO format: an ``annotations.json`` (``images``, ``annotations`` with
     ``bbox`` ``[x, y, w, h]`` pixels, ``categories``) and its image folder, for each of train and val.
+    ``train_json``/``val_json`` may be the folder that holds ``annotations.json`` (and ``images/``); an
+    image folder left out is found as :func:`coco_files` says.
 
     Images are converted to ``in_chans`` channels and resized to ``size × size`` (boxes scaled alike).
     Categories become classes 0..K-1 in the order of their ids; their names are the class names.
@@ -199,7 +214,7 @@ class CocoDetection(L.LightningDataModule):
     def __init__(
         self,
         train_json: str,
-        train_images: str,
+        train_images: str | None = None,
         val_json: str | None = None,
         val_images: str | None = None,
         size: int = 64,
@@ -208,8 +223,16 @@ class CocoDetection(L.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        categories = _read_coco(Path(train_json))["categories"]
+        # the image size and channels are the model's too: kept out of hparams, which Lightning's loggers
+        # merge with the model's (where ``in_chans=None`` means "the architecture's") and refuse to differ
+        self.save_hyperparameters(ignore=["size", "in_chans"])
+        self.size, self.in_chans = size, in_chans
+        self.files = {"train": coco_files(train_json)}
+        self.files["val"] = coco_files(val_json) if val_json else self.files["train"]
+        for split, folder in (("train", train_images), ("val", val_images or (None if val_json else train_images))):
+            if folder:
+                self.files[split] = (self.files[split][0], Path(folder).expanduser())
+        categories = _read_coco(self.files["train"][0])["categories"]
         if not categories:
             raise ZooError(f"{train_json} lists no categories; COCO files need 'categories' with id and name")
         self.category_ids = [c["id"] for c in sorted(categories, key=lambda c: c["id"])]
@@ -217,17 +240,21 @@ class CocoDetection(L.LightningDataModule):
         self.num_classes = len(self.class_names)
         self.datasets: dict[str, Dataset] = {}
 
+    @classmethod
+    def for_evaluation(cls, path: str | os.PathLike, classes: list[str], **kwargs: Any) -> CocoDetection:
+        """A COCO file or folder as a model's test set: its categories must be the model's classes."""
+        data = cls(str(path), **kwargs)
+        if data.class_names != list(classes):
+            raise ZooError(
+                f"the categories of {data.files['train'][0]} ({', '.join(data.class_names)}) are not the model's "
+                f"classes ({', '.join(classes)}); give annotations with the same categories, in the same id order"
+            )
+        return data
+
     def setup(self, stage: str | None = None) -> None:
-        hp = self.hparams
-        pairs = {
-            "train": (hp.train_json, hp.train_images),
-            "val": (hp.val_json or hp.train_json, hp.val_images or hp.train_images),
-        }
-        for split, (annotation_file, folder) in pairs.items():
+        for split, (annotation_file, folder) in self.files.items():
             if split not in self.datasets:
-                self.datasets[split] = CocoImages(
-                    Path(annotation_file), Path(folder), self.category_ids, hp.size, hp.in_chans
-                )
+                self.datasets[split] = CocoImages(annotation_file, folder, self.category_ids, self.size, self.in_chans)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(

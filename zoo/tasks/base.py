@@ -78,6 +78,7 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
 
     task: ClassVar[str] = ""  # the registry entries' task this class serves ("classification")
     config_task: ClassVar[str] = ""  # the Hub's name for it, written into config.json ("image-classification")
+    monitor: ClassVar[str] = "val_acc"  # the validation metric (higher is better) `zoo fit` keeps the best by
 
     def __init__(
         self,

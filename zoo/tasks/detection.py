@@ -33,6 +33,7 @@ class ObjectDetector(ZooTask):
 
     task = "detection"
     config_task = "object-detection"
+    monitor = "val_map"
 
     def __init__(
         self,
@@ -172,7 +173,8 @@ class ObjectDetector(ZooTask):
         }
 
     def card_test_details(self) -> dict[str, Any]:
-        return {"map_per_class": dict(self.map_per_class)}
+        """Per-class AP, and where the backbone started (the with/without-pretraining comparison)."""
+        return {"map_per_class": dict(self.map_per_class), "backbone_weights": self.hparams.backbone_weights}
 
     def on_test_epoch_start(self) -> None:
         self.test_images = 0
