@@ -23,7 +23,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from zoo.data.fashion_mnist import CLASS_NAMES
 from zoo.errors import DatasetNotFoundError, InvalidValueError, ZooError
@@ -203,7 +203,8 @@ class CocoDetection(L.LightningDataModule):
     """Your detection data in COCO format: an ``annotations.json`` (``images``, ``annotations`` with
     ``bbox`` ``[x, y, w, h]`` pixels, ``categories``) and its image folder, for each of train and val.
     ``train_json``/``val_json`` may be the folder that holds ``annotations.json`` (and ``images/``); an
-    image folder left out is found as :func:`coco_files` says.
+    image folder left out is found as :func:`coco_files` says. Without ``val_json``, ``val_fraction`` of the
+    training images (drawn with ``split_seed``) are held out for validation and the card's test numbers.
 
     Images are converted to ``in_chans`` channels and resized to ``size × size`` (boxes scaled alike).
     Categories become classes 0..K-1 in the order of their ids; their names are the class names.
@@ -221,8 +222,12 @@ class CocoDetection(L.LightningDataModule):
         in_chans: int = 1,
         batch_size: int = 16,
         num_workers: int = 0,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
     ) -> None:
         super().__init__()
+        if not 0 <= val_fraction < 1:
+            raise InvalidValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         # the image size and channels are the model's too: kept out of hparams, which Lightning's loggers
         # merge with the model's (where ``in_chans=None`` means "the architecture's") and refuse to differ
         self.save_hyperparameters(ignore=["size", "in_chans"])
@@ -243,7 +248,7 @@ class CocoDetection(L.LightningDataModule):
     @classmethod
     def for_evaluation(cls, path: str | os.PathLike, classes: list[str], **kwargs: Any) -> CocoDetection:
         """A COCO file or folder as a model's test set: its categories must be the model's classes."""
-        data = cls(str(path), **kwargs)
+        data = cls(str(path), val_fraction=0.0, **kwargs)
         if data.class_names != list(classes):
             raise ZooError(
                 f"the categories of {data.files['train'][0]} ({', '.join(data.class_names)}) are not the model's "
@@ -252,9 +257,22 @@ class CocoDetection(L.LightningDataModule):
         return data
 
     def setup(self, stage: str | None = None) -> None:
-        for split, (annotation_file, folder) in self.files.items():
-            if split not in self.datasets:
-                self.datasets[split] = CocoImages(annotation_file, folder, self.category_ids, self.size, self.in_chans)
+        if self.datasets:
+            return
+        hp = self.hparams
+        train = CocoImages(*self.files["train"], self.category_ids, self.size, self.in_chans)
+        if hp.val_json or not hp.val_fraction:
+            val = CocoImages(*self.files["val"], self.category_ids, self.size, self.in_chans) if hp.val_json else train
+            self.datasets = {"train": train, "val": val}
+            return
+        if len(train) < 2:
+            raise ZooError(
+                f"{self.files['train'][0]} has {len(train)} image(s): too few to hold some out for validation; "
+                "give val_json, or val_fraction 0 to validate on the training images"
+            )
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(hp.split_seed)).tolist()
+        held = max(1, round(len(train) * hp.val_fraction))
+        self.datasets = {"train": Subset(train, sorted(order[held:])), "val": Subset(train, sorted(order[:held]))}
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
