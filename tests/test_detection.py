@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import zoo
-from zoo.data.scenes import CocoDetection, FashionMNISTScenes, make_scene, write_coco
+from zoo.data.coco import CocoDetection, write_coco
+from zoo.data.scenes import FashionMNISTScenes, make_scene
 from zoo.errors import DatasetNotFoundError, ZooError
 from zoo.models.detr import sine_positions
 from zoo.registry import build_net, get_entry, list_models
 from zoo.tasks.matcher import HungarianMatcher, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
-from zoo.tasks.optim import stage_param_groups
+from zoo.tasks.optim import stage_lr_scales, stage_param_groups
 from zoo.tasks.set_criterion import SetCriterion
 
 DETECTORS = [m for m in list_models() if get_entry(m).task == "detection"]
@@ -126,6 +127,9 @@ def test_only_the_cnn_backbone_learns_slower_or_freezes(name: str) -> None:
     assert {"encoder", "decoder", "box_head", "head"} <= set(rest) and set(rest.values()) == {1e-3}, rest
     cnn_params = {id(p) for p in model.net.backbone.parameters()}
     assert {id(p) for p in model.backbone.parameters()} == cnn_params
+    decayed = stage_lr_scales([n for n, _ in model.net.stages()], 0.5, 0.1, model.net.head_stages)
+    assert decayed["backbone.stage3"] == pytest.approx(0.05) and decayed["stem"] == pytest.approx(0.1 * 0.5**4)
+    assert all(decayed[n] == 1.0 for n in ("encoder", "decoder", "box_head", "head")), decayed
 
 
 def test_sine_positions_tell_every_cell_apart() -> None:
@@ -202,6 +206,17 @@ def test_coco_files_round_trip_and_bad_ones_are_named(tmp_path: Path, fmnist_roo
     held.setup()
     train_ids, val_ids = set(held.datasets["train"].indices), set(held.datasets["val"].indices)
     assert len(val_ids) == 3 and not train_ids & val_ids and len(train_ids | val_ids) == 6
+    assert held.test_split == "val" and CocoDetection(str(path), test_json=str(path)).test_split == "test"
+    most = CocoDetection(str(path), val_fraction=0.95)
+    most.setup()
+    assert len(most.datasets["train"]) == 1, "never every image held out"
+    (tmp_path / "empty.json").write_text(
+        json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]})
+    )
+    with pytest.raises(ZooError, match="lists no images"):
+        CocoDetection(str(tmp_path / "empty.json"), str(tmp_path)).setup()
+    with pytest.raises(ZooError, match="val_images needs val_json"):
+        CocoDetection(str(path), val_images=str(tmp_path))
 
 
 # ---- training, saving, zoo detect ----------------------------------------------------------------------
@@ -249,9 +264,11 @@ def test_a_short_fit_lowers_the_loss_then_saves_loads_and_draws(tmp_path: Path, 
 
 
 @pytest.mark.slow
-def test_your_own_coco_folder_trains_evaluates_and_detects(tmp_path: Path, fmnist_root, capsys) -> None:
+def test_your_own_coco_folder_trains_evaluates_and_detects(tmp_path: Path, fmnist_root, capsys, monkeypatch) -> None:
     """A user's COCO folder (annotations.json + images/, 3 categories of their own) through the CLI."""
     from zoo.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the run's logs go to ./runs
 
     scenes = FashionMNISTScenes(train_scenes=60, val_scenes=2, test_scenes=2, max_objects=2, augment=False)
     scenes.setup()
@@ -265,7 +282,7 @@ def test_your_own_coco_folder_trains_evaluates_and_detects(tmp_path: Path, fmnis
             "fit",
             "--model", "zoo.tasks.detection.ObjectDetector",
             "--model.init_args.backbone_weights", "resnet20.fmnist",
-            "--data", "zoo.data.scenes.CocoDetection",
+            "--data", "zoo.data.coco.CocoDetection",
             "--data.init_args.train_json", str(tmp_path / "mine"),
             "--data.init_args.batch_size", "4",
             "--data.init_args.val_fraction", "0.25",
@@ -282,7 +299,9 @@ def test_your_own_coco_folder_trains_evaluates_and_detects(tmp_path: Path, fmnis
     assert model.class_names == names and model.net.class_embed.out_features == 4  # 3 classes + "no object"
     metrics = json.loads((card / "metrics.json").read_text())
     assert len(keep) == 8 and metrics["test_samples"] == 2 and set(metrics["map_per_class"]) <= set(names)
-    assert "| backbone started from | `resnet20.fmnist` |" in (card / "README.md").read_text()
+    assert metrics["test_split"] == "val"  # no test_json: the card says its test rows are the validation images
+    text = (card / "README.md").read_text()
+    assert "| backbone started from | `resnet20.fmnist` |" in text and "no separate test set" in text
     capsys.readouterr()
     main(["evaluate", str(card), "--data", str(tmp_path / "mine" / "annotations.json")])
     assert "on 8 images of" in capsys.readouterr().out  # every image of the folder

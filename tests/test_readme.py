@@ -33,3 +33,20 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert len(commands) == 2
     assert "zoo classify lenet5.fmnist samples/*.png" in commands[0]
     assert commands[1].endswith("-m pytest -q")
+
+
+def test_detection_table_reads_the_detector_cards(monkeypatch) -> None:
+    """With and without a pretrained backbone: one row per detector card, numbers from its metrics.json."""
+    from zoo.cli import models
+
+    cards = [
+        ("detr_lite.a", {"backbone_weights": "resnet20.fmnist", "test_map_50": 0.9123, "test_map": 0.61}),
+        ("detr_lite.b", {"backbone_weights": None, "test_map_50": 0.7, "test_map": 0.4}),
+    ]
+    budget = {"epochs": 12, "wall_time_s": 3600, "hardware": "CPU X, 2 cores; torch 2"}
+    monkeypatch.setattr(models, "trained_cards", lambda task: [(n, {**m, **budget}) for n, m in cards])
+    rows = detection_markdown().splitlines()[2:]
+    assert rows == [
+        "| `detr_lite.a` | `resnet20.fmnist` | 0.912 | 0.610 | 12 | 60 min | CPU X, 2 cores |",
+        "| `detr_lite.b` | random initialisation | 0.700 | 0.400 | 12 | 60 min | CPU X, 2 cores |",
+    ]

@@ -43,7 +43,8 @@ TASKS: dict[str, dict[str, Any]] = {
 
 def backbone_start(metrics: dict[str, Any]) -> str:
     """Where a detector's backbone started: zoo weights, or a random initialisation."""
-    return f"`{metrics['backbone_weights']}`" if metrics["backbone_weights"] else "random initialisation"
+    start = metrics.get("backbone_weights")
+    return f"`{start}`" if start else "random initialisation"
 
 
 def _fmt_pct(value: float | None) -> str:
@@ -98,6 +99,11 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         )
     else:
         origin = f"`{config['architecture']}` weights saved with zoo; numbers not measured yet are shown as –."
+    if metrics.get("test_split") == "val":
+        origin += (
+            " The data had no separate test set: the test rows were measured on the validation images,"
+            " which also chose the best checkpoint."
+        )
     lines += [
         origin,
         "",

@@ -5,7 +5,8 @@
 
 The strategies of the course, on :class:`Finetuning` (a ``BaseFinetuning`` callback), over the stages
 each family declares (``net.stages()``: stem, stages/blocks, pre-logits, head), so each works for every
-architecture:
+architecture. "The head" is the stages in the family's ``head_stages``: the classifier, or a detector's
+transformer and heads as well (they learn from the first epoch; only its CNN backbone is frozen or slowed):
 
 * ``linear_probe``: the backbone frozen, its BatchNorm layers in eval mode (their statistics stay the
   pretrained ones); only the new head learns;

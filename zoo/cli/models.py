@@ -108,29 +108,38 @@ PUBLISHED_FMNIST = {
 }
 
 
+def trained_cards(task: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(arch.tag, metrics.json)`` of the shipped weights a zoo recipe trained, for one task."""
+    import zoo.models  # noqa: F401  registers every family
+    from zoo.files import METRICS_FILE, bundled_cards_dir, read_json
+    from zoo.registry import get_entry, get_weights, list_weights, split_name
+
+    cards = []
+    for name in list_weights():
+        metrics_file = bundled_cards_dir() / name / METRICS_FILE
+        if get_weights(name).recipe and get_entry(split_name(name)[0]).task == task and metrics_file.is_file():
+            cards.append((name, read_json(metrics_file)))
+    return cards
+
+
+def _budget(metrics: dict[str, Any]) -> str:
+    """The epochs, training time and machine columns of the README's tables."""
+    return f"{metrics['epochs']} | {metrics['wall_time_s'] / 60:.0f} min | {metrics['hardware'].split(';')[0]}"
+
+
 def budget_markdown() -> str:
     """The Fashion-MNIST weights trained here: accuracy, budget (epochs, time, hardware) and the published
     reference for their size, read from the cards' metrics.json (README's "weights and their budget")."""
-    import zoo.models  # noqa: F401  registers every family
-    from zoo.files import METRICS_FILE, bundled_cards_dir, read_json
-    from zoo.registry import get_weights, list_weights
-
     lines = [
         "| weights | test top-1 | params | epochs | training time | measured on | published for the size |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
-    for name in list_weights():
-        metrics_file = bundled_cards_dir() / name / METRICS_FILE
-        if not get_weights(name).recipe or not metrics_file.is_file():
-            continue
-        metrics = read_json(metrics_file)
+    for name, metrics in trained_cards("classification"):
         if metrics.get("dataset") != "fashion_mnist" or "data_classes" in metrics or "test_acc" not in metrics:
             continue  # the 5-class transfer sources have no published counterpart
-        minutes = metrics["wall_time_s"] / 60
-        where = metrics["hardware"].split(";")[0]
         lines.append(
-            f"| `{name}` | {100 * metrics['test_acc']:.2f}% | {metrics['params']:,} | {metrics['epochs']} | "
-            f"{minutes:.0f} min | {where} | {PUBLISHED_FMNIST.get(name, '–')} |"
+            f"| `{name}` | {100 * metrics['test_acc']:.2f}% | {metrics['params']:,} | {_budget(metrics)} | "
+            f"{PUBLISHED_FMNIST.get(name, '–')} |"
         )
     return "\n".join(lines)
 
@@ -138,24 +147,16 @@ def budget_markdown() -> str:
 def detection_markdown() -> str:
     """The detection weights trained here: mAP on the fixed test scenes, where the backbone started and the
     budget, read from the cards (README's "with and without the pretrained backbone")."""
-    import zoo.models  # noqa: F401  registers every family
     from zoo.cards import backbone_start
-    from zoo.files import METRICS_FILE, bundled_cards_dir, read_json
-    from zoo.registry import get_entry, list_weights, split_name
 
     lines = [
         "| weights | backbone started from | test mAP@0.5 | test mAP | epochs | training time | measured on |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
-    for name in list_weights():
-        metrics_file = bundled_cards_dir() / name / METRICS_FILE
-        if get_entry(split_name(name)[0]).task != "detection" or not metrics_file.is_file():
-            continue
-        metrics = read_json(metrics_file)
+    for name, metrics in trained_cards("detection"):
         lines.append(
-            f"| `{name}` | {backbone_start(metrics)} | {metrics['test_map_50']:.3f} | "
-            f"{metrics['test_map']:.3f} | {metrics['epochs']} | {metrics['wall_time_s'] / 60:.0f} min | "
-            f"{metrics['hardware'].split(';')[0]} |"
+            f"| `{name}` | {backbone_start(metrics)} | {metrics['test_map_50']:.3f} | {metrics['test_map']:.3f} | "
+            f"{_budget(metrics)} |"
         )
     return "\n".join(lines)
 
@@ -383,13 +384,13 @@ def cmd_evaluate(argv: list[str]) -> None:
 
         coco = None
         if args.data:
-            from zoo.data.scenes import CocoDetection
+            from zoo.data.coco import CocoDetection
 
             size, in_chans = model.input_size[-1], model.input_size[0]
             coco = CocoDetection.for_evaluation(
                 args.data, model.class_names, size=size, in_chans=in_chans, batch_size=args.batch_size
             )
-        result = evaluate_detector(model, root=args.data_root, datamodule=coco)
+        result = evaluate_detector(model, root=args.data_root, batch_size=args.batch_size, datamodule=coco)
         _console().print(
             f"{args.weights}: test mAP@[.5:.95] {100 * result['test_map']:.2f}%, mAP@0.5 {100 * result['test_map_50']:.2f}% "
             f"on {result['test_samples']:,} {'images of ' + args.data if coco else 'Fashion-MNIST scenes'}"

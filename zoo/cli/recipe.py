@@ -318,6 +318,8 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
     subset = getattr(getattr(data, "hparams", None), "get", lambda key: None)("classes")
     if subset:  # trained and measured on some classes only (Fashion-MNIST 0-4 for the transfer experiment)
         metrics["data_classes"] = list(subset)
+    if getattr(data, "test_split", "test") != "test":  # your data without a test set: the card says so
+        metrics["test_split"] = data.test_split
     folder = model.save_pretrained(output_dir / name, name=name, metrics=metrics)
     headline = "test_acc" if "test_acc" in metrics else "test_map"
     log.info("wrote %s (%s %.2f%%)", folder, headline, 100 * metrics[headline])

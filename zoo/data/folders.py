@@ -406,9 +406,13 @@ class ImageFolderDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         return self._loader("val", shuffle=False) if "val" in self.datasets else []
 
+    @property
+    def test_split(self) -> str:
+        """Where the test numbers come from: the ``test`` images, else the validation ones."""
+        return "test" if "test" in self.datasets else "val"
+
     def test_dataloader(self) -> DataLoader | list:
-        split = next((s for s in ("test", "val") if s in self.datasets), None)
-        return self._loader(split, shuffle=False) if split else []
+        return self._loader(self.test_split, shuffle=False) if self.test_split in self.datasets else []
 
 
 def _as_uint8(images: Tensor) -> Tensor:

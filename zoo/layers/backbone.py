@@ -28,9 +28,12 @@ def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
     return nn.Linear(in_features, num_classes) if num_classes else nn.Identity()
 
 
+HEAD_STAGES = ("head",)  # the stages that are not the backbone, unless a family names others
+
+
 def split_stages(net: nn.Module) -> tuple[list[tuple[str, list[nn.Module]]], list[tuple[str, list[nn.Module]]]]:
     """``net.stages()`` split into the backbone's stages and the head's (the names in ``net.head_stages``)."""
-    head_names = set(getattr(net, "head_stages", ("head",)))
+    head_names = set(getattr(net, "head_stages", HEAD_STAGES))
     stages = net.stages()
     return [s for s in stages if s[0] not in head_names], [s for s in stages if s[0] in head_names]
 
@@ -40,7 +43,7 @@ class Backbone(nn.Module):
 
     first_conv_name: ClassVar[str] = ""  # module name of the first convolution
     classifier_name: ClassVar[str] = ""  # module name of the final linear layer
-    head_stages: ClassVar[tuple[str, ...]] = ("head",)  # the stages that are not the backbone
+    head_stages: ClassVar[tuple[str, ...]] = HEAD_STAGES
     num_features: int  # width of the embedding the classifier reads
     feature_info: list[dict[str, Any]]
 

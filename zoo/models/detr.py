@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD
+from zoo.layers.backbone import split_stages
 from zoo.registry import build_net, register_model, weight_table
 
 PAPER = "Carion et al. 2020, End-to-end object detection with transformers"
@@ -98,7 +99,7 @@ class DETR(nn.Module):
             for _ in range(decoder_layers)
         )
         self.decoder_norm = nn.LayerNorm(dim)
-        for module in self.modules():  # dropout on the attention weights: off by default (see the class doc)
+        for module in [*self.encoder.modules(), *self.decoder.modules()]:  # attention-weight dropout (class doc)
             if isinstance(module, nn.MultiheadAttention):
                 module.dropout = attn_dropout
         self.bbox_embed = MLP(dim, dim, 4, 3)
@@ -136,7 +137,7 @@ class DETR(nn.Module):
         self.num_classes = num_classes
 
     def stages(self) -> list[tuple[str, list[nn.Module]]]:
-        backbone = [(f"backbone.{name}", modules) for name, modules in self.backbone.stages() if name != "head"]
+        backbone = [(f"backbone.{name}", modules) for name, modules in split_stages(self.backbone)[0]]
         backbone[0] = ("stem", backbone[0][1])
         return [
             *backbone,

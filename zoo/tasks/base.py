@@ -69,6 +69,8 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
             batch × processes × accumulation) from the ``lr_reference_batch`` it was tuned at; ``none`` keeps it.
         layer_decay: layer-wise learning-rate decay for fine-tuning: the head learns at ``lr``, each stage of
             ``net.stages()`` below it at ``layer_decay`` times the one above (1: off; 0.7 is usual for ViTs).
+            "The head" is the stages the family names in ``head_stages``: the classifier, or for a detector
+            its transformer and box/class heads too, which start untrained even when the CNN is pretrained.
         backbone_lr_factor: every stage but the head learns at this fraction of the rate (discriminative
             fine-tuning; 1: off). Both act on the optimizer's parameter groups, so every scheduler keeps them.
         init: weights of every conv/linear layer: ``default`` (the layers' own, PyTorch's scaled uniform),

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from zoo.layers.backbone import split_stages
+from zoo.layers.backbone import HEAD_STAGES, split_stages
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Scheduler = Literal["constant", "step", "exponential", "cosine", "sgdr", "plateau", "onecycle"]
@@ -50,7 +50,7 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 def stage_lr_scales(
-    stages: list[str], layer_decay: float, backbone_lr_factor: float, head: tuple[str, ...] = ("head",)
+    stages: list[str], layer_decay: float, backbone_lr_factor: float, head: tuple[str, ...] = HEAD_STAGES
 ) -> dict[str, float]:
     """Learning-rate factor of each stage: ``layer_decay`` per stage below the head, × ``backbone_lr_factor``.
 
@@ -70,9 +70,11 @@ def stage_param_groups(net: nn.Module, hp: Any) -> list[dict[str, Any]]:
     optimisers skip, and unfreezing it later needs no new group, so the schedulers (which scale each
     group's own initial rate) and a resumed run see the same groups throughout.
     """
-    stages = net.stages()
-    head = tuple(name for name, _ in split_stages(net)[1])
-    scales = stage_lr_scales([name for name, _ in stages], hp.layer_decay, hp.backbone_lr_factor, head)
+    below, head = split_stages(net)
+    stages = below + head
+    scales = stage_lr_scales(
+        [name for name, _ in stages], hp.layer_decay, hp.backbone_lr_factor, tuple(n for n, _ in head)
+    )
     groups = []
     for name, modules in stages:
         params = [p for module in modules for p in module.parameters()]
