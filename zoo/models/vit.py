@@ -282,6 +282,7 @@ WEIGHTS = weight_table(
         "vit_b_32.tv_in1k": _tv("vit_b_32-d86f8d99.pth"),
         "vit_l_16.tv_in1k": _tv("vit_l_16-852ce7e3.pth", resize=242),
         "vit_l_32.tv_in1k": _tv("vit_l_32-c7638314.pth"),
+        "vit_lite_conv.fmnist": dict(dataset="fashion_mnist", recipe="recipes/vit_lite_conv_fmnist.yaml"),
     }
 )
 _NAMES = dict(family="vit", weights=WEIGHTS, paper=PAPER)
