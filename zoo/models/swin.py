@@ -279,6 +279,7 @@ WEIGHTS = weight_table(
         "swin_t.tv_in1k": _tv("swin_t-704ceda3.pth", 232),
         "swin_s.tv_in1k": _tv("swin_s-5e29d889.pth", 246),
         "swin_b.tv_in1k": _tv("swin_b-68c6b09e.pth", 238),
+        "swin_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/swin_lite_fmnist.yaml"),
     }
 )
 _NAMES = dict(family="swin", weights=WEIGHTS, paper=PAPER)
