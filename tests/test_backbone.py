@@ -92,11 +92,15 @@ def test_pretrained_pyramid_equals_the_models_own_layers(name: str) -> None:
     features = backbone(name, out_indices=(0, -1))
     captured = {}
     x = torch.rand(2, *model.input_size)
+
+    def keep(info):
+        def hook(_module, _inputs, out) -> None:  # None: a hook's return value would replace the layer's output
+            captured.setdefault(info["module"], to_map(out, info, x.shape[2:]))
+
+        return hook
+
     hooks = [
-        model.net.get_submodule(info["module"]).register_forward_hook(
-            lambda _m, _i, out, info=info: captured.setdefault(info["module"], to_map(out, info, x.shape[2:]))
-        )
-        for info in features.feature_info
+        model.net.get_submodule(info["module"]).register_forward_hook(keep(info)) for info in features.feature_info
     ]
     with torch.no_grad():
         model(x)
