@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from zoo.data.scenes import collate_detection
+from zoo.data.scenes import detection_loader
 from zoo.errors import DatasetNotFoundError, InvalidValueError, ZooError
 
 
@@ -128,29 +128,13 @@ class CocoDetection(L.LightningDataModule):
         self.datasets = found
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.datasets["train"],
-            batch_size=self.hparams.batch_size,
-            shuffle=True,
-            num_workers=self.hparams.num_workers,
-            collate_fn=collate_detection,
-        )
+        return detection_loader(self, "train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.datasets["val"],
-            batch_size=self.hparams.batch_size,
-            num_workers=self.hparams.num_workers,
-            collate_fn=collate_detection,
-        )
+        return detection_loader(self, "val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.datasets[self.test_split],
-            batch_size=self.hparams.batch_size,
-            num_workers=self.hparams.num_workers,
-            collate_fn=collate_detection,
-        )
+        return detection_loader(self, self.test_split, shuffle=False)
 
 
 def _read_coco(path: Path) -> dict[str, Any]:

@@ -68,6 +68,17 @@ def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Tensor]]]) -> tupl
     return torch.stack([image for image, _ in batch]), [target for _, target in batch]
 
 
+def detection_loader(datamodule: L.LightningDataModule, split: str, shuffle: bool) -> DataLoader:
+    """A loader over ``datamodule.datasets[split]`` with its batch size and workers, batched as lists of targets."""
+    return DataLoader(
+        datamodule.datasets[split],
+        batch_size=datamodule.hparams.batch_size,
+        shuffle=shuffle,
+        num_workers=datamodule.hparams.num_workers,
+        collate_fn=collate_detection,
+    )
+
+
 class SceneDataset(Dataset):
     """Pre-rendered scenes: ``(image uint8 (1, H, W), {"boxes", "labels"})``."""
 
@@ -156,13 +167,7 @@ class FashionMNISTScenes(L.LightningDataModule):
                 self.datasets[split] = self.render(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            collate_fn=collate_detection,
-        )
+        return detection_loader(self, split, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         if self.hparams.fresh_train_scenes and self.trainer is not None:
