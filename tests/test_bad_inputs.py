@@ -120,6 +120,12 @@ API_CASES = [
     ),
     ("head of -1 classes", lambda m, f: zoo.create("lenet5").reset_classifier(-1), InvalidValueError, ["≥ 0"]),
     (
+        "weights of an architecture that has none",
+        lambda m, f: zoo.load("detr_lite"),
+        UnknownModelError,
+        ["has no pretrained weights", "zoo.create('detr_lite') builds it untrained", "closest weights: "],
+    ),
+    (
         "feature level out of range",
         lambda m, f: zoo.backbone("lenet5", out_indices=(9,)),
         InvalidValueError,

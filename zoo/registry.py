@@ -151,12 +151,13 @@ def register_model(
     return wrap
 
 
-def _suggest(name: str) -> str:
+def _suggest(name: str, weights_only: bool = False) -> str:
     if not _MODELS:  # the registry is filled by importing the families
         return "no family is registered yet: `import zoo.models` first (zoo.create/zoo.load do it)"
-    candidates = list(_MODELS) + [f"{m}.{t}" for m, e in _MODELS.items() for t in e.weights]
-    close = difflib.get_close_matches(name, candidates, n=4, cutoff=0.5)
-    return f"closest: {', '.join(close)}" if close else "see `zoo list`"
+    weights = [f"{m}.{t}" for m, e in _MODELS.items() for t in e.weights]
+    close = difflib.get_close_matches(name, weights if weights_only else list(_MODELS) + weights, n=4, cutoff=0.5)
+    listing = "`zoo list --pretrained`" if weights_only else "`zoo list`"
+    return f"closest{' weights' if weights_only else ''}: {', '.join(close)}" if close else f"see {listing}"
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -178,7 +179,10 @@ def get_weights(name: str) -> Weights:
     entry = get_entry(name)
     _, tag = split_name(name)
     if not entry.weights:
-        raise UnknownModelError(f"model {entry.name!r} has no pretrained weights; {_suggest(name)}")
+        raise UnknownModelError(
+            f"model {entry.name!r} has no pretrained weights (zoo.create({entry.name!r}) builds it untrained); "
+            + _suggest(name, weights_only=True)
+        )
     if tag is None:
         return next(iter(entry.weights.values()))
     if tag not in entry.weights:
