@@ -85,8 +85,8 @@ class CocoDetection(L.LightningDataModule):
             raise ZooError(
                 f"{self.files['train'][0]} lists no categories; COCO files need 'categories' with id and name"
             )
-        self.category_ids = [c["id"] for c in sorted(categories, key=lambda c: c["id"])]
-        self.class_names = [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
+        categories = sorted(categories, key=lambda c: c["id"])
+        self.category_ids, self.class_names = [c["id"] for c in categories], [c["name"] for c in categories]
         self.num_classes = len(self.class_names)
         self.datasets: dict[str, Dataset] = {}
 
