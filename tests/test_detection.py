@@ -319,5 +319,5 @@ def test_zoo_info_splits_detr_into_backbone_encoder_decoder_and_heads(capsys) ->
     out = capsys.readouterr().out
     for stage in ("backbone.stage3", "encoder", "decoder", "box_head", "head"):
         assert f"│ {stage} " in out
-    # encoder: 8 heads × 256² per layer × 3; decoder: 8 × (10² self + 10·256 cross) × 3
-    assert f"{3 * 8 * 256**2 + 3 * 8 * (10 * 10 + 10 * 256):,} values per image" in out
+    # encoder: 8 heads × 64² per layer × 3; decoder: 8 × (10² self + 10·64 cross) × 3
+    assert f"{3 * 8 * 64**2 + 3 * 8 * (10 * 10 + 10 * 64):,} values per image" in out
