@@ -175,7 +175,8 @@ class DETR(nn.Module):
         memory = features.flatten(2).transpose(1, 2)  # (N, h·w, dim)
         for layer in self.encoder:
             memory = layer(memory, positions)
-        query_pos = self.query_embed.weight.unsqueeze(0).repeat(n, 1, 1)  # a copy: under no_grad, module hooks refuse a view of a parameter
+        # a copy, not a view: under no_grad, module hooks (FLOP counters) refuse a view of a parameter
+        query_pos = self.query_embed.weight.unsqueeze(0).repeat(n, 1, 1)
         out, outputs = torch.zeros_like(query_pos), []
         for layer in self.decoder:
             out = layer(out, memory, query_pos, positions)
