@@ -132,6 +132,29 @@ def test_only_the_cnn_backbone_learns_slower_or_freezes(name: str) -> None:
     assert all(decayed[n] == 1.0 for n in ("encoder", "decoder", "box_head", "head")), decayed
 
 
+@pytest.mark.parametrize("name", DETECTORS)
+def test_untrained_queries_start_at_their_anchors_and_have_no_order(name: str) -> None:
+    """Every box starts at its query's anchor point, ``size_prior`` wide; the queries are a set: permuting
+    their embeddings and anchors together permutes the predictions and nothing else."""
+    torch.manual_seed(0)
+    net = build_net(name).eval()
+    x = torch.rand(2, *get_entry(name).input_size)
+    with torch.no_grad():
+        out = net(x)
+        anchors = net.reference_points.weight.clamp(1e-5, 1 - 1e-5)
+        assert torch.allclose(out["pred_boxes"][..., :2], anchors.expand(2, -1, -1), atol=1e-5)
+        assert torch.allclose(out["pred_boxes"][..., 2:], torch.full_like(out["pred_boxes"][..., 2:], net.size_prior))
+        assert len(set(anchors[:, 0].tolist())) == net.num_queries  # spread, not all at the centre
+        torch.nn.init.normal_(net.bbox_embed.layers[-1].weight, std=0.1)  # boxes that depend on the content
+        before = net(x)
+        order = torch.randperm(net.num_queries)
+        net.query_embed.weight.copy_(net.query_embed.weight[order])
+        net.reference_points.weight.copy_(net.reference_points.weight[order])
+        after = net(x)
+    for key in ("pred_logits", "pred_boxes"):
+        assert torch.allclose(after[key], before[key][:, order], atol=1e-5), key
+
+
 def test_sine_positions_tell_every_cell_apart() -> None:
     positions = sine_positions(7, 5, 32)
     assert positions.shape == (35, 32)
