@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 LAYERS: list[tuple[str, ...]] = [
     ("zoo.errors", "zoo._version"),
     ("zoo.registry", "zoo.catalog", "zoo.files", "zoo.layers", "zoo.data", "zoo.inspect", "zoo.plots"),
-    ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers"),
+    ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers", "zoo.plugins"),
     ("zoo.pretrained", "zoo.backbones"),
     ("zoo.tasks",),
     ("zoo.finetuning", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention", "zoo.detect"),

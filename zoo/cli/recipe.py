@@ -117,6 +117,11 @@ def _make_cli_class():
                 callbacks = [*callbacks, RichProgressBar(leave=True)]
             if config.get("logger") not in (False, []):
                 callbacks = [*callbacks, LearningRateMonitor(logging_interval="step")]
+            if config.get("sync_batchnorm"):  # PyTorch's SyncBatchNorm on GPUs, the zoo's on CPU processes
+                from zoo.plugins import SyncBatchNormAnyDevice
+
+                plugins = config.get("plugins") or []
+                config["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins]), SyncBatchNormAnyDevice()]
             return super()._instantiate_trainer(config, callbacks)
 
         def before_fit(self) -> None:
