@@ -315,3 +315,18 @@ def test_registry_markdown_table() -> None:
     assert lines[0].startswith("| model | family | input | params | GFLOPs |")
     row = next(line for line in lines if line.startswith("| `resnet50` "))
     assert "| 25,557,032 | 8.178 |" in row and "`resnet50.tv2_in1k`" in row
+
+
+def test_registry_markdown_headline_is_accuracy_or_map(tmp_path) -> None:
+    """A classifier's card gives its test top-1, a detector's its mAP@0.5 (a detector card has no test_acc)."""
+    import json
+    from types import SimpleNamespace
+
+    from zoo.cli.models import _headline
+
+    weights = SimpleNamespace(dataset="some_data")
+    (tmp_path / "a.json").write_text(json.dumps({"test_acc": 0.93041}))
+    (tmp_path / "b.json").write_text(json.dumps({"test_map_50": 0.9123, "test_map": 0.6}))
+    assert _headline(tmp_path / "a.json", weights) == " (93.04% some_data)"
+    assert _headline(tmp_path / "b.json", weights) == " (mAP@0.5 0.912 some_data)"
+    assert _headline(tmp_path / "missing.json", weights) == ""

@@ -75,17 +75,16 @@ def _gflops(name: str) -> float:
 def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
     """The registry as a Markdown table: parameters and FLOPs recomputed, accuracies read from the cards' metrics.json."""
     import zoo.models  # noqa: F401  registers every family
-    from zoo.files import METRICS_FILE, bundled_cards_dir, read_json
+    from zoo.files import METRICS_FILE, bundled_cards_dir
     from zoo.registry import get_entry, list_models
 
-    lines = ["| model | family | input | params | GFLOPs | weights (test top-1) |", "|---|---|---|---:|---:|---|"]
+    header = "| model | family | input | params | GFLOPs | weights (test top-1; detectors: mAP@0.5) |"
+    lines = [header, "|---|---|---|---:|---:|---|"]
     for name in list_models(pattern, pretrained=pretrained):
         entry = get_entry(name)
         shipped = []
         for tag, weights in entry.weights.items():
-            metrics = bundled_cards_dir() / f"{name}.{tag}" / METRICS_FILE
-            accuracy = f" ({100 * read_json(metrics)['test_acc']:.2f}% {weights.dataset})" if metrics.is_file() else ""
-            shipped.append(f"`{name}.{tag}`{accuracy}")
+            shipped.append(f"`{name}.{tag}`{_headline(bundled_cards_dir() / f'{name}.{tag}' / METRICS_FILE, weights)}")
         family = entry.family + (
             f" ({', '.join(f'{k} {v}' for k, v in entry.columns.items())})" if entry.columns else ""
         )
@@ -94,6 +93,18 @@ def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
             f"{_gflops(name):.3f} | {', '.join(shipped) or '–'} |"
         )
     return "\n".join(lines)
+
+
+def _headline(metrics_file: Any, weights: Any) -> str:
+    """`` (93.04% fashion_mnist)`` from a card's metrics.json (``mAP@0.5 0.912`` for a detector), or nothing."""
+    from zoo.files import read_json
+
+    if not metrics_file.is_file():
+        return ""
+    metrics = read_json(metrics_file)
+    if "test_acc" in metrics:
+        return f" ({100 * metrics['test_acc']:.2f}% {weights.dataset})"
+    return f" (mAP@0.5 {metrics['test_map_50']:.3f} {weights.dataset})"
 
 
 # What published models of the same size reach on Fashion-MNIST (test top-1), beside the zoo's weights
