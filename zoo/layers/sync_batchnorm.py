@@ -66,6 +66,8 @@ class CrossProcessBatchNorm(_BatchNorm):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and _distributed()):
             return super().forward(x)
+        dtype = x.dtype
+        x = x.float() if dtype in (torch.float16, torch.bfloat16) else x  # statistics in float32 at least
         dims = [d for d in range(x.dim()) if d != 1]
         shape = [1, -1] + [1] * (x.dim() - 2)
         count = torch.full((1,), x.numel() // x.shape[1], dtype=x.dtype, device=x.device)
@@ -79,7 +81,7 @@ class CrossProcessBatchNorm(_BatchNorm):
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
+        return out.to(dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor) -> None:
