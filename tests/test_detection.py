@@ -209,6 +209,20 @@ def test_fresh_training_scenes_change_every_epoch_and_repeat_on_resume(fmnist_ro
         data.train_dataloader()
 
 
+def test_the_sample_scenes_are_the_first_fixed_test_scenes(fmnist_root) -> None:
+    """``samples/scenes`` (the README's `zoo detect` / `zoo evaluate --data` example) is a COCO folder of
+    the first 6 of the 1,000 fixed test scenes, pixels and boxes."""
+    folder = Path(__file__).resolve().parents[1] / "samples" / "scenes"
+    samples = CocoDetection(str(folder / "annotations.json"), val_fraction=0.0)
+    samples.setup()
+    test = FashionMNISTScenes(test_scenes=6).render("test")
+    assert len(samples.datasets["train"]) == 6 and samples.class_names == FashionMNISTScenes.class_names
+    for i in range(6):
+        image, target = samples.datasets["train"][i]
+        assert torch.equal(image, test[i][0]) and torch.allclose(target["boxes"], test[i][1]["boxes"])
+        assert torch.equal(target["labels"], test[i][1]["labels"])
+
+
 def test_coco_files_round_trip_and_bad_ones_are_named(tmp_path: Path, fmnist_root) -> None:
     scenes = FashionMNISTScenes(train_scenes=6, val_scenes=2, test_scenes=2, augment=False)
     scenes.setup()
