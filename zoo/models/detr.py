@@ -217,7 +217,15 @@ class DETR(nn.Module):
         ]
 
 
-WEIGHTS = weight_table({})
+WEIGHTS = weight_table(
+    {
+        # the recipe's two runs: the backbone from resnet20.fmnist, and (its header's command) from scratch
+        "detr_lite.fmnist_scenes": dict(dataset="fashion_mnist_scenes", recipe="recipes/detr_lite_fmnist_scenes.yaml"),
+        "detr_lite.fmnist_scenes_scratch": dict(
+            dataset="fashion_mnist_scenes", recipe="recipes/detr_lite_fmnist_scenes.yaml"
+        ),
+    }
+)
 _NAMES = dict(family="detr", weights=WEIGHTS, paper=PAPER, task="detection")
 
 
