@@ -20,8 +20,11 @@ class SyncBatchNormAnyDevice(TorchSyncBatchNorm):
     """Global-batch BatchNorm for data-parallel training on every device (see the module doc)."""
 
     def apply(self, model: nn.Module) -> nn.Module:
-        trainer = getattr(model, "_trainer", None)
-        device = trainer.strategy.root_device.type if trainer is not None else "cpu"
+        # Lightning applies layer syncs before moving the model: the strategy knows where it will run
+        try:
+            device = model.trainer.strategy.root_device.type
+        except (AttributeError, RuntimeError):  # a plain module, or one no Trainer holds: it stays here
+            device = "cpu"
         return super().apply(model) if device == "cuda" else sync_batchnorm.convert(model)
 
     def revert(self, model: nn.Module) -> nn.Module:
