@@ -284,6 +284,26 @@ def test_fit_refuses_to_replace_a_card_before_training(in_tmp, capsys) -> None:
     assert json.loads((card / "metrics.json").read_text())["sha256"] == sha256_file(card / "model.safetensors")
 
 
+def test_fit_keep_better_replaces_a_card_only_when_the_run_beats_it(in_tmp, caplog) -> None:
+    """--card.keep_better: a run that does not beat the card leaves it byte for byte and writes its own card
+    into its run folder; a run that beats it replaces it."""
+    fit(in_tmp)
+    card = in_tmp / "cards" / "lenet5.test"
+    before = {p.name: p.read_bytes() for p in card.iterdir()}
+    with caplog.at_level("INFO", logger="zoo"):
+        run = fit(in_tmp, "--card.keep_better=true")  # same seed, same steps: the same score, not better
+    assert {p.name: p.read_bytes() for p in card.iterdir()} == before
+    beside = run / "cards" / "lenet5.test"
+    assert json.loads((beside / "metrics.json").read_text())["sha256"] == sha256_file(beside / "model.safetensors")
+    kept = [r.getMessage() for r in caplog.records if "does not beat it" in r.getMessage()]
+    assert len(kept) == 1 and kept[0].endswith(str(beside.relative_to(in_tmp))), kept
+    metrics = json.loads((card / "metrics.json").read_text())
+    (card / "metrics.json").write_text(json.dumps({**metrics, "test_acc": 0.0}))  # a weaker card to beat
+    fit(in_tmp, "--card.keep_better=true")
+    assert json.loads((card / "metrics.json").read_text())["test_acc"] == metrics["test_acc"] > 0
+    assert json.loads((card / "metrics.json").read_text())["sha256"] == sha256_file(card / "model.safetensors")
+
+
 def test_fit_checks_the_card_name_before_training(in_tmp, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", RECIPE, *QUICK, "--card.output_dir", str(in_tmp / "cards"), "--card.name", "lenet5"])

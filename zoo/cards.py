@@ -23,6 +23,7 @@ _PCT = 100.0
 TASKS: dict[str, dict[str, Any]] = {
     "image-classification": {
         "headline": ("test_acc", "accuracy", "top-1 accuracy", _PCT),
+        "score": ("test_acc", "top-1"),
         "rows": [
             ("test_acc", "test top-1 accuracy ({test_samples} images)"),
             ("test_acc5", "test top-5 accuracy"),
@@ -31,6 +32,7 @@ TASKS: dict[str, dict[str, Any]] = {
     },
     "object-detection": {
         "headline": ("test_map", "map", "mAP@[.5:.95]", _PCT),
+        "score": ("test_map_50", "mAP@0.5"),
         "rows": [
             ("test_map", "test mAP@[.5:.95] ({test_samples} images)"),
             ("test_map_50", "test mAP@0.5"),
@@ -39,6 +41,23 @@ TASKS: dict[str, dict[str, Any]] = {
         ],
     },
 }
+
+
+def card_score(metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """The number weights of one task are compared by, from their ``metrics.json``: ``("top-1", 0.9184)``
+    for a classifier, ``("mAP@0.5", 0.835)`` for a detector (the figure the tests re-measure); ``None``
+    for weights nobody measured."""
+    for spec in TASKS.values():
+        key, label = spec["score"]
+        if metrics.get(key) is not None:
+            return label, float(metrics[key])
+    return None
+
+
+def format_score(score: tuple[str, float]) -> str:
+    """``91.84%`` (top-1 accuracy) or ``mAP@0.5 0.835``."""
+    label, value = score
+    return f"{100 * value:.2f}%" if label == "top-1" else f"{label} {value:.3f}"
 
 
 def backbone_start(metrics: dict[str, Any]) -> str:

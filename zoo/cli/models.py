@@ -97,14 +97,11 @@ def registry_markdown(pattern: str = "*", pretrained: bool = False) -> str:
 
 def _headline(metrics_file: Any, weights: Any) -> str:
     """`` (93.04% fashion_mnist)`` from a card's metrics.json (``mAP@0.5 0.912`` for a detector), or nothing."""
+    from zoo.cards import card_score, format_score
     from zoo.files import read_json
 
-    if not metrics_file.is_file():
-        return ""
-    metrics = read_json(metrics_file)
-    if "test_acc" in metrics:
-        return f" ({100 * metrics['test_acc']:.2f}% {weights.dataset})"
-    return f" (mAP@0.5 {metrics['test_map_50']:.3f} {weights.dataset})"
+    score = card_score(read_json(metrics_file)) if metrics_file.is_file() else None
+    return f" ({format_score(score)} {weights.dataset})" if score else ""
 
 
 # What published models of the same size reach on Fashion-MNIST (test top-1), beside the zoo's weights

@@ -65,6 +65,13 @@ def _make_cli_class():
                 default=False,
                 help="replace an existing weight folder of that name (off: fit refuses before training)",
             )
+            parser.add_argument(
+                "--card.keep_better",
+                type=bool,
+                default=False,
+                help="replace an existing weight folder of that name only if this run beats it (test top-1, "
+                "mAP@0.5 for detectors); otherwise the run's card goes to its run folder",
+            )
             parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
             parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
 
@@ -128,7 +135,7 @@ def _make_cli_class():
             check_ckpt_path(self.config.fit.get("ckpt_path"))
             card = self.config.fit.card
             if card.name:
-                check_card_target(self.model, card.name, Path(card.output_dir), card.overwrite)
+                check_card_target(self.model, card.name, Path(card.output_dir), card.overwrite or card.keep_better)
 
         def before_validate(self) -> None:
             check_ckpt_path(self.config.validate.get("ckpt_path"))
@@ -140,10 +147,11 @@ def _make_cli_class():
             check_ckpt_path(self.config.predict.get("ckpt_path"))
 
         def after_fit(self) -> None:
-            name = self.config.fit.card.name
-            if name:
+            card = self.config.fit.card
+            if card.name:
                 timer = next(callback for callback in self.trainer.callbacks if isinstance(callback, Timer))
-                export_card(self, name, Path(self.config.fit.card.output_dir), timer.time_elapsed("train"))
+                elapsed = timer.time_elapsed("train")
+                export_card(self, card.name, Path(card.output_dir), elapsed, keep_better=card.keep_better)
 
     defaults = {
         "logger": [
@@ -275,13 +283,20 @@ def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) 
     folder = output_dir.expanduser() / name
     if check_target(folder) == "replace" and not overwrite:
         raise ZooError(
-            f"{folder} already exists and fit would replace it; pass --card.overwrite true, another --card.name, "
-            "or --card.output_dir elsewhere (--card.name null writes no card)"
+            f"{folder} already exists and fit would replace it; pass --card.overwrite true (or --card.keep_better "
+            "true: replaced only if this run beats it), another --card.name, or --card.output_dir elsewhere "
+            "(--card.name null writes no card)"
         )
 
 
-def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path | None:
-    """Best checkpoint → test + validate with it → ``output_dir/<name>/`` (weights, config, metrics, card)."""
+def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep_better: bool = False) -> Path | None:
+    """Best checkpoint → test + validate with it → ``output_dir/<name>/`` (weights, config, metrics, card).
+
+    With ``keep_better`` an existing card there is replaced only when this run's score (:func:`zoo.cards.card_score`)
+    is higher; otherwise the new card is written to ``<run folder>/cards/<name>`` and the old one stays.
+    """
+    from zoo.cards import card_score, format_score
+    from zoo.files import METRICS_FILE, read_json
     from zoo.loggers import hardware
     from zoo.registry import get_weights, split_name
 
@@ -325,9 +340,21 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float) -> Path
         metrics["data_classes"] = list(subset)
     if getattr(data, "test_split", "test") != "test":  # your data without a test set: the card says so
         metrics["test_split"] = data.test_split
-    folder = model.save_pretrained(output_dir / name, name=name, metrics=metrics)
-    headline = "test_acc" if "test_acc" in metrics else "test_map"
-    log.info("wrote %s (%s %.2f%%)", folder, headline, 100 * metrics[headline])
+    score, target = card_score(metrics), output_dir / name
+    old_file = target / METRICS_FILE
+    old = card_score(read_json(old_file)) if keep_better and old_file.is_file() else None
+    if old is not None and score is not None and score[1] <= old[1]:
+        target = Path(trainer.log_dir or trainer.default_root_dir) / "cards" / name
+        log.info(
+            "kept %s (%s): this run's %s does not beat it; its card is in %s",
+            output_dir / name,
+            format_score(old),
+            format_score(score),
+            target,
+        )
+    folder = model.save_pretrained(target, name=name, metrics=metrics)
+    beaten = f", replacing {format_score(old)}" if old is not None and target == output_dir / name else ""
+    log.info("wrote %s (%s%s)", folder, format_score(score) if score else "not measured", beaten)
     return folder
 
 
