@@ -9,6 +9,9 @@
    within 1.1× here, where the two cores are the limit; on a GPU machine the figure to compare).
 2. The all-reduce share of a DDP step: a plain PyTorch DDP loop over the same network timed with gradient
    synchronisation and under ``no_sync()``; share = 1 − no-sync time / synced time.
+3. Where the rest goes: the same plain step without DDP in one process with 2 threads at the global batch
+   and with 1 thread at the per-process batch (what each DDP rank computes), so that the ratio splits into
+   the one-thread compute, the communication and the training loop's own share.
 """
 
 from __future__ import annotations
@@ -58,16 +61,20 @@ def per_batch(batches: int, devices: int, threads: int, batch: int, cwd: str) ->
     return (long - short) / batches
 
 
-def _allreduce_worker(rank: int, world: int, port: int, steps: int, batch: int, queue) -> None:
+def _allreduce_worker(rank: int, world: int, port: int, steps: int, batch: int, queue, threads: int = 1) -> None:
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     import zoo
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    model = DistributedDataParallel(zoo.create("resnet20").net)
+    torch.set_num_threads(threads)
+    net = zoo.create("resnet20", channels_last=True).net  # as the recipe trains it
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+        model = DistributedDataParallel(net)
+    else:
+        model = net
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     images, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
 
@@ -77,20 +84,25 @@ def _allreduce_worker(rank: int, world: int, port: int, steps: int, batch: int, 
             optimizer.zero_grad()
             if sync:
                 torch.nn.functional.cross_entropy(model(images), labels).backward()
+            elif world == 1:
+                torch.nn.functional.cross_entropy(model(images), labels).backward()
             else:
                 with model.no_sync():
                     torch.nn.functional.cross_entropy(model(images), labels).backward()
             optimizer.step()
         return (time.perf_counter() - start) / steps
 
+    images = images.contiguous(memory_format=torch.channels_last)
     run(True)  # warm-up
     synced, local = run(True), run(False)
     if rank == 0:
         queue.put((synced, local))
-    dist.destroy_process_group()
+    if world > 1:
+        dist.destroy_process_group()
 
 
-def allreduce_share(steps: int, batch: int) -> tuple[float, float]:
+def plain_steps(steps: int, batch: int, world: int = 2, threads: int = 1) -> tuple[float, float]:
+    """(synced, no-sync) seconds per plain step: ``world`` DDP processes, or one process without DDP."""
     import socket
 
     import torch.multiprocessing as mp
@@ -99,7 +111,8 @@ def allreduce_share(steps: int, batch: int) -> tuple[float, float]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     queue = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(_allreduce_worker, args=(2, port, steps, batch, queue), nprocs=2, start_method="spawn")
+    args = (world, port, steps, batch, queue, threads)
+    mp.start_processes(_allreduce_worker, args=args, nprocs=world, start_method="spawn")
     return queue.get()
 
 
@@ -116,10 +129,18 @@ def main() -> None:
         f"resnet20, global batch {args.batch_size}, {args.batches} batches: 1 process × 2 threads "
         f"{single * 1e3:.0f} ms/batch; 2 DDP processes × 1 thread {ddp * 1e3:.0f} ms/batch; ratio {ddp / single:.2f}×"
     )
-    synced, local = allreduce_share(args.steps, args.batch_size // 2)
+    half = args.batch_size // 2
+    synced, local = plain_steps(args.steps, half)
     print(
-        f"plain DDP step (batch {args.batch_size // 2} per process): {synced * 1e3:.0f} ms synced, {local * 1e3:.0f} ms "
+        f"plain DDP step (batch {half} per process): {synced * 1e3:.0f} ms synced, {local * 1e3:.0f} ms "
         f"under no_sync(); all-reduce share {100 * (1 - local / synced):.0f}%"
+    )
+    two_threads, _ = plain_steps(args.steps, args.batch_size, world=1, threads=2)
+    one_thread, _ = plain_steps(args.steps, half, world=1, threads=1)
+    print(
+        f"plain step without DDP: batch {args.batch_size} on 2 threads {two_threads * 1e3:.0f} ms; batch {half} on 1 "
+        f"thread {one_thread * 1e3:.0f} ms ({one_thread / two_threads:.2f}×: the one-thread compute of a rank); "
+        f"zoo fit over the plain loop: {single / two_threads:.2f}× single, {ddp / synced:.2f}× DDP"
     )
 
 

@@ -11,7 +11,7 @@ import torch
 
 from zoo.data import FashionMNISTDataModule
 from zoo.data import fashion_mnist as fm
-from zoo.errors import DatasetNotFoundError
+from zoo.errors import DatasetNotFoundError, InvalidValueError
 
 
 def test_splits_sizes_and_types(fmnist_root) -> None:
@@ -39,6 +39,21 @@ def test_augmentation_keeps_shape_and_dtype(fmnist_root) -> None:
     data.setup("fit")
     images, _ = next(iter(data.train_dataloader()))
     assert images.shape == (64, 1, 28, 28) and images.dtype == torch.uint8
+
+
+def test_shift_padding_zero_only_flips(fmnist_root) -> None:
+    """shift_padding=0: every training image is itself or its mirror; the default shifts some of them."""
+    torch.manual_seed(0)
+    for padding, only_flips in ((0, True), (2, False)):
+        data = FashionMNISTDataModule(root=fmnist_root, augment=True, shift_padding=padding, download=False)
+        data.setup("fit")
+        train = data.datasets["train"]
+        augmented, _ = train[torch.arange(64)]
+        raw = train.images[:64]
+        same = [torch.equal(a, x) or torch.equal(a, x.flip(-1)) for a, x in zip(augmented, raw)]
+        assert all(same) if only_flips else not all(same)
+    with pytest.raises(InvalidValueError, match="shift_padding must be a whole number ≥ 0"):
+        FashionMNISTDataModule(shift_padding=-1)
 
 
 def _skip_or_fail(reason: str) -> None:

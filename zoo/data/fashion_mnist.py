@@ -136,12 +136,16 @@ class TensorImageDataset(Dataset):
 def train_augmentation(size: int = 28, padding: int = 2, random_erasing: float = 0.0):
     """Random shift (pad + crop) and horizontal flip on uint8 tensors: clothes are left/right symmetric.
 
+    ``padding`` 0 leaves the flip alone: the lightest augmentation, which suits networks too small to
+    use shifted copies (LeNet-5: see the README's comparison of settings).
+
     ``random_erasing`` > 0 then blanks a random rectangle (2-33% of the image, aspect 0.3-3.3) with that
     probability (Zhong et al. 2017, Random Erasing Data Augmentation), filled with 0 (the background).
     """
     from torchvision.transforms import v2
 
-    steps = [v2.RandomCrop(size, padding=padding), v2.RandomHorizontalFlip()]
+    steps = [v2.RandomCrop(size, padding=padding)] if padding else []
+    steps.append(v2.RandomHorizontalFlip())
     if random_erasing:
         steps.append(v2.RandomErasing(p=random_erasing, value=0))
     return v2.Compose(steps)
@@ -157,6 +161,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         val_size: images held out of the 60k training set for validation.
         split_seed: seed of the train/val split (fixed, so every run validates on the same images).
         augment: random shift + horizontal flip on training images.
+        shift_padding: the largest shift of ``augment`` in pixels (pad, then crop back to 28); 0: flip only.
         random_erasing: probability of random erasing after the shift and flip (needs ``augment``).
         shuffle: reshuffle the training images every epoch (off: a fixed order, for exact comparisons).
         classes: keep only these classes (indices 0-9), relabelled 0..k-1 in the order given: e.g.
@@ -175,6 +180,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         val_size: int = 5000,
         split_seed: int = 0,
         augment: bool = False,
+        shift_padding: int = 2,
         random_erasing: float = 0.0,
         download: bool = True,
         shuffle: bool = True,
@@ -191,6 +197,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
             ("batch_size", batch_size, 1),
             ("num_workers", num_workers, 0),
             ("val_size", val_size, 1),
+            ("shift_padding", shift_padding, 0),
         ):
             if (
                 isinstance(value, bool)
@@ -236,7 +243,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
         train, val = order[: len(labels) - hp.val_size], order[len(labels) - hp.val_size :]
         self.datasets["train"] = TensorImageDataset(
-            images[train], labels[train], train_augmentation(random_erasing=hp.random_erasing) if hp.augment else None
+            images[train],
+            labels[train],
+            train_augmentation(padding=hp.shift_padding, random_erasing=hp.random_erasing) if hp.augment else None,
         )
         self.datasets["val"] = TensorImageDataset(images[val], labels[val])
         self.datasets["test"] = TensorImageDataset(*self._keep(*load_split("test", hp.root, hp.download)))
