@@ -1,5 +1,5 @@
 """The README's generated parts stay generated: the registry table (`zoo list --markdown`), the budget
-table and the detection table."""
+table, the detection table and the recipe-comparison table."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from zoo.cli.models import budget_markdown, detection_markdown, registry_markdown
+from zoo.cli.models import budget_markdown, detection_markdown, registry_markdown, sweep_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+SWEEPS = README.parent / "docs" / "recipe_sweeps.json"
 
 
 @pytest.mark.parametrize(
@@ -19,6 +20,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ("registry", registry_markdown, "the output of `zoo list --markdown`"),
         ("budget", budget_markdown, "zoo.cli.models.budget_markdown()"),
         ("detection", detection_markdown, "zoo.cli.models.detection_markdown()"),
+        ("sweeps", lambda: sweep_markdown(SWEEPS), "zoo.cli.models.sweep_markdown('docs/recipe_sweeps.json')"),
     ],
 )
 def test_generated_tables_are_current(marker: str, generate, how: str) -> None:

@@ -18,7 +18,7 @@ from zoo.registry import get_entry, get_weights, split_name
 
 # The issue's acceptance floors (top-1 on the 10k test set); the measured values live in metrics.json.
 ACCURACY_FLOORS = {
-    "lenet5.fmnist": 0.900,
+    "lenet5.fmnist": 0.910,  # issue 18: retrained without augmentation, 40 epochs: 91.55%
     "lenet5_relu.fmnist": 0.910,
     "alexnet_lite.fmnist": 0.930,
     "vgg_lite.fmnist": 0.930,

@@ -152,6 +152,23 @@ def budget_markdown() -> str:
     return "\n".join(lines)
 
 
+def sweep_markdown(path: Any) -> str:
+    """The short runs that chose a recipe's settings (README's "choosing the recipes"), one row per run,
+    from ``path``: a JSON list of the runs' own ``metrics.json`` numbers with the setting each one tried."""
+    import json
+
+    lines = [
+        "| weights | setting | epochs | best val top-1 | test top-1 | time |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for run in json.loads(Path(path).read_text()):
+        lines.append(
+            f"| `{run['weights']}` | {run['setting']} | {run['epochs']} | {100 * run['val_acc']:.2f}% | "
+            f"{100 * run['test_acc']:.2f}% | {run['wall_time_s'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
 def detection_markdown() -> str:
     """The detection weights trained here: mAP on the fixed test scenes, where the backbone started and the
     budget, read from the cards (README's "with and without the pretrained backbone")."""
