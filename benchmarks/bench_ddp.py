@@ -5,7 +5,8 @@
 
 1. ``zoo fit`` time per training batch of the same global batch (128): one process with 2 threads, and 2 DDP
    processes (gloo) with 1 thread and batch 64 each. Start-up is taken out by timing a short and a long run
-   and dividing the difference by the batches between them. Ratio = DDP time / single-process time (goal:
+   and dividing the difference by the batches between them, after a discarded warm-up run and in
+   alternation, median of ``--repeats`` pairs. Ratio = DDP time / single-process time (goal:
    within 1.1× here, where the two cores are the limit; on a GPU machine the figure to compare).
 2. The all-reduce share of a DDP step: a plain PyTorch DDP loop over the same network timed with gradient
    synchronisation and under ``no_sync()``; share = 1 − no-sync time / synced time.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +61,18 @@ def per_batch(batches: int, devices: int, threads: int, batch: int, cwd: str) ->
     short = fit_seconds(5, devices, threads, batch, cwd)
     long = fit_seconds(batches + 5, devices, threads, batch, cwd)
     return (long - short) / batches
+
+
+def per_batch_both(batches: int, batch: int, repeats: int, cwd: str) -> tuple[float, float]:
+    """Median seconds per batch of (1 process × 2 threads, 2 DDP processes × 1 thread), the two timed in
+    alternation after a discarded warm-up run: the first process of a session reads torch and the dataset
+    from disk, which would otherwise be counted in whichever short run came first."""
+    fit_seconds(5, 1, 2, batch, cwd)
+    single, ddp = [], []
+    for _ in range(repeats):
+        single.append(per_batch(batches, 1, 2, batch, cwd))
+        ddp.append(per_batch(batches, 2, 1, batch // 2, cwd))
+    return statistics.median(single), statistics.median(ddp)
 
 
 def _allreduce_worker(rank: int, world: int, port: int, steps: int, batch: int, queue, threads: int = 1) -> None:
@@ -121,10 +135,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=60, help="training batches timed (after 5 of start-up)")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch")
     parser.add_argument("--steps", type=int, default=20, help="steps of the plain DDP loop")
+    parser.add_argument("--repeats", type=int, default=2, help="timed (short, long) pairs each way; the median")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        single = per_batch(args.batches, 1, 2, args.batch_size, tmp)
-        ddp = per_batch(args.batches, 2, 1, args.batch_size // 2, tmp)
+        single, ddp = per_batch_both(args.batches, args.batch_size, args.repeats, tmp)
     print(
         f"resnet20, global batch {args.batch_size}, {args.batches} batches: 1 process × 2 threads "
         f"{single * 1e3:.0f} ms/batch; 2 DDP processes × 1 thread {ddp * 1e3:.0f} ms/batch; ratio {ddp / single:.2f}×"
