@@ -286,7 +286,8 @@ def test_fit_refuses_to_replace_a_card_before_training(in_tmp, capsys) -> None:
 
 def test_fit_keep_better_replaces_a_card_only_when_the_run_beats_it(in_tmp, caplog) -> None:
     """--card.keep_better: a run that does not beat the card leaves it byte for byte and writes its own card
-    into its run folder; a run that beats it replaces it."""
+    into its run folder; a run that beats it replaces it, and its card lists its settings, what it replaced
+    and which settings changed."""
     fit(in_tmp)
     card = in_tmp / "cards" / "lenet5.test"
     before = {p.name: p.read_bytes() for p in card.iterdir()}
@@ -298,10 +299,18 @@ def test_fit_keep_better_replaces_a_card_only_when_the_run_beats_it(in_tmp, capl
     kept = [r.getMessage() for r in caplog.records if "does not beat it" in r.getMessage()]
     assert len(kept) == 1 and kept[0].endswith(str(beside.relative_to(in_tmp))), kept
     metrics = json.loads((card / "metrics.json").read_text())
+    assert metrics["training"]["lr"] == 0.05 and metrics["training"]["augment"] is False, metrics["training"]
+    assert metrics["training"]["max_epochs"] == 1 and "replaces" not in metrics
     (card / "metrics.json").write_text(json.dumps({**metrics, "test_acc": 0.0}))  # a weaker card to beat
-    fit(in_tmp, "--card.keep_better=true")
-    assert json.loads((card / "metrics.json").read_text())["test_acc"] == metrics["test_acc"] > 0
-    assert json.loads((card / "metrics.json").read_text())["sha256"] == sha256_file(card / "model.safetensors")
+    fit(in_tmp, "--card.keep_better=true", "--model.init_args.lr=0.04")
+    new = json.loads((card / "metrics.json").read_text())
+    assert new["test_acc"] > 0 and new["sha256"] == sha256_file(card / "model.safetensors")
+    # the card says what it replaced and what changed
+    assert new["replaces"]["score"] == ["top-1", 0.0] and new["replaces"]["sha256"] == metrics["sha256"]
+    text = (card / "README.md").read_text()
+    assert "## Training" in text and "| lr | `0.04` |" in text
+    assert "These weights replace earlier ones of this name (0.00%, 1 epoch, sha256" in text
+    assert "Changed settings: lr `0.05` → `0.04`." in text
 
 
 def test_fit_checks_the_card_name_before_training(in_tmp, capsys) -> None:

@@ -161,6 +161,7 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         + ", ".join(f"{s:.4f}" for s in config["std"])
         + ".",
     ]
+    lines += _training_lines(metrics)
     per_class = metrics.get("map_per_class")
     if per_class:
         lines += ["", "## Test AP per class (mAP@[.5:.95])", "", "| class | AP |", "| --- | --- |"]
@@ -172,6 +173,43 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         lines += ["| | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
         lines += [f"| **{short[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(confusion)]
     return "\n".join(lines) + "\n"
+
+
+def _setting(value: Any) -> str:
+    return f"`{value if isinstance(value, str) else json.dumps(value)}`"
+
+
+def _training_lines(metrics: dict[str, Any]) -> list[str]:
+    """The card's "Training" section: the run's settings, and what changed from the card it replaced."""
+    settings = metrics.get("training")
+    if not settings:
+        return []
+    lines = ["", "## Training", "", "| setting | value |", "| --- | --- |"]
+    lines += [f"| {key} | {_setting(value)} |" for key, value in settings.items()]
+    old = metrics.get("replaces")
+    if old:
+        score = format_score(tuple(old["score"])) if old.get("score") else "not measured"
+        sha = (old.get("sha256") or "")[:12]
+        n = old.get("epochs")
+        epochs = f"{n} epoch{'s' if n != 1 else ''}, " if n else ""
+        lines += [
+            "",
+            f"These weights replace earlier ones of this name ({score}, {epochs}sha256 `{sha}…`, {old.get('date')}; "
+            "git history has them).",
+        ]
+        before = old.get("training")
+        if before:
+            changed = [
+                f"{key} {_setting(before.get(key, '–'))} → {_setting(settings.get(key, '–'))}"
+                for key in dict.fromkeys([*before, *settings])
+                if before.get(key) != settings.get(key)
+            ]
+            lines.append("Changed settings: " + ("; ".join(changed) if changed else "none") + ".")
+        else:
+            lines.append(
+                f"Their settings were not recorded; they were trained by `{old.get('recipe')}` as it stood then."
+            )
+    return lines
 
 
 def check_target(folder: Path, *, overwrite: bool = False) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.cli.fit_card import check_card_target, export_card
 from zoo.errors import ZooError
 
 log = logging.getLogger("zoo")
@@ -270,92 +271,6 @@ def _checkpoint_by_task_metric(config: Any) -> None:
     checkpoint["monitor"] = monitor
     if checkpoint.get("filename"):
         checkpoint["filename"] = checkpoint["filename"].replace("val_acc", monitor)
-
-
-def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) -> None:
-    """Before training: ``--card.name`` fits the model, and its folder is new unless ``--card.overwrite``."""
-    from zoo.cards import check_target
-    from zoo.registry import split_name
-
-    arch, tag = split_name(name)
-    if arch != model.hparams.model_name or tag is None:
-        raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
-    folder = output_dir.expanduser() / name
-    if check_target(folder) == "replace" and not overwrite:
-        raise ZooError(
-            f"{folder} already exists and fit would replace it; pass --card.overwrite true (or --card.keep_better "
-            "true: replaced only if this run beats it), another --card.name, or --card.output_dir elsewhere "
-            "(--card.name null writes no card)"
-        )
-
-
-def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep_better: bool = False) -> Path | None:
-    """Best checkpoint → test + validate with it → ``output_dir/<name>/`` (weights, config, metrics, card).
-
-    With ``keep_better`` an existing card there is replaced only when this run's score (:func:`zoo.cards.card_score`)
-    is higher; otherwise the new card is written to ``<run folder>/cards/<name>`` and the old one stays.
-    """
-    from zoo.cards import card_score, format_score
-    from zoo.files import METRICS_FILE, read_json
-    from zoo.loggers import hardware
-    from zoo.registry import get_weights, split_name
-
-    trainer, model, data = cli.trainer, cli.model, cli.datamodule
-    arch, tag = split_name(name)
-    if arch != model.hparams.model_name or tag is None:
-        raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
-    best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
-    from zoo.callbacks import use_best_weights
-
-    use_best_weights(trainer, model, best)
-    test = trainer.test(model, datamodule=data, verbose=False)[0]
-    val = trainer.validate(model, datamodule=data, verbose=False)[0]
-    if not trainer.is_global_zero:
-        return None
-    match = re.search(r"epoch=(\d+)", Path(best).name) if best else None
-    recipes = cli.config.fit.get("config") or []
-    try:
-        weights_meta = get_weights(name)
-        license_ = weights_meta.license
-    except ZooError:  # a new tag that the registry does not list yet
-        license_ = "apache-2.0"
-    metrics = {
-        "name": name,
-        "dataset": getattr(data, "dataset_name", type(data).__name__),
-        **model.card_test_metrics(test, val),  # the task's numbers: accuracy, or mAP
-        "epochs": trainer.current_epoch,
-        "best_epoch": int(match.group(1)) + 1 if match else trainer.current_epoch,
-        "wall_time_s": round(wall_time, 1),
-        "hardware": hardware(),
-        "precision": str(trainer.precision),
-        "devices": trainer.num_devices,
-        "recipe": str(recipes[-1].relative if hasattr(recipes[-1], "relative") else recipes[-1]) if recipes else None,
-        "seed": cli.config.fit.get("seed_everything"),
-        "license": license_,
-        "date": time.strftime("%Y-%m-%d"),
-        **model.card_test_details(),
-    }
-    subset = getattr(getattr(data, "hparams", None), "get", lambda key: None)("classes")
-    if subset:  # trained and measured on some classes only (Fashion-MNIST 0-4 for the transfer experiment)
-        metrics["data_classes"] = list(subset)
-    if getattr(data, "test_split", "test") != "test":  # your data without a test set: the card says so
-        metrics["test_split"] = data.test_split
-    score, target = card_score(metrics), output_dir / name
-    old_file = target / METRICS_FILE
-    old = card_score(read_json(old_file)) if keep_better and old_file.is_file() else None
-    if old is not None and score is not None and score[1] <= old[1]:
-        target = Path(trainer.log_dir or trainer.default_root_dir) / "cards" / name
-        log.info(
-            "kept %s (%s): this run's %s does not beat it; its card is in %s",
-            output_dir / name,
-            format_score(old),
-            format_score(score),
-            target,
-        )
-    folder = model.save_pretrained(target, name=name, metrics=metrics)
-    beaten = f", replacing {format_score(old)}" if old is not None and target == output_dir / name else ""
-    log.info("wrote %s (%s%s)", folder, format_score(score) if score else "not measured", beaten)
-    return folder
 
 
 def run_lightning(argv: list[str]):
