@@ -7,6 +7,7 @@
   are asked for (``keep_attention``: attention pictures), when it is computed term by term.
 * :class:`Mlp`: the position-wise feed-forward network, ``fc1 → GELU → fc2``.
 * :func:`drop_path`: stochastic depth (Huang et al. 2016), timm's ``DropPath`` when the rate is > 0.
+* :func:`conv_stem`: the two convolutions a hybrid transformer puts before its patches.
 
 The names (``qkv``, ``proj``, ``fc1``, ``fc2``) are timm's, so timm's files load without renaming.
 """
@@ -88,3 +89,18 @@ def drop_path(rate: float) -> nn.Module:
 def stochastic_depth_rates(rate: float, depth: int) -> list[float]:
     """The per-block rates of stochastic depth: 0 at the first block, rising linearly to ``rate`` at the last."""
     return [rate * i / max(1, depth - 1) for i in range(depth)]
+
+
+def conv_stem(in_chans: int, chans: int) -> nn.Sequential:
+    """A hybrid transformer's stem: 3×3 conv-BN-ReLU to ``chans/2``, then a stride-2 3×3 conv-BN-ReLU to
+    ``chans`` (the ViT paper's hybrid, section 3.1; Xiao et al. 2021: early convolutions help transformers
+    train on small data). Patches are then cut from its half-resolution map."""
+    half = chans // 2
+    return nn.Sequential(
+        nn.Conv2d(in_chans, half, 3, padding=1, bias=False),
+        nn.BatchNorm2d(half),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(half, chans, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(chans),
+        nn.ReLU(inplace=True),
+    )

@@ -16,6 +16,8 @@ torchvision files load through a converter. ``swin_lite`` for 28×28 Fashion-MNI
 14×14 grid), windows of 7, three stages 14 → 7 → 4 of widths 48, 96, 192 with 2 blocks each (an odd grid is padded
 before merging, as torchvision does); the shifted windows act in the first stage, where there are 2×2
 windows (later grids fit in one window, where Swin, like torchvision, does not shift).
+``swin_lite_conv`` is the hybrid of the same stages: a two-convolution stem (28 → 14) and 1×1 patches
+instead of the 2×2 patch projection, as ``vit_lite_conv`` is for the ViT.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.layers.backbone import Backbone, linear_or_identity
-from zoo.layers.transformer import Attention, Mlp, drop_path, stochastic_depth_rates
+from zoo.layers.transformer import Attention, Mlp, conv_stem, drop_path, stochastic_depth_rates
 from zoo.registry import register_model, weight_table
 
 PAPER = "Liu et al. 2021, Swin Transformer: Hierarchical vision transformer using shifted windows"
@@ -107,14 +109,23 @@ torch.fx.wrap("merge_patches")
 
 
 class PatchEmbed(nn.Module):
-    """Patch partition: ``(N, C, H, W)`` → ``(N, H/P, W/P, dim)`` tokens (a P×P conv of stride P, then LN)."""
+    """Patch partition: ``(N, C, H, W)`` → ``(N, H/P, W/P, dim)`` tokens (a P×P conv of stride P, then LN).
 
-    def __init__(self, in_chans: int, dim: int, patch_size: int) -> None:
+    ``stem_chans`` > 0 cuts the patches from a two-convolution stem's half-resolution map instead
+    (:func:`~zoo.layers.transformer.conv_stem`): tokens on an ``H/2P × W/2P`` grid.
+    """
+
+    def __init__(self, in_chans: int, dim: int, patch_size: int, stem_chans: int = 0) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, dim, patch_size, stride=patch_size)
+        if stem_chans:
+            self.stem = conv_stem(in_chans, stem_chans)
+        self.proj = nn.Conv2d(stem_chans or in_chans, dim, patch_size, stride=patch_size)
         self.norm = nn.LayerNorm(dim)
+        self.stride = patch_size * (2 if stem_chans else 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        if hasattr(self, "stem"):
+            x = self.stem(x)
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
 
@@ -182,6 +193,7 @@ class SwinTransformer(Backbone):
         depths, num_heads: blocks and heads per stage.
         window: window side ``M`` (7).
         drop_path_rate: stochastic depth at the last block, rising linearly from 0 across all blocks.
+        stem_chans: channels of a convolutional stem before the patches (0: none, Swin as published).
 
     Backbone interface: ``forward_features`` returns the normalised last-stage map ``(N, C, H/32, W/32)``
     (ImageNet sizes); ``zoo.backbone`` returns every stage's map, as ``(N, C, h, w)``.
@@ -201,9 +213,10 @@ class SwinTransformer(Backbone):
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_path_rate: float = 0.0,
+        stem_chans: int = 0,
     ) -> None:
         super().__init__()
-        self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size)
+        self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size, stem_chans)
         rates = stochastic_depth_rates(drop_path_rate, sum(depths))
         self.layers = nn.Sequential()
         self.feature_info = []
@@ -211,7 +224,9 @@ class SwinTransformer(Backbone):
             dim = embed_dim * 2**i
             stage_rates = rates[sum(depths[:i]) : sum(depths[: i + 1])]
             self.layers.append(Stage(dim, depth, heads, window, mlp_ratio, stage_rates, merge=i > 0))
-            self.feature_info.append(dict(module=f"layers.{i}", num_chs=dim, reduction=patch_size * 2**i, fmt="NHWC"))
+            self.feature_info.append(
+                dict(module=f"layers.{i}", num_chs=dim, reduction=self.patch_embed.stride * 2**i, fmt="NHWC")
+            )
         self.num_features = embed_dim * 2 ** (len(depths) - 1)
         self.norm = nn.LayerNorm(self.num_features)
         self.head = linear_or_identity(self.num_features, num_classes)
@@ -236,6 +251,12 @@ class SwinTransformer(Backbone):
     def attention_blocks(self) -> list[Attention]:
         """The attention layer of every block, stage by stage from the input up (for attention pictures)."""
         return [block.attn for stage in self.layers for block in stage.blocks]
+
+
+class HybridSwinTransformer(SwinTransformer):
+    """A Swin whose patches are cut from a small convolutional stem's map (``stem_chans`` > 0)."""
+
+    first_conv_name = "patch_embed.stem.0"
 
 
 # ---- torchvision importer ------------------------------------------------------------------------
@@ -311,3 +332,10 @@ SWIN_LITE = dict(patch_size=2, embed_dim=48, depths=(2, 2, 2), num_heads=(2, 4, 
 def swin_lite(**kwargs) -> SwinTransformer:
     """Swin for 28×28: 2×2 patches, windows of 7, stages 14 → 7 → 4 of widths 48-96-192, 2 blocks each."""
     return SwinTransformer(**{**SWIN_LITE, **kwargs})
+
+
+@register_model(input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, num_params=895_070, **_NAMES)
+def swin_lite_conv(**kwargs) -> HybridSwinTransformer:
+    """``swin_lite``'s stages behind a two-convolution stem (28 → 14, 48 channels) and 1×1 patches: the same
+    14 → 7 → 4 token grids, whose first tokens come from convolutions instead of a 2×2 patch projection."""
+    return HybridSwinTransformer(**{**SWIN_LITE, "patch_size": 1, "stem_chans": 48, **kwargs})

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.errors import ZooError
 from zoo.layers.backbone import Backbone, linear_or_identity
-from zoo.layers.transformer import Attention, Mlp, drop_path, stochastic_depth_rates
+from zoo.layers.transformer import Attention, Mlp, conv_stem, drop_path, stochastic_depth_rates
 from zoo.registry import register_model, weight_table
 
 PAPER = "Dosovitskiy et al. 2020, An image is worth 16x16 words: Transformers for image recognition at scale"
@@ -74,19 +74,8 @@ class Embedding(nn.Module):
         stride = 2 if stem_chans else 1
         self.grid = (img_size // stride // patch_size,) * 2
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], dim))
-        if stem_chans:
-            half = stem_chans // 2
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_chans, half, 3, padding=1, bias=False),
-                nn.BatchNorm2d(half),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(half, stem_chans, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(stem_chans),
-                nn.ReLU(inplace=True),
-            )
-            in_chans = stem_chans
-        else:
-            self.stem = nn.Identity()
+        self.stem = conv_stem(in_chans, stem_chans) if stem_chans else nn.Identity()
+        in_chans = stem_chans or in_chans
         self.proj = nn.Conv2d(in_chans, dim, patch_size, stride=patch_size)
         self.patch_size, self.stride = patch_size, stride * patch_size
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
