@@ -128,7 +128,7 @@ def test_position_embeddings_follow_the_image_size() -> None:
     assert grid is at_224.embed.pos_embed  # the size it was made for: untouched
 
 
-@pytest.mark.parametrize("name", ["vit_lite", "swin_lite"])
+@pytest.mark.parametrize("name", ["vit_lite", "swin_lite", "swin_lite_conv"])
 def test_explicit_attention_equals_the_fused_kernel(name: str) -> None:
     """The term-by-term attention (kept for pictures) and scaled_dot_product_attention agree."""
     torch.manual_seed(0)
@@ -142,12 +142,23 @@ def test_explicit_attention_equals_the_fused_kernel(name: str) -> None:
     assert torch.allclose(fused, explicit, atol=1e-5)
     weights = [attn.attention for attn in net.attention_blocks()]
     assert all(torch.allclose(w.sum(-1), torch.ones(())) for w in weights)  # each query's weights sum to 1
-    if name == "swin_lite":  # first stage: 2×2 windows of 7×7 tokens per image, 2 heads
+    if name.startswith("swin"):  # first stage: 2×2 windows of 7×7 tokens per image, 2 heads
         assert weights[0].shape == (2 * 4, 2, 49, 49)
         # the shifted block's mask: a token never attends to one that the roll brought from the far edge
         assert (weights[1][3] < 1e-30).any() and not (weights[0] < 1e-30).any()
     else:
         assert weights[0].shape == (2, 4, 50, 50)
+
+
+@pytest.mark.parametrize("name", ["swin_lite", "swin_lite_conv"])
+def test_swin_token_grids_in_pixels(name: str) -> None:
+    """Both lite Swins work on 14 → 7 → 4 grids at 28 px: 2, 4, 8 pixels per token (the hybrid's stem halves,
+    its 1×1 patches keep), which is how the attention pictures place windows on the image."""
+    from zoo.attention import swin_grid
+
+    net = build_net(name)
+    assert [swin_grid(net, block, (28, 28)) for block in (0, 2, 4)] == [(14, 14, 2), (7, 7, 4), (4, 4, 8)]
+    assert [info["reduction"] for info in net.feature_info] == [2, 4, 8]
 
 
 # ---- attention pictures and zoo info ------------------------------------------------------------
@@ -158,7 +169,7 @@ TRAINED = [name for name in list_weights("vit*") + list_weights("swin*") if name
 def test_zoo_attention_writes_a_png_for_vit_and_swin(tmp_path) -> None:
     from zoo.cli import main
 
-    for name in ("vit_lite", "swin_lite"):
+    for name in ("vit_lite", "swin_lite", "swin_lite_conv"):  # the hybrid Swin: 2 pixels per stem cell
         torch.manual_seed(0)
         folder = zoo.create(name).save_pretrained(tmp_path / name)
         out = tmp_path / f"{name}.png"

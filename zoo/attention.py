@@ -108,7 +108,7 @@ def _swin_block(net: Any, index: int) -> Any:
 
 def swin_grid(net: Any, index: int, size: Sequence[int]) -> tuple[int, int, int]:
     """(rows, cols, stride in pixels) of the token grid that Swin block ``index`` works on."""
-    stride = net.patch_embed.proj.stride[0]
+    stride = net.patch_embed.stride  # pixels per token: patch side × the stem's 2 when there is one
     rows, cols = size[0] // stride, size[1] // stride
     for stage in net.layers:
         if not isinstance(stage.downsample, torch.nn.Identity):
