@@ -81,14 +81,20 @@ def replaced_card(folder: Path) -> dict[str, Any] | None:
     return summary
 
 
-def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) -> None:
-    """Before training: ``--card.name`` fits the model, and its folder is new unless ``--card.overwrite``."""
-    from zoo.cards import check_target
+def check_card_name(model: Any, name: str) -> None:
+    """``--card.name`` is ``<this model's architecture>.<tag>``, or a one-line error."""
     from zoo.registry import split_name
 
     arch, tag = split_name(name)
     if arch != model.hparams.model_name or tag is None:
         raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
+
+
+def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) -> None:
+    """Before training: ``--card.name`` fits the model, and its folder is new unless ``--card.overwrite``."""
+    from zoo.cards import check_target
+
+    check_card_name(model, name)
     folder = output_dir.expanduser() / name
     if check_target(folder) == "replace" and not overwrite:
         raise ZooError(
@@ -106,12 +112,10 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep
     """
     from zoo.cards import card_score, format_score
     from zoo.loggers import hardware
-    from zoo.registry import get_weights, split_name
+    from zoo.registry import get_weights
 
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
-    arch, tag = split_name(name)
-    if arch != model.hparams.model_name or tag is None:
-        raise ZooError(f"--card.name must be '{model.hparams.model_name}.<tag>' for this model, got {name!r}")
+    check_card_name(model, name)
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     from zoo.callbacks import use_best_weights
 
