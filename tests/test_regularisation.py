@@ -83,3 +83,39 @@ def test_compile_switch_compiles_for_fit_keeps_the_keys_and_times_the_first_step
     trainer.fit(model, loader)
     assert model.compile_seconds > 0 and list(model.state_dict()) == keys
     assert getattr(model.net, "_compiled_call_impl", None) is not None
+
+
+def _fit_with(callback: L.Callback) -> torch.nn.Module:
+    torch.manual_seed(0)
+    images, labels = _batch(64)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=16)
+    model = zoo.create("lenet5_relu", optimizer="adam", lr=1e-2)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[callback],
+    )
+    trainer.fit(model, loader)
+    return model
+
+
+def test_weight_ema_averages_like_lightnings_and_keeps_constant_buffers_exact() -> None:
+    """zoo.callbacks.EMA (the recipes' EMA) ends with the same averaged weights as Lightning's callback, and
+    leaves the normalisation constants exactly as they were, where Lightning's ``decay·avg + (1−decay)·x``
+    moves them by float32 rounding."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    from zoo.callbacks import EMA
+
+    ours, lightnings = _fit_with(EMA(decay=0.999)), _fit_with(EMAWeightAveraging(decay=0.999))
+    start = zoo.create("lenet5_relu")
+    assert torch.equal(ours.mean, start.mean) and torch.equal(ours.std, start.std)
+    assert not torch.equal(lightnings.mean, start.mean), "Lightning's update was exact: the callback is not needed"
+    averaged = dict(ours.net.named_parameters())
+    for name, value in lightnings.net.named_parameters():
+        assert torch.allclose(averaged[name], value, atol=1e-5), name
+    raw = _fit_with(L.Callback())  # no averaging: different weights, so the EMA was swapped in
+    assert not torch.allclose(raw.net.features.c1.weight, ours.net.features.c1.weight, atol=1e-4)

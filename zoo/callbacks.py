@@ -6,6 +6,7 @@
   ``--histograms.every_n_steps 50``.
 * :class:`TestReport` — on ``zoo test``: the confusion matrix and the most confident mistakes as PNGs
   in the run's log folder.
+* :class:`EMA` — Lightning's ``EMAWeightAveraging`` with torch's exact in-place update, for recipes.
 """
 
 from __future__ import annotations
@@ -18,12 +19,32 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import grad_norm, rank_zero_only
 from torch import Tensor
 
 log = logging.getLogger("zoo")
+
+
+class EMA(EMAWeightAveraging):
+    """An exponential moving average of the weights (and buffers), validated and saved in their place.
+
+    Lightning's ``EMAWeightAveraging`` updates with ``get_ema_avg_fn``, ``decay·avg + (1−decay)·x``, which
+    in float32 moves a constant buffer (the task's normalisation mean, 0.28600001 → 0.28600168 over a
+    run). This passes torch's ``get_ema_multi_avg_fn`` instead, a foreach ``lerp`` that leaves equal
+    values exactly equal and takes one kernel per dtype group. ``AveragedModel`` takes one of the two
+    functions, so the parent's ``avg_fn`` is swapped for it before the average model is built (a test fits
+    a few steps and checks the constant). Every other argument is Lightning's (``update_starting_at_step``,
+    ``use_buffers``, ...).
+    """
+
+    def __init__(self, decay: float = 0.999, **kwargs: Any) -> None:
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+        super().__init__(decay=decay, **kwargs)
+        self._kwargs.pop("avg_fn")
+        self._kwargs["multi_avg_fn"] = get_ema_multi_avg_fn(decay)
 
 
 class KeepBestEarlyStopping(EarlyStopping):
