@@ -18,6 +18,21 @@ def _batch(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=generator), torch.arange(n) % 10
 
 
+def _fit(model: L.LightningModule, epochs: int, batch_size: int = 32, callbacks=()) -> L.Trainer:
+    """Fit ``model`` on 64 random images, quietly, and return its trainer."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*_batch(64)), batch_size=batch_size)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(model, loader)
+    return trainer
+
+
 @pytest.mark.parametrize("options", [{"mixup": 0.4}, {"cutmix": 1.0}, {"mixup": 0.2, "cutmix": 1.0}])
 def test_mixup_and_cutmix_blend_images_and_labels_alike(options: dict) -> None:
     torch.manual_seed(0)
@@ -40,13 +55,8 @@ def test_mixup_and_cutmix_blend_images_and_labels_alike(options: dict) -> None:
 
 def test_a_fit_with_mixup_trains_on_soft_labels() -> None:
     torch.manual_seed(0)
-    images, labels = _batch(64)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=32)
     model = zoo.create("lenet5_relu", mixup=0.2, cutmix=1.0, optimizer="adam", lr=1e-3)
-    trainer = L.Trainer(
-        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
-    trainer.fit(model, loader)
+    trainer = _fit(model, epochs=2)
     assert torch.isfinite(trainer.callback_metrics["train_loss_epoch"])
 
 
@@ -73,32 +83,17 @@ def test_stochastic_depth_drops_residual_branches_in_training_only(name: str) ->
 
 def test_compile_switch_compiles_for_fit_keeps_the_keys_and_times_the_first_step() -> None:
     torch.manual_seed(0)
-    images, labels = _batch(64)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=32)
     model = zoo.create("lenet5", compile=True)
     keys = list(model.state_dict())
-    trainer = L.Trainer(
-        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
-    trainer.fit(model, loader)
+    _fit(model, epochs=1)
     assert model.compile_seconds > 0 and list(model.state_dict()) == keys
     assert getattr(model.net, "_compiled_call_impl", None) is not None
 
 
 def _fit_with(callback: L.Callback) -> torch.nn.Module:
     torch.manual_seed(0)
-    images, labels = _batch(64)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=16)
     model = zoo.create("lenet5_relu", optimizer="adam", lr=1e-2)
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        callbacks=[callback],
-    )
-    trainer.fit(model, loader)
+    _fit(model, epochs=2, batch_size=16, callbacks=[callback])
     return model
 
 
