@@ -117,16 +117,13 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_chans: int, dim: int, patch_size: int, stem_chans: int = 0) -> None:
         super().__init__()
-        if stem_chans:
-            self.stem = conv_stem(in_chans, stem_chans)
+        self.stem = conv_stem(in_chans, stem_chans) if stem_chans else nn.Identity()
         self.proj = nn.Conv2d(stem_chans or in_chans, dim, patch_size, stride=patch_size)
         self.norm = nn.LayerNorm(dim)
         self.stride = patch_size * (2 if stem_chans else 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        if hasattr(self, "stem"):
-            x = self.stem(x)
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+        return self.norm(self.proj(self.stem(x)).permute(0, 2, 3, 1))
 
 
 class SwinBlock(nn.Module):
