@@ -157,7 +157,8 @@ def test_every_schedule_warms_up_linearly_then_runs(kind: str) -> None:
 
 def test_schedule_matches_the_learning_rate_the_trainer_used(tiny_run: Path) -> None:
     """The picture `zoo schedule` draws is what training does: same steps, same values as the LR monitor logged."""
-    from zoo.cli.craft import lr_schedule, read_metrics
+    from zoo.cli.craft import lr_schedule
+    from zoo.cli.plot import read_metrics
 
     hp = yaml.safe_load((tiny_run / "hparams.yaml").read_text())
     logged = read_metrics(tiny_run / "metrics.csv")["lr"][1]
@@ -168,7 +169,7 @@ def test_schedule_matches_the_learning_rate_the_trainer_used(tiny_run: Path) -> 
 
 # ---- fit flags: early stopping, histograms, accumulation, clipping ---------------------------------------
 def test_fit_flags_reach_the_trainer(tiny_run: Path) -> None:
-    from zoo.cli.craft import read_metrics
+    from zoo.cli.plot import read_metrics
 
     config = yaml.safe_load((tiny_run / "config.yaml").read_text())
     assert config["trainer"]["accumulate_grad_batches"] == 2 and config["trainer"]["gradient_clip_val"] == 1.0

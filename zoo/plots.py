@@ -122,7 +122,7 @@ def overfit_figure(losses: Sequence[float], accuracy: float, loss_below: float, 
 
 
 def curves_figure(runs: Sequence[dict[str, Any]], title: str) -> Figure:
-    """Loss, accuracy and learning rate of one or more runs (dicts from ``zoo.cli.craft.read_metrics``).
+    """Loss, accuracy and learning rate of one or more runs (dicts from ``zoo.cli.plot.read_metrics``).
 
     One run: training blue (faint per-step loss under the per-epoch means), validation orange.
     Several runs: one colour per run, validation solid and training dashed, one legend entry per run.

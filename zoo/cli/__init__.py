@@ -2,7 +2,7 @@
 
 ``zoo fit|validate|test|predict`` run the recipe machinery of :mod:`zoo.cli.recipe` (LightningCLI);
 the other commands live in :mod:`zoo.cli.models` (list, info, classify, evaluate), :mod:`zoo.cli.craft`
-(lr-find, overfit-batch, schedule, plot) and :mod:`zoo.cli.hub` (pull, push). A new command is a
+(lr-find, overfit-batch, schedule), :mod:`zoo.cli.plot` and :mod:`zoo.cli.hub` (pull, push). A new command is a
 ``cmd_<name>(argv)`` function in one of them and one line in ``EXTRA_COMMANDS``.
 """
 
@@ -17,6 +17,7 @@ from zoo.cli import (  # light at import time: heavy libraries load inside the c
     finetune,
     hub,
     models,
+    plot,
     predict,
 )
 from zoo.errors import ZooError
@@ -31,7 +32,7 @@ EXTRA_COMMANDS = {
     "lr-find": craft.cmd_lr_find,
     "overfit-batch": craft.cmd_overfit_batch,
     "schedule": craft.cmd_schedule,
-    "plot": craft.cmd_plot,
+    "plot": plot.cmd_plot,
     "pull": hub.cmd_pull,
     "export": export.cmd_export,
     "attention": predict.cmd_attention,
