@@ -309,7 +309,7 @@ def test_zoo_info_prints_efficientnet_scaling(capsys) -> None:
 
 
 def test_registry_markdown_table() -> None:
-    from zoo.cli.models import registry_markdown
+    from zoo.cli.tables import registry_markdown
 
     lines = registry_markdown("resnet*").splitlines()
     assert lines[0].startswith("| model | family | input | params | GFLOPs |")
@@ -322,7 +322,7 @@ def test_registry_markdown_headline_is_accuracy_or_map(tmp_path) -> None:
     import json
     from types import SimpleNamespace
 
-    from zoo.cli.models import _headline
+    from zoo.cli.tables import _headline
 
     weights = SimpleNamespace(dataset="some_data")
     (tmp_path / "a.json").write_text(json.dumps({"test_acc": 0.93041}))

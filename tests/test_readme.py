@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.cli.models import budget_markdown, detection_markdown, registry_markdown, sweep_markdown
+from zoo.cli.tables import budget_markdown, detection_markdown, registry_markdown, sweep_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SWEEPS = README.parent / "docs" / "recipe_sweeps.json"
@@ -18,9 +18,9 @@ SWEEPS = README.parent / "docs" / "recipe_sweeps.json"
     ("marker", "generate", "how"),
     [
         ("registry", registry_markdown, "the output of `zoo list --markdown`"),
-        ("budget", budget_markdown, "zoo.cli.models.budget_markdown()"),
-        ("detection", detection_markdown, "zoo.cli.models.detection_markdown()"),
-        ("sweeps", lambda: sweep_markdown(SWEEPS), "zoo.cli.models.sweep_markdown('docs/recipe_sweeps.json')"),
+        ("budget", budget_markdown, "zoo.cli.tables.budget_markdown()"),
+        ("detection", detection_markdown, "zoo.cli.tables.detection_markdown()"),
+        ("sweeps", lambda: sweep_markdown(SWEEPS), "zoo.cli.tables.sweep_markdown('docs/recipe_sweeps.json')"),
     ],
 )
 def test_generated_tables_are_current(marker: str, generate, how: str) -> None:
@@ -39,14 +39,14 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 def test_detection_table_reads_the_detector_cards(monkeypatch) -> None:
     """With and without a pretrained backbone: one row per detector card, numbers from its metrics.json."""
-    from zoo.cli import models
+    from zoo.cli import tables
 
     cards = [
         ("detr_lite.a", {"backbone_weights": "resnet20.fmnist", "test_map_50": 0.9123, "test_map": 0.61}),
         ("detr_lite.b", {"backbone_weights": None, "test_map_50": 0.7, "test_map": 0.4}),
     ]
     budget = {"epochs": 12, "wall_time_s": 3600, "hardware": "CPU X, 2 cores; torch 2"}
-    monkeypatch.setattr(models, "trained_cards", lambda task: [(n, {**m, **budget}) for n, m in cards])
+    monkeypatch.setattr(tables, "trained_cards", lambda task: [(n, {**m, **budget}) for n, m in cards])
     rows = detection_markdown().splitlines()[2:]
     assert rows == [
         "| `detr_lite.a` | `resnet20.fmnist` | 0.912 | 0.610 | 12 | 60 min | CPU X, 2 cores |",
