@@ -185,7 +185,9 @@ def test_zoo_attention_writes_a_png_for_vit_and_swin(tmp_path) -> None:
 # the garments' ends, collars and soles, and a few background tokens light up too (the background tokens
 # a ViT uses as scratch space: Darcet et al. 2023, "Vision transformers need registers"). A regression
 # check on the shipped weights, not a proof of learning: untrained networks range from 0.6× to 2.9×.
-GARMENT_RATIO = {"vit": 1.2, "swin": 1.5}
+# The hybrid Swin's block 2: 1.26×: on the garments too, but its top row and corners, where the stem's
+# zero padding meets the image border, light up as scratch space, as the ViT's background tokens do.
+GARMENT_RATIO = {"vit": 1.2, "swin": 1.5, "swin_lite_conv.fmnist": 1.2}
 
 
 @pytest.mark.parametrize("name", TRAINED)
@@ -198,7 +200,8 @@ def test_trained_attention_falls_on_the_garment(name: str, tmp_path) -> None:
     maps, logits = attention_maps(model, images)
     garment = images[:, 0] > 0.1
     on, off = (maps * garment).sum() / garment.sum(), (maps * ~garment).sum() / (~garment).sum()
-    assert on > GARMENT_RATIO[get_entry(split_name(name)[0]).family] * off, (float(on), float(off))
+    floor = GARMENT_RATIO.get(name, GARMENT_RATIO[get_entry(split_name(name)[0]).family])
+    assert on > floor * off, (float(on), float(off))
     assert save_attention(model, [SAMPLES], tmp_path / "attention.png").stat().st_size > 10_000
 
 

@@ -298,6 +298,7 @@ WEIGHTS = weight_table(
         "swin_s.tv_in1k": _tv("swin_s-5e29d889.pth", 246),
         "swin_b.tv_in1k": _tv("swin_b-68c6b09e.pth", 238),
         "swin_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/swin_lite_fmnist.yaml"),
+        "swin_lite_conv.fmnist": dict(dataset="fashion_mnist", recipe="recipes/swin_lite_conv_fmnist.yaml"),
     }
 )
 _NAMES = dict(family="swin", weights=WEIGHTS, paper=PAPER)
