@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchvision.ops import box_convert
 
 import zoo
 from zoo.data.coco import CocoDetection, write_coco
@@ -99,11 +100,20 @@ def test_detector_outputs_and_predictions(name: str) -> None:
         4,
     )
     assert ((out["pred_boxes"] >= 0) & (out["pred_boxes"] <= 1)).all() and len(out["aux_outputs"]) >= 1
-    found = model.predict(x, threshold=0.0)
-    assert (
-        len(found) == 2 and set(found[0]) == {"boxes", "scores", "labels"} and found[0]["boxes"].shape == (queries, 4)
-    )
+    found = model.predict(x, threshold=0.0)  # every (query, class) pair, best first
+    pairs = min(queries * entry.num_classes, model.MAX_DETECTIONS)
+    assert len(found) == 2 and set(found[0]) == {"boxes", "scores", "labels"} and found[0]["boxes"].shape == (pairs, 4)
     assert (found[0]["boxes"][:, 2:] >= found[0]["boxes"][:, :2]).all()  # xyxy pixels
+    probs = out["pred_logits"].softmax(-1)[..., :-1]
+    assert (found[0]["scores"].diff() <= 0).all() and torch.allclose(found[0]["scores"][0], probs[0].max())
+    # above 0.5 a softmax has one class at most: each query's best class, as DETR's own post-processing
+    logits = torch.zeros_like(out["pred_logits"])
+    logits[:, ::2, 3] = 5.0  # every other query sure of class 3 (p = 0.94), the rest unsure of all (p = 0.09)
+    confident = model.detections({**out, "pred_logits": logits}, tuple(x.shape[-2:]), threshold=0.5)[1]
+    assert confident["labels"].tolist() == [3] * len(range(0, queries, 2))
+    height, width = x.shape[-2:]
+    expected = box_convert(out["pred_boxes"][1, ::2], "cxcywh", "xyxy") * torch.tensor([width, height, width, height])
+    assert torch.allclose(confident["boxes"], expected)
     assert sum(p.numel() for p in build_net(name).parameters()) == entry.num_params
 
 

@@ -34,6 +34,7 @@ class ObjectDetector(ZooTask):
     task = "detection"
     config_task = "object-detection"
     monitor = "val_map"
+    MAX_DETECTIONS = 100  # per image, as COCO counts them
 
     def __init__(
         self,
@@ -99,17 +100,26 @@ class ObjectDetector(ZooTask):
     def detections(
         self, outputs: dict[str, Tensor], size: tuple[int, int], threshold: float | None = None
     ) -> list[dict[str, Tensor]]:
-        """Per image: boxes (xyxy pixels), scores and labels of the queries whose best class beats ``threshold``."""
+        """Per image: boxes (xyxy pixels), scores and labels of the (query, class) pairs above ``threshold``.
+
+        Every pair is a candidate detection with its class probability, best first and at most
+        ``MAX_DETECTIONS`` per image, as Deformable DETR and its successors rank them for COCO's mAP: a query
+        torn between shirt and coat counts as both. Above 0.5 a softmax has one class at most, so a
+        ``predict`` threshold of 0.5 or more keeps each confident query's best class, as DETR does.
+        """
         threshold = self.hparams.threshold if threshold is None else threshold
         probs = outputs["pred_logits"].softmax(-1)[..., :-1]  # the "no object" column left out
-        scores, labels = probs.max(-1)
+        classes = probs.shape[-1]
         height, width = size
-        scale = torch.tensor([width, height, width, height], dtype=torch.float, device=scores.device)
+        scale = torch.tensor([width, height, width, height], dtype=torch.float, device=probs.device)
         boxes = box_cxcywh_to_xyxy(outputs["pred_boxes"]) * scale
-        return [
-            {"boxes": b[s > threshold], "scores": s[s > threshold], "labels": lab[s > threshold]}
-            for b, s, lab in zip(boxes, scores, labels)
-        ]
+        found = []
+        for b, p in zip(boxes, probs):
+            scores, order = p.flatten().sort(descending=True, stable=True)
+            keep = order[scores > threshold][: self.MAX_DETECTIONS]
+            query, label = keep // classes, keep % classes
+            found.append({"boxes": b[query], "scores": p[query, label], "labels": label})
+        return found
 
     @torch.inference_mode()
     def predict(self, images: Tensor, threshold: float | None = None) -> list[dict[str, Tensor]]:
