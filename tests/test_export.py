@@ -134,4 +134,4 @@ def test_cli_export(tmp_path, capsys) -> None:
 def test_readme_support_table_is_current() -> None:
     text = (REPO / "README.md").read_text()
     block = text.split("<!-- export:start -->\n")[1].split("\n<!-- export:end -->")[0]
-    assert block == support_markdown(), "regenerate with tests/test_export.py::support_markdown"
+    assert block == support_markdown(), "stale: run python tests/test_readme.py"

@@ -1,5 +1,8 @@
 """The README's generated parts stay generated: the registry table (`zoo list --markdown`), the budget
-table, the detection table and the recipe-comparison table."""
+table, the detection table and the recipe-comparison table.
+
+``python tests/test_readme.py`` rewrites them all (and the catalog and the export-support table) from the
+registry and the cards, after a card or an entry changes."""
 
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ SWEEPS = README.parent / "docs" / "recipe_sweeps.json"
 def test_generated_tables_are_current(marker: str, generate, how: str) -> None:
     match = re.search(rf"<!-- {marker}:start -->\n(.*?)\n<!-- {marker}:end -->", README.read_text(), re.S)
     assert match, f"README lacks the {marker} table markers"
-    assert match.group(1).strip() == generate().strip(), f"README's {marker} table is stale: replace it with {how}"
+    assert match.group(1).strip() == generate().strip(), (
+        f"README's {marker} table is stale: run python tests/test_readme.py ({how})"
+    )
 
 
 def test_readme_opens_with_the_two_commands() -> None:
@@ -52,3 +57,32 @@ def test_detection_table_reads_the_detector_cards(monkeypatch) -> None:
         "| `detr_lite.a` | `resnet20.fmnist` | 0.912 | 0.610 | 12 | 60 min | CPU X, 2 cores |",
         "| `detr_lite.b` | random initialisation | 0.700 | 0.400 | 12 | 60 min | CPU X, 2 cores |",
     ]
+
+
+def regenerate() -> None:
+    """Rewrite the catalog and every generated block of the README from the registry and the cards."""
+    import sys
+
+    import zoo.catalog
+    import zoo.models  # noqa: F401  (registers the families the catalog lists)
+
+    sys.path.insert(0, str(README.parent / "tests"))
+    from test_export import support_markdown
+
+    zoo.catalog.write()
+    blocks = {
+        "registry": registry_markdown(),
+        "budget": budget_markdown(),
+        "detection": detection_markdown(),
+        "sweeps": sweep_markdown(SWEEPS),
+        "export": support_markdown(),
+    }
+    text = README.read_text()
+    for marker, block in blocks.items():
+        pattern = rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)"
+        text = re.sub(pattern, lambda m, b=block: m.group(1) + b.strip() + m.group(2), text, flags=re.S)
+    README.write_text(text)
+
+
+if __name__ == "__main__":
+    regenerate()
