@@ -100,7 +100,8 @@ def _make_cli_class():
             if "LOCAL_RANK" not in os.environ or "ZOO_RUN_VERSION" not in os.environ:
                 now = time.time()
                 os.environ["ZOO_RUN_VERSION"] = run_version_of(config.get("ckpt_path")) or (
-                    time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+                    time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+                    + f"-{int(now * 1000) % 1000:03d}-{os.getpid()}"  # two runs started at once get two folders
                 )
             version = os.environ["ZOO_RUN_VERSION"]
             _checkpoint_by_task_metric(config)
