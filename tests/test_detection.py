@@ -354,6 +354,11 @@ def test_your_own_coco_folder_trains_evaluates_and_detects(tmp_path: Path, fmnis
     assert "on 8 images of" in capsys.readouterr().out  # every image of the folder
     main(["detect", str(card), str(tmp_path / "mine" / "images" / "00000.png"), "-o", str(tmp_path / "f.png")])
     assert (tmp_path / "f.png").is_file()
+    with pytest.raises(SystemExit):  # a threshold that is not a score: one line, nothing drawn
+        main(
+            ["detect", str(card), str(tmp_path / "mine" / "images"), "--threshold", "50", "-o", str(tmp_path / "g.png")]
+        )
+    assert "threshold 50.0 is not a score" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
     with pytest.raises(SystemExit):  # another dataset's categories: one line, not a wrong mAP
         main(["evaluate", str(card), "--data", str(write_coco(subset, tmp_path / "other", ["a", "b", "c"]))])
     assert "are not the model's classes (tee, trousers, pullover)" in capsys.readouterr().err

@@ -29,6 +29,8 @@ def detect_files(
     """(detections per readable file, unreadable files); ``out``: also a PNG grid with the boxes drawn."""
     from zoo.data.images import ImageFiles, find_images
 
+    if not 0.0 <= threshold <= 1.0:
+        raise ZooError(f"threshold {threshold} is not a score: give one between 0 and 1 (default 0.5)")
     if isinstance(source, (str, Path)):
         from zoo.tasks.factory import load
 

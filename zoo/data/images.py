@@ -12,13 +12,20 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from zoo.errors import ZooError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 
 def find_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; folders expanded to the image files inside them, recursively and sorted."""
+    """Files as given; folders expanded to the image files inside them, recursively and sorted.
+
+    A path that is neither (a typo) stops here with its name, before any model is run.
+    """
     found: list[Path] = []
     for path in map(Path, paths):
+        if not path.exists():
+            raise ZooError(f"no such file or folder: {path}; check the path")
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
