@@ -21,7 +21,7 @@ ACCURACY_FLOORS = {
     "lenet5.fmnist": 0.910,  # issue 18: retrained without augmentation, 40 epochs: 91.55%
     "lenet5_relu.fmnist": 0.910,
     "alexnet_lite.fmnist": 0.931,  # issue 18 retrain (random erasing, EMA, 50 epochs): 93.15%; 94.0% not reached
-    "vgg_lite.fmnist": 0.936,  # issue 18 retrain (random erasing, EMA, 36 epochs): 93.67%; 94.0% not reached
+    "vgg_lite.fmnist": 0.940,  # issue 18's floor; 50 epochs in bf16 (random erasing, EMA): 94.12%
     "resnet20.fmnist": 0.945,  # retrained (50 epochs, random erasing, EMA): 94.69%; issue 18's 95.0% not reached
     "efficientnet_lite.fmnist": 0.930,
     "vit_lite_conv.fmnist": 0.925,  # issue 21: ViT-lite ≥ 92.5%
