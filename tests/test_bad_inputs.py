@@ -176,7 +176,7 @@ def test_api_bad_input_is_one_line_naming_the_fix(call, error, words, lenet, fil
 CLI_CASES = [
     ("unknown command", ["fitt"], ["did you mean 'fit'"]),
     ("classify unknown weights", ["classify", "lenet", SAMPLE], ["closest: lenet5"]),
-    ("classify a missing image", ["classify", "lenet5.fmnist", "nope.png"], ["no such image file: nope.png"]),
+    ("classify a missing image", ["classify", "lenet5.fmnist", "nope.png"], ["no such image file or folder: nope.png"]),
     ("classify a non-image", ["classify", "lenet5.fmnist", "{files}/notes.png"], ["cannot read image", "PNG or JPEG"]),
     ("classify an empty folder", ["classify", "lenet5.fmnist", "{files}/empty"], ["holds no image files"]),
     ("classify --top-k 0", ["classify", "lenet5.fmnist", SAMPLE, "--top-k", "0"], ["--top-k", "must be ≥ 1"]),

@@ -265,7 +265,7 @@ def test_classify_missing_image_file(tmp_path, capsys) -> None:
         main(["classify", "lenet5.fmnist", str(tmp_path / "nothere.png")])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("zoo: error: no such image file:") and err.endswith("; check the path")
+    assert err.startswith("zoo: error: no such image file or folder:") and err.endswith("; check the path")
 
 
 def test_fit_refuses_to_replace_a_card_before_training(in_tmp, capsys) -> None:

@@ -69,7 +69,7 @@ def test_predict_files_api_and_a_folder_without_images(folder, tmp_path) -> None
     (tmp_path / "empty").mkdir()
     with pytest.raises(zoo.ZooError, match="no image files under"):
         predict_files("lenet5.fmnist", [tmp_path / "empty"], num_workers=0)
-    with pytest.raises(zoo.ZooError, match=r"no such file or folder: .*typo\.png; check the path"):
+    with pytest.raises(zoo.ZooError, match=r"no such image file or folder: .*typo\.png; check the path"):
         predict_files("lenet5.fmnist", [folder, tmp_path / "typo.png"], num_workers=0)
 
 

@@ -25,7 +25,7 @@ def find_images(paths: Sequence[str | Path]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
-            raise ZooError(f"no such file or folder: {path}; check the path")
+            raise ZooError(f"no such image file or folder: {path}; check the path")
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
