@@ -17,15 +17,15 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SWEEPS = README.parent / "docs" / "recipe_sweeps.json"
 
 
-@pytest.mark.parametrize(
-    ("marker", "generate", "how"),
-    [
-        ("registry", registry_markdown, "the output of `zoo list --markdown`"),
-        ("budget", budget_markdown, "zoo.cli.tables.budget_markdown()"),
-        ("detection", detection_markdown, "zoo.cli.tables.detection_markdown()"),
-        ("sweeps", lambda: sweep_markdown(SWEEPS), "zoo.cli.tables.sweep_markdown('docs/recipe_sweeps.json')"),
-    ],
-)
+TABLES = [  # (marker, generator, what it is): the blocks this file checks and regenerate() rewrites
+    ("registry", registry_markdown, "the output of `zoo list --markdown`"),
+    ("budget", budget_markdown, "zoo.cli.tables.budget_markdown()"),
+    ("detection", detection_markdown, "zoo.cli.tables.detection_markdown()"),
+    ("sweeps", lambda: sweep_markdown(SWEEPS), "zoo.cli.tables.sweep_markdown('docs/recipe_sweeps.json')"),
+]
+
+
+@pytest.mark.parametrize(("marker", "generate", "how"), TABLES)
 def test_generated_tables_are_current(marker: str, generate, how: str) -> None:
     match = re.search(rf"<!-- {marker}:start -->\n(.*?)\n<!-- {marker}:end -->", README.read_text(), re.S)
     assert match, f"README lacks the {marker} table markers"
@@ -70,13 +70,7 @@ def regenerate() -> None:
     from test_export import support_markdown
 
     zoo.catalog.write()
-    blocks = {
-        "registry": registry_markdown(),
-        "budget": budget_markdown(),
-        "detection": detection_markdown(),
-        "sweeps": sweep_markdown(SWEEPS),
-        "export": support_markdown(),
-    }
+    blocks = {marker: generate() for marker, generate, _ in TABLES} | {"export": support_markdown()}
     text = README.read_text()
     for marker, block in blocks.items():
         pattern = rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)"
