@@ -185,9 +185,11 @@ def test_zoo_attention_writes_a_png_for_vit_and_swin(tmp_path) -> None:
 # the garments' ends, collars and soles, and a few background tokens light up too (the background tokens
 # a ViT uses as scratch space: Darcet et al. 2023, "Vision transformers need registers"). A regression
 # check on the shipped weights, not a proof of learning: untrained networks range from 0.6× to 2.9×.
-# The hybrid Swin's block 2: 1.26×: on the garments too, but its top row and corners, where the stem's
-# zero padding meets the image border, light up as scratch space, as the ViT's background tokens do.
-GARMENT_RATIO = {"vit": 1.2, "swin": 1.5, "swin_lite_conv.fmnist": 1.2}
+# The hybrid Swin's block 2: 1.18× (40-epoch weights; 1.26× for the 30-epoch ones): on the garments too
+# (the boot's sole, the dress, the bag's body, the collars), but its top row and left edge, where the stem's
+# zero padding meets the image border, light up as scratch space, as the ViT's background tokens do. Its
+# next block (--block 3) is 1.61× and dark on the background; swin_lite's block 3 is 1.28× (block 2: 2.38×).
+GARMENT_RATIO = {"vit": 1.2, "swin": 1.5, "swin_lite_conv.fmnist": 1.15}
 
 
 @pytest.mark.parametrize("name", TRAINED)
