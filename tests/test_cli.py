@@ -301,6 +301,8 @@ def test_fit_keep_better_replaces_a_card_only_when_the_run_beats_it(in_tmp, capl
     metrics = json.loads((card / "metrics.json").read_text())
     assert metrics["training"]["lr"] == 0.05 and metrics["training"]["augment"] is False, metrics["training"]
     assert metrics["training"]["max_epochs"] == 1 and "replaces" not in metrics
+    speed = {key: metrics["training"].get(key) for key in ("channels_last", "compile")}
+    assert speed == {"channels_last": False, "compile": False}, "the speed switches are recorded too"
     (card / "metrics.json").write_text(json.dumps({**metrics, "test_acc": 0.0}))  # a weaker card to beat
     fit(in_tmp, "--card.keep_better=true", "--model.init_args.lr=0.04")
     new = json.loads((card / "metrics.json").read_text())

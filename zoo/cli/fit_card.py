@@ -17,7 +17,9 @@ from zoo.errors import ZooError
 
 log = logging.getLogger("zoo")
 
-# The recipe settings a card lists, by where they live in the resolved config
+# The recipe settings a card lists, by where they live in the resolved config. The speed switches
+# (channels_last, compile, and the trainer's precision) are listed too: they do not change what is
+# learnt in principle, but they say how the run was made, and bf16 changes its arithmetic.
 _MODEL_SETTINGS = (
     "optimizer",
     "lr",
@@ -34,13 +36,15 @@ _MODEL_SETTINGS = (
     "model_kwargs",
     "pretrained",
     "channels_last",
+    "compile",
 )
 _DATA_SETTINGS = ("batch_size", "augment", "shift_padding", "random_erasing")
 
 
 def training_settings(config: Any) -> dict[str, Any]:
-    """The settings of a ``fit`` config that shape the weights: optimiser, schedule, regularisation,
-    augmentation, batch, epochs, precision and callbacks such as the EMA (with their arguments)."""
+    """The settings of a ``fit`` config that shape the weights (optimiser, schedule, regularisation,
+    augmentation, batch, epochs, callbacks such as the EMA with their arguments) and the speed switches
+    (precision, channels_last, compile)."""
 
     def plain(value: Any) -> Any:
         if hasattr(value, "as_dict"):
