@@ -610,3 +610,19 @@ def test_ddp_ranks_see_every_image_once_with_their_own_augmentation(tmp_path, fm
     seen = ranks[0]["indices"] + ranks[1]["indices"]
     assert sorted(seen) == list(range(55_000)), "the epoch's 55,000 training images, each on exactly one rank"
     assert ranks[0]["draw"] != ranks[1]["draw"], "each rank draws its own crops, flips and erasures"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "recipes").glob("*.yaml")))
+def test_every_shipped_recipe_parses_and_names_a_registered_model(recipe: str, capsys, monkeypatch) -> None:
+    """Each recipe in recipes/ is a valid `zoo fit` config (printed, nothing trained) for a registered
+    architecture, and the weights it writes are registered ones (or none)."""
+    import yaml
+
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", f"recipes/{recipe}", "--print_config"])
+    assert info.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["init_args"]["model_name"] in zoo.list_models()
+    card = (config.get("card") or {}).get("name")
+    assert card is None or card in zoo.list_weights(), f"{recipe} writes {card}, which the registry does not list"
