@@ -315,6 +315,29 @@ def test_fit_keep_better_replaces_a_card_only_when_the_run_beats_it(in_tmp, capl
     assert "Changed settings: lr `0.05` → `0.04`." in text
 
 
+def test_fit_from_earlier_weights_records_where_it_started_and_the_whole_budget(in_tmp) -> None:
+    """A run with --model.init_args.pretrained (a second cycle from earlier weights) writes what it started from
+    into its card: the source's score, sha256, epochs and time, so that the README's budget adds both runs."""
+    from zoo.cli.tables import _budget
+
+    fit(in_tmp)  # cards/lenet5.test, one epoch
+    source = in_tmp / "cards" / "lenet5.test"
+    before = json.loads((source / "metrics.json").read_text())
+    fit(in_tmp, "--model.init_args.pretrained", str(source), card="lenet5.test2")
+    metrics = json.loads((in_tmp / "cards" / "lenet5.test2" / "metrics.json").read_text())
+    start = metrics["started_from"]
+    assert start["source"] == str(source) and start["sha256"] == before["sha256"] == sha256_file(
+        source / "model.safetensors"
+    )
+    assert start["score"] == ["top-1", before["test_acc"]] and start["epochs"] == 1 == metrics["epochs"]
+    assert metrics["training"]["pretrained"] == str(source)
+    text = (in_tmp / "cards" / "lenet5.test2" / "README.md").read_text()
+    assert f"| started from | `{source}` ({100 * before['test_acc']:.2f}%, 1 epoch, " in text
+    assert f"sha256 `{before['sha256'][:12]}…`" in text
+    assert _budget(metrics).startswith("1 + 1 | "), _budget(metrics)
+    assert "started_from" not in before and _budget(before).startswith("1 | ")
+
+
 def test_fit_checks_the_card_name_before_training(in_tmp, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", RECIPE, *QUICK, "--card.output_dir", str(in_tmp / "cards"), "--card.name", "lenet5"])

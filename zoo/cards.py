@@ -54,6 +54,36 @@ def card_score(metrics: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
+START_KEYS = ("sha256", "epochs", "wall_time_s", "hardware", "recipe", "date", "started_from")
+
+
+def start_summary(source: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a training run started from (``pretrained=``): the source, and what its card says of it (score,
+    sha256, epochs, wall time, and what *it* started from), so that a weight's card carries its whole budget."""
+    score = card_score(metrics)
+    summary: dict[str, Any] = {"source": str(source), "score": list(score) if score else None}
+    summary.update({key: metrics[key] for key in START_KEYS if metrics.get(key) is not None})
+    return summary
+
+
+def budget_chain(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs behind a weight, first run first: the ``started_from`` chain, then this card's own run."""
+    chain = [metrics]
+    while isinstance(chain[-1].get("started_from"), dict):
+        chain.append(chain[-1]["started_from"])
+    return chain[::-1]
+
+
+def _start_line(start: dict[str, Any]) -> str:
+    score = format_score(tuple(start["score"])) if start.get("score") else "not measured"
+    runs = budget_chain(start)
+    epochs = sum(run.get("epochs") or 0 for run in runs)
+    minutes = sum(run.get("wall_time_s") or 0 for run in runs) / 60
+    budget = f", {epochs} epoch{'s' if epochs != 1 else ''}, {minutes:.1f} min" if epochs else ""
+    sha = f"; sha256 `{start['sha256'][:12]}…`" if start.get("sha256") else ""
+    return f"| started from | `{start['source']}` ({score}{budget}{sha}) |"
+
+
 def format_score(score: tuple[str, float]) -> str:
     """``91.84%`` (top-1 accuracy) or ``mAP@0.5 0.835``."""
     label, value = score
@@ -139,6 +169,7 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"| input | {' × '.join(str(s) for s in config['input_size'])}, pixels in [0, 1] |",
         f"| epochs (best at) | {metrics.get('epochs', '?')} ({metrics.get('best_epoch', '?')}) |",
         f"| training wall time | {metrics.get('wall_time_s', 0) / 60:.1f} min on {metrics.get('hardware', '?')} |",
+        *([_start_line(metrics["started_from"])] if isinstance(metrics.get("started_from"), dict) else []),
         f"| weights sha256 | `{metrics.get('sha256', '')}` |",
         "",
         "## Use",

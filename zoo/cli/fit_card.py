@@ -157,6 +157,8 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep
     if getattr(data, "test_split", "test") != "test":  # your data without a test set: the card says so
         metrics["test_split"] = data.test_split
     metrics["training"] = training_settings(cli.config.fit)
+    if getattr(model, "started_from", None):  # trained on from earlier weights: their card's budget comes along
+        metrics["started_from"] = model.started_from
     score, target = card_score(metrics), output_dir / name
     replaced = replaced_card(target)
     old = tuple(replaced["score"]) if replaced and replaced["score"] else None

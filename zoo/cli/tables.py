@@ -87,7 +87,12 @@ def trained_cards(task: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _budget(metrics: dict[str, Any]) -> str:
     """The epochs, training time and machine columns of the README's tables."""
-    return f"{metrics['epochs']} | {metrics['wall_time_s'] / 60:.0f} min | {metrics['hardware'].split(';')[0]}"
+    from zoo.cards import budget_chain
+
+    runs = budget_chain(metrics)  # a weight trained in stages (a warm restart from earlier weights): each one
+    epochs = " + ".join(str(run.get("epochs", "?")) for run in runs)
+    minutes = " + ".join(f"{(run.get('wall_time_s') or 0) / 60:.0f}" for run in runs)
+    return f"{epochs} | {minutes} min | {metrics['hardware'].split(';')[0]}"
 
 
 def budget_markdown() -> str:

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo import pretrained
+from zoo.cards import start_summary
 from zoo.errors import InvalidValueError, ZooError
 from zoo.layers.backbone import split_stages
 from zoo.registry import build_net, check_kwargs, get_entry
@@ -171,6 +172,7 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
         self.weights_name: str | None = None
         self.weights_source: str | None = None
         self.card_metrics: dict[str, Any] = {}
+        self.started_from: dict[str, Any] | None = None  # the card of the weights training started from
         self.preprocessing: dict[str, Any] = {}  # how the weights' evaluation images were resized (transforms())
         self.example_input_array = torch.zeros(2, *self.input_size)
         if record is not None:
@@ -184,6 +186,7 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
             if class_names and source_names and list(class_names) != list(source_names):
                 self.net.reset_classifier(num_classes)  # other classes, even as many: a fresh head
             self.weights_source, self.preprocessing = pretrained, dict(record.preprocessing)
+            self.started_from = start_summary(pretrained, record.metrics)  # its score and budget, for the card
             # loaded once: a checkpoint of this run holds the weights, so reloading it (resume, load_from_checkpoint)
             # must not need the source again; where they came from stays in weights_source and the card
             self.hparams["pretrained"] = None
