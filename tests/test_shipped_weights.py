@@ -19,7 +19,7 @@ from zoo.registry import get_entry, get_weights, split_name
 # The issue's acceptance floors (top-1 on the 10k test set); the measured values live in metrics.json.
 ACCURACY_FLOORS = {
     "lenet5.fmnist": 0.910,  # issue 18: retrained without augmentation, 40 epochs: 91.55%
-    "lenet5_relu.fmnist": 0.910,
+    "lenet5_relu.fmnist": 0.920,  # issue 18's floor; 1-pixel shift + flip, 30 epochs: 92.17%
     "alexnet_lite.fmnist": 0.931,  # issue 18 retrain (random erasing, EMA, 50 epochs): 93.15%; 94.0% not reached
     "vgg_lite.fmnist": 0.940,  # issue 18's floor; 50 epochs in bf16 (random erasing, EMA): 94.12%
     "resnet20.fmnist": 0.945,  # retrained (50 epochs, random erasing, EMA): 94.69%; issue 18's 95.0% not reached
