@@ -189,7 +189,7 @@ WEIGHTS = weight_table(
         "resnet50.tv2_in1k": dict(url=_TV_URL + "resnet50-11ad3fa6.pth", old_tags=("tv_in1k",), **_TV2),
         "resnet101.tv2_in1k": dict(url=_TV_URL + "resnet101-cd907fc2.pth", old_tags=("tv_in1k",), **_TV2),
         "resnet152.tv2_in1k": dict(url=_TV_URL + "resnet152-f82ba261.pth", old_tags=("tv_in1k",), **_TV2),
-        "resnet20.fmnist": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist.yaml"),
+        "resnet20.fmnist": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist_restart.yaml"),
         # the source of the README's transfer experiment: trained on classes 0-4 only
         "resnet20.fmnist_0to4": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist_0to4.yaml"),
     }
