@@ -23,7 +23,7 @@ ACCURACY_FLOORS = {
     "alexnet_lite.fmnist": 0.931,  # issue 18 retrain (random erasing, EMA, 50 epochs): 93.15%; 94.0% not reached
     "vgg_lite.fmnist": 0.940,  # issue 18's floor; 50 epochs in bf16 (random erasing, EMA): 94.12%
     "resnet20.fmnist": 0.949,  # 50 epochs + a 35-epoch second cycle (random erasing, EMA): 94.96%; 95.0% not reached
-    "efficientnet_lite.fmnist": 0.930,
+    "efficientnet_lite.fmnist": 0.939,  # 25 epochs + a 24-epoch second cycle (EMA): 93.94%; 94.5% not reached
     "vit_lite_conv.fmnist": 0.925,  # issue 21: ViT-lite ≥ 92.5%
     "swin_lite.fmnist": 0.915,  # 40 epochs: 91.98%; issue 21's 92.5% not reached yet
     "swin_lite_conv.fmnist": 0.925,  # issue 21: Swin-lite ≥ 92.5% (40 epochs, bf16: 92.94%)
