@@ -317,7 +317,9 @@ WEIGHTS = weight_table(
             url=TORCHVISION_URL + "efficientnet_b7_lukemelas-c5b4e57e.pth",
             **{**_TV, "input_size": (3, 600, 600), "resize": 600},
         ),
-        "efficientnet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/efficientnet_lite_fmnist_restart.yaml"),
+        "efficientnet_lite.fmnist": dict(
+            dataset="fashion_mnist", recipe="recipes/efficientnet_lite_fmnist_restart.yaml"
+        ),
     }
 )
 _NAMES = dict(family="efficientnet", weights=WEIGHTS, paper=PAPER)
