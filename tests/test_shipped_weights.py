@@ -20,7 +20,7 @@ from zoo.registry import get_entry, get_weights, split_name
 ACCURACY_FLOORS = {
     "lenet5.fmnist": 0.910,  # issue 18: retrained without augmentation, 40 epochs: 91.55%
     "lenet5_relu.fmnist": 0.920,  # issue 18's floor; 1-pixel shift + flip, 30 epochs: 92.17%
-    "alexnet_lite.fmnist": 0.931,  # issue 18 retrain (random erasing, EMA, 50 epochs): 93.15%; 94.0% not reached
+    "alexnet_lite.fmnist": 0.935,  # 50 epochs + a 40-epoch second cycle with dropout 0.2: 93.56%; 94.0% not reached
     "vgg_lite.fmnist": 0.940,  # issue 18's floor; 50 epochs in bf16 (random erasing, EMA): 94.12%
     "resnet20.fmnist": 0.949,  # 50 epochs + a 35-epoch second cycle (random erasing, EMA): 94.96%; 95.0% not reached
     "efficientnet_lite.fmnist": 0.939,  # 25 epochs + a 24-epoch second cycle (EMA): 93.94%; 94.5% not reached

@@ -186,7 +186,7 @@ WEIGHTS = weight_table(
         "alexnet_tv.tv_in1k": dict(
             url=TORCHVISION_URL + "alexnet-owt-7be5be79.pth", convert=convert_torchvision, **TORCHVISION_IN1K
         ),
-        "alexnet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/alexnet_lite_fmnist.yaml"),
+        "alexnet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/alexnet_lite_fmnist_restart.yaml"),
     }
 )
 _NAMES = dict(family="alexnet", weights=WEIGHTS)
