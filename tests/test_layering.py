@@ -16,12 +16,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 
 # lowest first; a name covers the module and everything below it (``zoo.models`` → ``zoo.models.resnet``)
 LAYERS: list[tuple[str, ...]] = [
-    ("zoo.errors", "zoo._version"),
-    ("zoo.registry", "zoo.catalog", "zoo.files", "zoo.layers", "zoo.data", "zoo.inspect", "zoo.plots"),
+    ("zoo.errors", "zoo._version", "zoo.destinations"),
+    ("zoo.registry", "zoo.catalog", "zoo.files", "zoo.layers", "zoo.data", "zoo.inspect", "zoo.plots", "zoo.task_descriptions"),
     ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers", "zoo.plugins"),
-    ("zoo.pretrained", "zoo.backbones"),
+    ("zoo.pretrained",),
     ("zoo.tasks",),
-    ("zoo.finetuning", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention", "zoo.detect"),
+    ("zoo.finetuning", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention", "zoo.detect", "zoo.backbones"),
     ("zoo",),  # the facade, zoo/__init__.py
     ("zoo.cli",),
 ]

@@ -1,7 +1,9 @@
 """Detection over image files: boxes, labels and scores per file, and a PNG with them drawn (``zoo detect``).
 
-Each file is prepared by the weights' ``transforms()`` (channels, size), detected, and drawn at
-``scale``× its model size with torchvision's ``draw_bounding_boxes``, a caption per box.
+Each file is prepared by the weights' ``transforms()`` (channels, size) and detected; its boxes come back in
+the pixels of the file itself (a 128-px copy of a 64-px scene gets boxes twice as large), as DETR's
+post-processor scales them to each image's original size. The drawing shows each image at ``scale``× the
+model's size with torchvision's ``draw_bounding_boxes``, a caption per box.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from zoo.errors import ZooError
 @dataclass
 class Detection:
     path: str
-    boxes: list[list[float]]  # xyxy, in pixels of the model's input size
+    boxes: list[list[float]]  # xyxy, in pixels of the file's own size
     labels: list[str]
     scores: list[float]
 
@@ -36,21 +38,20 @@ def detect_files(
 
         source = load(source)
     model = source.eval()
-    if getattr(model, "task", "") != "detection":
-        raise ZooError(
-            f"{model.weights_name or model.hparams.model_name} is not a detector; use zoo predict / classify"
-        )
+    model.description.require("detect", model.weights_name or model.hparams.model_name)
     files = find_images(paths)
     if not files:
         raise ZooError(f"no image files under {', '.join(map(str, paths))}; give image files or folders of them")
-    dataset = ImageFiles(files, model.transforms())
+    transform = model.transforms()
+    dataset = ImageFiles(files, lambda image: (image.size[::-1], transform(image)))  # PIL's size is (w, h)
     items = [dataset[i] for i in range(len(files))]
-    good = [(files[i], image) for i, image in items if image is not None]
-    bad = [str(files[i]) for i, image in items if image is None]
+    good = [(files[i], *item) for i, item in items if item is not None]
+    bad = [str(files[i]) for i, item in items if item is None]
     if not good:
         raise ZooError("none of the images could be read; check the files")
-    images = torch.stack([image for _, image in good])
-    found = model.predict(images, threshold=threshold)
+    images = torch.stack([image for _, _, image in good])
+    sizes = [size for _, size, _ in good]
+    found = model.predict(images, threshold=threshold, sizes=sizes)
     results = [
         Detection(
             str(path),
@@ -58,10 +59,16 @@ def detect_files(
             [model.class_names[int(i)] for i in f["labels"]],
             [round(float(s), 4) for s in f["scores"]],
         )
-        for (path, _), f in zip(good, found)
+        for (path, _, _), f in zip(good, found)
     ]
     if out is not None:
-        draw(images, results, out, scale)
+        height, width = images.shape[-2:]  # the drawing is at the model's size: the boxes scaled to it
+        shrink = [(width / w, height / h, width / w, height / h) for h, w in sizes]
+        drawn = [
+            Detection(r.path, [[v * s for v, s in zip(box, k)] for box in r.boxes], r.labels, r.scores)
+            for r, k in zip(results, shrink)
+        ]
+        draw(images, drawn, out, scale)
     return results, bad
 
 

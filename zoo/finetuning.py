@@ -146,14 +146,16 @@ def finetune(
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from zoo import pretrained
-    from zoo.data.folders import ImageFolderDataModule
+    from zoo.pretrained import resolve
+    from zoo.task_descriptions import get_task
     from zoo.tasks.base import ZooTask
-    from zoo.tasks.factory import task_class
 
     callback = Finetuning(strategy, unfreeze_epoch=unfreeze_epoch, epochs_per_stage=epochs_per_stage)
+    record = source.as_record() if isinstance(source, ZooTask) else resolve(source)  # the caller's model stays as it was
+    task = options.pop("task", None) or record.task
+    description = get_task(task)
     data_options = {k: options.pop(k) for k in list(options) if k in DATA_OPTIONS}
-    datamodule = _datamodule(data, data_options, ImageFolderDataModule)
+    datamodule = _datamodule(data, data_options, description)
     names = list(getattr(datamodule, "class_names", None) or [])
     classes = num_classes if num_classes is not None else len(names)
     if not classes:
@@ -163,28 +165,12 @@ def finetune(
             f"num_classes={classes} but the data has {len(names)} classes ({', '.join(names[:5])}...)"
         )
     task_options = {**strategy_options(strategy), **options}
-    base = source if isinstance(source, ZooTask) else None
-    base_name = (base.weights_name if base is not None else None) or str(source)
+    base_name = (source.weights_name if isinstance(source, ZooTask) else None) or str(source)
     L.seed_everything(seed, verbose=False)
-    if base is not None:
-        import copy
-
-        model = copy.deepcopy(base)  # the caller's model stays as it was
-        for key, value in task_options.items():
-            if key not in model.hparams:
-                raise UnknownArgumentError(f"finetune takes no option {key!r} for a loaded model")
-            model.hparams[key] = value
-        if list(model.class_names) != names or model.hparams.num_classes != classes:
-            model.reset_classifier(classes, names or None)
-    else:
-        record = pretrained.resolve(source)
-        same = (
-            list(record.task_args.get("class_names") or []) == names and record.task_args.get("num_classes") == classes
-        )
-        model = task_class(record.task).from_record(record, **task_options)
-        if not same:  # a fresh head for the new classes, even when there are as many as before
-            model.reset_classifier(classes, names or None)
-    checkpoint = ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=1, filename="best-{epoch:02d}-{val_acc:.4f}")
+    # the one path from weights to a model: a new head when the data's classes are not the weights' own
+    model = ZooTask.from_record(record, task=task, num_classes=classes, class_names=names or None, **task_options)
+    monitor, mode = description.monitor, description.mode
+    checkpoint = ModelCheckpoint(monitor=monitor, mode=mode, save_top_k=1, filename=description.checkpoint_filename)
     settings = dict(
         max_epochs=max_epochs,
         accelerator="auto",
@@ -219,9 +205,10 @@ def finetuned_metrics(
     from zoo.loggers import hardware
 
     val = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
+    monitor = model.description.monitor
     return {
         "dataset": getattr(datamodule, "dataset_name", type(datamodule).__name__),
-        "val_acc": val.get("val_acc"),
+        monitor: val.get(monitor),
         "val_loss": val.get("val_loss"),
         "val_samples": len(datamodule.val_dataloader().dataset),
         "finetuned_from": source,
@@ -242,17 +229,12 @@ def _best_epoch(path: str | None) -> int | None:
     return int(match.group(1)) + 1 if match else None
 
 
-def _datamodule(data: Any, options: dict[str, Any], folder_class: type) -> Any:
+def _datamodule(data: Any, options: dict[str, Any], description: Any) -> Any:
+    """The user's data as a LightningDataModule, as the task's description reads it."""
     if isinstance(data, L.LightningDataModule):
         if options:
             raise UnknownArgumentError(
                 f"{', '.join(options)} apply to image folders and CSV files, not to a datamodule"
             )
         return data
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        return folder_class.from_tensors(data[0], data[1], **options)
-    if isinstance(data, (str, Path)):
-        return folder_class(path=data, **options)
-    raise InvalidValueError(
-        f"data must be a folder, a CSV file, (images, labels) tensors or a LightningDataModule, got {type(data).__name__}"
-    )
+    return description.datamodule(data, **options)

@@ -66,8 +66,11 @@ def cmd_finetune(argv: list[str]) -> None:
     Finetuning(strategy)  # a one-line error for an unknown strategy, before any loading
     unfreeze, per_stage = _take(argv, "--unfreeze_epoch"), _take(argv, "--epochs_per_stage")
     from zoo import pretrained
+    from zoo.task_descriptions import get_task
 
     record = pretrained.resolve(source)
+    description = get_task(record.task)
+    description.require("finetune", record.name)
     if output:
         from zoo.cards import check_target
 
@@ -75,12 +78,11 @@ def cmd_finetune(argv: list[str]) -> None:
             raise ZooError(f"{output} already holds weights; pass --overwrite to replace them, or another -o")
     args = [
         "fit",
-        "--model=zoo.tasks.classification.ImageClassifier",
+        f"--model={description.module.__module__}.{description.module.__name__}",
         f"--model.model_name={record.arch}",
         f"--model.pretrained={source}",
         *(f"--model.{key}={value}" for key, value in strategy_options(strategy).items()),
-        "--data=zoo.data.folders.ImageFolderDataModule",
-        f"--data.path={data}",
+        *_data_args(description, data),
         "--trainer.max_epochs=10",
         *argv,  # the user's own flags (and --config) after the defaults, so they win
         # the strategy after them: a recipe's own trainer.callbacks list must not replace it
@@ -94,6 +96,12 @@ def cmd_finetune(argv: list[str]) -> None:
     cli = run_lightning(args)
     if output and cli.trainer.is_global_zero:
         print(export_finetuned(cli, Path(output).expanduser(), source, strategy, overwrite))
+
+
+def _data_args(description: Any, data: str) -> list[str]:
+    """The ``--data`` flags of the task's own datamodule (its description's ``data_class``/``data_arg``)."""
+    description.datamodule(data)  # the data checked now, in one line, before any weights load or training
+    return [f"--data={description.data_class}", f"--data.{description.data_arg}={data}"]
 
 
 def export_finetuned(cli: Any, folder: Path, source: str, strategy: str, overwrite: bool) -> Path:

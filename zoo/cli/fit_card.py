@@ -162,7 +162,7 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep
     score, target = card_score(metrics), output_dir / name
     replaced = replaced_card(target)
     old = tuple(replaced["score"]) if replaced and replaced["score"] else None
-    if keep_better and old is not None and score is not None and score[1] <= old[1]:
+    if keep_better and old is not None and score is not None and not model.description.better(score[1], old[1]):
         target = Path(trainer.log_dir or trainer.default_root_dir) / "cards" / name
         log.info(
             "kept %s (%s): this run's %s does not beat it; its card is in %s",

@@ -233,6 +233,7 @@ def classify_files(weights: str, paths: list[str], top_k: int = 1) -> list[list[
     import zoo
 
     model = zoo.load(weights)
+    model.description.require("classify", weights)
     prepare = model.transforms()
     probs = model.predict_proba(torch.stack([prepare(read_image(path)) for path in paths]))
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
@@ -246,7 +247,7 @@ def cmd_classify(argv: list[str]) -> None:
     parser = ArgumentParser(prog="zoo classify", description="Classify image files with trained weights.")
     parser.add_argument("weights", help="arch.tag (zoo list --pretrained) or a weight folder")
     parser.add_argument("images", nargs="+", help="image files, or folders of them (searched recursively)")
-    parser.add_argument("--top-k", type=positive_int, default=1)
+    parser.add_argument("--top-k", type=positive_int, default=1, help="classes shown per image (default 1)")
     args = parser.parse_args(argv)
     from rich.table import Table
 
@@ -273,36 +274,18 @@ def cmd_evaluate(argv: list[str]) -> None:
         help="your images instead: a folder of <class>/<image> (its test/ if any) or a CSV; for a detector, "
         "a COCO annotations.json or the folder holding it (and images/)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=500)
+    parser.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass (default 500)")
     args = parser.parse_args(argv)
     import zoo
-    from zoo.evaluate import evaluate_classifier
+    from zoo.evaluate import evaluate
 
     model = zoo.load(args.weights)
-    if getattr(model, "task", "") == "detection":
-        from zoo.evaluate import evaluate_detector
-
-        coco = None
-        if args.data:
-            from zoo.data.coco import CocoDetection
-
-            size, in_chans = model.input_size[-1], model.input_size[0]
-            coco = CocoDetection.for_evaluation(
-                args.data, model.class_names, size=size, in_chans=in_chans, batch_size=args.batch_size
-            )
-        result = evaluate_detector(model, root=args.data_root, batch_size=args.batch_size, datamodule=coco)
-        _console().print(
-            f"{args.weights}: test mAP@[.5:.95] {100 * result['test_map']:.2f}%, mAP@0.5 {100 * result['test_map_50']:.2f}% "
-            f"on {result['test_samples']:,} {'images of ' + args.data if coco else 'Fashion-MNIST scenes'}"
-        )
-        return
-    datamodule = None
-    if args.data:
-        from zoo.data.folders import ImageFolderDataModule
-
-        datamodule = ImageFolderDataModule.for_evaluation(args.data, model.class_names, batch_size=args.batch_size)
-    result = evaluate_classifier(model, root=args.data_root, batch_size=args.batch_size, datamodule=datamodule)
-    _console().print(
-        f"{args.weights}: test top-1 {100 * result['test_acc']:.2f}%, top-5 {100 * result['test_acc5']:.2f}% "
-        f"on {result['test_samples']:,} images"
+    description = model.description
+    description.require("evaluate", args.weights)
+    result = evaluate(model, args.data, root=args.data_root, batch_size=args.batch_size)
+    on = (
+        f"images of {args.data}"
+        if args.data
+        else f"images of {getattr(model, 'card_metrics', {}).get('dataset') or 'the default test set'}"
     )
+    _console().print(f"{args.weights}: {description.result_line(result)} on {result['test_samples']:,} {on}")

@@ -44,7 +44,8 @@ class CocoDetection(L.LightningDataModule):
     without it the test numbers are measured on the validation images (``test_split`` says which, and a
     card written from them says so).
 
-    Images are converted to ``in_chans`` channels and resized to ``size × size`` (boxes scaled alike).
+    Images are converted to ``in_chans`` channels and resized to ``size × size`` (boxes scaled alike);
+    left out, both are the model's being trained (its ``input_size``), as the folder datamodule does.
     Categories become classes 0..K-1 in the order of their ids; their names are the class names.
     """
 
@@ -57,8 +58,8 @@ class CocoDetection(L.LightningDataModule):
         val_json: str | None = None,
         val_images: str | None = None,
         test_json: str | None = None,
-        size: int = 64,
-        in_chans: int = 1,
+        size: int | None = None,
+        in_chans: int | None = None,
         batch_size: int = 16,
         num_workers: int = 0,
         val_fraction: float = 0.1,
@@ -110,8 +111,9 @@ class CocoDetection(L.LightningDataModule):
         if self.datasets:
             return
         hp = self.hparams
+        size, in_chans = self._input_size()
         found = {
-            split: CocoImages(*files, self.category_ids, self.size, self.in_chans)
+            split: CocoImages(*files, self.category_ids, size, in_chans)
             for split, files in self.files.items()
         }
         train = found["train"]
@@ -126,6 +128,15 @@ class CocoDetection(L.LightningDataModule):
             found["train"], found["val"] = Subset(train, sorted(order[held:])), Subset(train, sorted(order[:held]))
         found.setdefault("val", train)  # val_fraction 0: validated on the training images
         self.datasets = found
+
+    def _input_size(self) -> tuple[int, int]:
+        """(side, channels) the images are prepared at: as given, else the model's being trained."""
+        if self.size is not None and self.in_chans is not None:
+            return self.size, self.in_chans
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        if module is None or not hasattr(module, "input_size"):
+            raise ZooError("CocoDetection needs size= and in_chans=, or a zoo model being trained to take them from")
+        return self.size or int(module.input_size[-1]), self.in_chans or int(module.input_size[0])
 
     def train_dataloader(self) -> DataLoader:
         return detection_loader(self, "train", shuffle=True)

@@ -8,6 +8,7 @@ saving, the Hub, input checks and the optimiser options come from :class:`~zoo.t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from zoo.errors import InvalidValueError
+from zoo.errors import InvalidValueError, ZooError
+from zoo.task_descriptions import Score, TaskDescription, register_task
 from zoo.tasks.base import ZooTask
 
 
@@ -85,8 +87,6 @@ class ImageClassifier(ZooTask):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         if self.hparams.num_classes < 1:
-            from zoo.errors import ZooError
-
             raise ZooError(
                 "this model has no classifier (num_classes=0 returns embeddings); "
                 "give it one with model.reset_classifier(num_classes) before training"
@@ -105,6 +105,10 @@ class ImageClassifier(ZooTask):
 
     def card_test_details(self) -> dict[str, Any]:
         return {"confusion_matrix": self.confusion_matrix.tolist()}
+
+    def measured_test_samples(self) -> int:
+        """How many images the last test run scored (the confusion matrix's total, over every process)."""
+        return int(self.confusion_matrix.sum())
 
     @torch.inference_mode()
     def predict_proba(self, x: Tensor) -> Tensor:
@@ -177,3 +181,69 @@ class ImageClassifier(ZooTask):
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(images).softmax(dim=-1)
+
+
+# ---- the task's description: what the rest of the zoo reads --------------------------------------
+def _train_data(data: Any, **options: Any) -> Any:
+    """A folder of class sub-folders, a ``path,label`` CSV, or ``(images, labels)`` tensors (prepared at the
+    size of the model being trained, which the datamodule reads from it when training starts)."""
+    from zoo.data.folders import ImageFolderDataModule
+
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        return ImageFolderDataModule.from_tensors(data[0], data[1], **options)
+    if isinstance(data, (str, Path)):
+        return ImageFolderDataModule(path=data, **options)
+    raise InvalidValueError(
+        f"classification data must be a folder, a CSV file, (images, labels) tensors or a LightningDataModule, "
+        f"got {type(data).__name__}"
+    )
+
+
+def _eval_data(data: Any, model: Any, batch_size: int = 500) -> Any:
+    from zoo.data.folders import ImageFolderDataModule
+
+    return ImageFolderDataModule.for_evaluation(data, model.class_names, batch_size=batch_size)
+
+
+def _default_data(model: Any, root: str | None = None, batch_size: int = 500) -> Any:
+    """The Fashion-MNIST test set, for models of its classes (or of the subset ``data_classes`` names)."""
+    from zoo.data import FashionMNISTDataModule
+    from zoo.data.fashion_mnist import CLASS_NAMES
+
+    subset = (getattr(model, "card_metrics", None) or {}).get("data_classes")
+    expected = [CLASS_NAMES[i] for i in subset] if subset else list(CLASS_NAMES)
+    if list(model.class_names) != expected:
+        shown = ", ".join(model.class_names[:4]) + ("..." if len(model.class_names) > 4 else "")
+        raise ZooError(
+            f"{model.weights_name or model.hparams.model_name} classifies {len(model.class_names)} classes ({shown}), "
+            "not Fashion-MNIST's; measure it on its own images with --data FOLDER_OR_CSV (data= in Python)"
+        )
+    return FashionMNISTDataModule(root=root, batch_size=batch_size, download=False, classes=subset)
+
+
+DESCRIPTION = register_task(
+    TaskDescription(
+        name="classification",
+        pipeline="image-classification",
+        module=ImageClassifier,
+        title="image classification",
+        monitor="val_acc",
+        mode="max",
+        score=Score("test_acc", "top-1"),
+        model_index=("accuracy", "top-1 accuracy"),
+        card_rows=(
+            ("test_acc", "test top-1 accuracy ({test_samples} images)"),
+            ("test_acc5", "test top-5 accuracy"),
+            ("val_acc", "best validation top-1 accuracy"),
+        ),
+        test_metrics=(Score("test_acc", "top-1"), Score("test_acc5", "top-5")),
+        data=("class folders", "CSV of path,label", "(images, labels) tensors"),
+        commands=("classify", "predict", "evaluate", "fit", "finetune", "export", "attention", "lr-find"),
+        usage="probs = model.predict_proba(images)  # images: float (N, {shape}) in [0, 1]",
+        data_class="zoo.data.folders.ImageFolderDataModule",
+        data_arg="path",
+        datamodule=_train_data,
+        eval_datamodule=_eval_data,
+        default_datamodule=_default_data,
+    )
+)

@@ -1,7 +1,11 @@
-"""From a name or a source to the right task: ``create`` (random init) and ``load`` (with weights).
+"""From any source to a task with its network: :func:`build`, the one path, and ``create``/``load`` on it.
 
-The registry entry names its task (``classification``...); :func:`task_class` maps it to the
-LightningModule subclass of :class:`~zoo.tasks.base.ZooTask` that serves it.
+Sources: an architecture name (random weights), ``arch.tag``, a weight folder or file, a Hub id, a
+Lightning checkpoint, a URL (all through :func:`zoo.pretrained.resolve`), or a live zoo model (through
+its :meth:`~zoo.tasks.base.ZooTask.as_record`). Every one becomes a :class:`~zoo.pretrained.Pretrained`
+record and then a model in :meth:`ZooTask.from_record <zoo.tasks.base.ZooTask.from_record>`, so options are
+checked once, in the same way for every source, and one rule says when the head is replaced. The task's
+LightningModule comes from its :class:`~zoo.task_descriptions.TaskDescription`.
 """
 
 from __future__ import annotations
@@ -10,20 +14,53 @@ from pathlib import Path
 from typing import Any
 
 from zoo import pretrained
-from zoo.errors import ZooError
-from zoo.registry import full_name, get_entry
+from zoo.errors import UnknownModelError
+from zoo.registry import full_name, get_entry, split_name
+from zoo.task_descriptions import get_task
 from zoo.tasks.base import ZooTask
-from zoo.tasks.classification import ImageClassifier
-from zoo.tasks.detection import ObjectDetector
-
-TASKS: dict[str, type[ZooTask]] = {ImageClassifier.task: ImageClassifier, ObjectDetector.task: ObjectDetector}
 
 
 def task_class(task: str) -> type[ZooTask]:
-    """The LightningModule class of a registry entry's ``task``."""
-    if task not in TASKS:
-        raise ZooError(f"unknown task {task!r}; the zoo has: {', '.join(TASKS)}")
-    return TASKS[task]
+    """The LightningModule class of a task (its name or Hub pipeline tag)."""
+    return get_task(task).module
+
+
+def is_architecture(source: Any) -> bool:
+    """Whether ``source`` names a registered architecture (random weights), not weights."""
+    if not isinstance(source, str) or "/" in source or "\\" in source:
+        return False
+    arch, tag = split_name(source)
+    if tag is not None or Path(source).expanduser().exists():
+        return False
+    try:
+        get_entry(arch)
+    except UnknownModelError:
+        return False
+    return True
+
+
+def build(
+    source: str | Path | ZooTask,
+    *,
+    task: str | None = None,
+    file: str | Path | None = None,
+    arch: str | None = None,
+    hub_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> ZooTask:
+    """A task with its network from any source (see the module doc); options as :func:`zoo.create` takes.
+
+    An architecture name gives random weights (``num_classes`` defaults to the entry's); a live model is
+    copied, never changed; anything else is loaded in eval mode, like :func:`zoo.load`.
+    """
+    if isinstance(source, ZooTask):
+        return ZooTask.from_record(source.as_record(), task=task, **options)
+    if is_architecture(source):
+        entry = get_entry(str(source))
+        options.setdefault("num_classes", entry.num_classes)  # the task's own default (10) fits small-image models
+        return task_class(task or entry.task).from_registry(entry.name, **options)
+    record = pretrained.resolve(source, file=file, arch=arch, hub_options=hub_options)
+    return ZooTask.from_record(record, task=task, **options)
 
 
 def create(name: str, pretrained: bool | str = False, **kwargs: Any) -> ZooTask:
@@ -33,13 +70,13 @@ def create(name: str, pretrained: bool | str = False, **kwargs: Any) -> ZooTask:
     Keyword arguments the task knows (``num_classes``, ``in_chans``, ``lr``, ``optimizer``...) go to the
     task; the rest go to the architecture's builder (``model_kwargs``; timm's ``drop_rate`` and
     ``drop_path_rate`` name the family's dropout and stochastic depth); any other is a one-line error.
+    ``task=`` serves the architecture with another task's head.
     """
     entry = get_entry(name)
     if pretrained:
         tag = pretrained if isinstance(pretrained, str) else None
-        return load(full_name(f"{entry.name}.{tag}" if tag else entry.name), **kwargs)
-    kwargs.setdefault("num_classes", entry.num_classes)  # the task's own default (10) fits only small-image models
-    return task_class(entry.task).from_registry(entry.name, **kwargs)
+        return build(full_name(f"{entry.name}.{tag}" if tag else entry.name), **kwargs)
+    return build(entry.name, **kwargs)
 
 
 def load(source: str | Path, *, file: str | Path | None = None, arch: str | None = None, **overrides: Any) -> ZooTask:
@@ -51,5 +88,6 @@ def load(source: str | Path, *, file: str | Path | None = None, arch: str | None
     ``num_classes`` keeps the backbone and gives a fresh head, a different ``in_chans`` adapts the first
     convolution.
     """
-    record = pretrained.resolve(source, file=file, arch=arch)
-    return task_class(record.task).from_record(record, **overrides)
+    task = overrides.pop("task", None)
+    record = pretrained.resolve(source, file=file, arch=arch)  # "lenet5": its first registered weights
+    return ZooTask.from_record(record, task=task, **overrides)

@@ -27,7 +27,7 @@ class Publishing:
             "name": name,
             "architecture": hp.model_name,
             "library_name": "zoo",
-            "task": self.config_task,
+            "task": self.description.pipeline,
             "num_classes": hp.num_classes,
             "in_chans": self.input_size[0],
             "input_size": list(self.input_size),
