@@ -26,7 +26,7 @@ from typing import Any
 
 import zoo.models  # noqa: F401  registers every family
 from zoo import hub
-from zoo.errors import WeightsError
+from zoo.errors import WeightsError, ZooError
 from zoo.files import (
     CONFIG_FILE,
     PICKLE_SUFFIXES,
@@ -42,10 +42,12 @@ from zoo.files import (
 )
 from zoo.layers.state_dict import adapt_input_conv, key_report, listing, unwrap_state
 from zoo.registry import ModelEntry, Weights, full_name, get_entry, get_weights, list_weights
+from zoo.task_descriptions import get_task, list_tasks
 
 log = logging.getLogger("zoo")
 
 DESCRIPTIVE_METRICS = ("dataset", "license", "recipe", "source")  # still true once the weights change
+CHECKPOINT_TASK_KEY = "zoo_task"  # a zoo task's Lightning checkpoint names its task here
 
 
 @dataclass
@@ -239,8 +241,23 @@ def _read_folder(folder: Path, name: str | None) -> Pretrained:
         str(folder),
         metrics,
         label=arch,
-        task=get_entry(arch).task,
+        task=config_task(config, arch, folder / CONFIG_FILE),
     )
+
+
+def config_task(config: dict[str, Any], arch: str, where: Path) -> str:
+    """The task a ``config.json`` names (its Hub pipeline tag), else the architecture's registered task."""
+    named = config.get("task")
+    if named is None:
+        return get_entry(arch).task
+    if not isinstance(named, str):
+        raise WeightsError(f"{where}: 'task' must be a task name such as 'image-classification'")
+    try:
+        return get_task(named).name
+    except ZooError:
+        raise WeightsError(
+            f"{where} names the task {named!r}, which this zoo does not have ({', '.join(list_tasks())})"
+        ) from None
 
 
 def convert_state(name: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -301,9 +318,8 @@ def _read_file(path: Path, arch: str | None, config_path: Path | None = None) ->
         config = read_json(config_path)
         found, task_args = config_task_args(config, config_path)
         state = read_weight_file(path)
-        return Pretrained(
-            found, task_args, state, config.get("name", found), str(path), label=found, task=get_entry(found).task
-        )
+        task = config_task(config, found, config_path)
+        return Pretrained(found, task_args, state, config.get("name", found), str(path), label=found, task=task)
     if not path.is_file():
         raise WeightsError(f"weight file {path} is missing")
     if arch is None and path.suffix in PICKLE_SUFFIXES:
@@ -318,7 +334,7 @@ def _read_file(path: Path, arch: str | None, config_path: Path | None = None) ->
                 found_arch,
                 str(path),
                 label=found_arch,
-                task=get_entry(found_arch).task,
+                task=checkpoint.get(CHECKPOINT_TASK_KEY) or get_entry(found_arch).task,
             )
     if arch is None:
         raise WeightsError(
@@ -360,11 +376,13 @@ def load_net_state(
     source_num_classes: int | None = None,
     source_in_chans: int | None = None,
     label: str | None = None,
+    fresh_head: bool | None = None,
 ) -> None:
     """Load ``state`` into ``net``, naming every missing, unexpected or mis-shaped key.
 
     Weights saved with ``source_num_classes`` classes load into a net with another ``num_classes`` by
-    keeping the net's fresh head (every tensor under the entry's ``classifier``); weights for
+    keeping the net's fresh head (every tensor under the entry's ``classifier``); ``fresh_head=True`` keeps
+    it whatever the counts (other classes, as many as before); weights for
     ``source_in_chans`` channels get the entry's ``first_conv`` adapted (summed to 1 channel, or
     repeated and rescaled). Both are logged. A network with an ``adapt_state`` method resizes what depends
     on the image size first (a ViT's position embeddings).
@@ -372,7 +390,9 @@ def load_net_state(
     entry = get_entry(arch)
     own, state = net.state_dict(), dict(state)
     fresh, adapted = [], []
-    if source_num_classes not in (None, num_classes) and entry.classifier:
+    if fresh_head is None:
+        fresh_head = source_num_classes not in (None, num_classes)
+    if fresh_head and entry.classifier:
         prefix = entry.classifier + "."
         state = {k: v for k, v in state.items() if not k.startswith(prefix)}
         fresh = [k for k in own if k.startswith(prefix)]
@@ -391,7 +411,7 @@ def load_net_state(
     net.load_state_dict(state)
     if fresh:
         log.info(
-            "%s: pretrained backbone loaded; new %d-class head %s (the weights have %d classes)",
+            "%s: pretrained backbone loaded; new %s-class head %s (the weights' head has %s classes)",
             arch,
             num_classes,
             ", ".join(fresh),

@@ -31,6 +31,7 @@ from zoo.cards import start_summary
 from zoo.errors import InvalidValueError, ZooError
 from zoo.layers.backbone import split_stages
 from zoo.registry import build_net, check_kwargs, get_entry
+from zoo.task_descriptions import TaskDescription, get_task
 from zoo.tasks import optim
 from zoo.tasks.inputs import InputChecks, check_choices, check_numbers
 from zoo.tasks.optim import Init, LrScale, Optimizer, Scheduler
@@ -41,7 +42,8 @@ log = logging.getLogger("zoo")
 
 
 class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
-    """Base of the zoo's LightningModules (see the module doc). Subclasses set ``task`` and ``config_task``.
+    """Base of the zoo's LightningModules (see the module doc). A subclass sets ``task``, the name of its
+    :class:`~zoo.task_descriptions.TaskDescription`, which says the rest (``model.description``).
 
     Args:
         model_name: a registered architecture (``zoo list``).
@@ -79,9 +81,7 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
             (Glorot & Bengio 2010, uniform with variance 2/(fan_in+fan_out), made for tanh); biases 0.
     """
 
-    task: ClassVar[str] = ""  # the registry entries' task this class serves ("classification")
-    config_task: ClassVar[str] = ""  # the Hub's name for it, written into config.json ("image-classification")
-    monitor: ClassVar[str] = "val_acc"  # the validation metric (higher is better) `zoo fit` keeps the best by
+    task: ClassVar[str] = ""  # the name of this class's task description ("classification")
 
     def __init__(
         self,
@@ -147,6 +147,7 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
             from zoo.pretrained import resolve  # the argument `pretrained` hides the module here
 
             record = resolve(pretrained)
+            check_task_switch(record, self.task)
             if record.arch != entry.name:
                 raise ZooError(
                     f"pretrained={pretrained!r} holds {record.arch} weights, not {entry.name}; set model_name={record.arch!r}"
@@ -176,15 +177,7 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
         self.preprocessing: dict[str, Any] = {}  # how the weights' evaluation images were resized (transforms())
         self.example_input_array = torch.zeros(2, *self.input_size)
         if record is not None:
-            self.load_net_state(
-                record.state,
-                source_num_classes=record.task_args.get("num_classes"),
-                source_in_chans=record.task_args.get("in_chans"),
-                label=record.label,
-            )
-            source_names = record.task_args.get("class_names")
-            if class_names and source_names and list(class_names) != list(source_names):
-                self.net.reset_classifier(num_classes)  # other classes, even as many: a fresh head
+            self.load_record(record, fresh_head=fresh_head_needed(record, self.task, num_classes, class_names))
             self.weights_source, self.preprocessing = pretrained, dict(record.preprocessing)
             self.started_from = start_summary(pretrained, record.metrics)  # its score and budget, for the card
             # loaded once: a checkpoint of this run holds the weights, so reloading it (resume, load_from_checkpoint)
@@ -221,46 +214,76 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
         return cls(model_name=model_name, model_kwargs=model_kwargs, **kwargs)
 
     @classmethod
-    def from_record(cls, record: pretrained.Pretrained, **overrides: Any) -> ZooTask:
+    def from_record(cls, record: pretrained.Pretrained, *, task: str | None = None, **options: Any) -> ZooTask:
         """The task for a :class:`~zoo.pretrained.Pretrained` record, its network built once, in eval mode.
 
-        Overrides of ``num_classes``/``in_chans`` keep the backbone and adapt the head / first convolution.
+        The one place weights become a model: :func:`zoo.load`, ``zoo.create(pretrained=)``, ``zoo.backbone``,
+        ``zoo.finetune`` (from a name or a live model) and a detector's backbone all end here. On the base class
+        the record's task (or ``task=``) picks the LightningModule; on a subclass it must be that task. Options
+        are the task's and the builder's, checked by the task as for :func:`zoo.create`; ``num_classes``,
+        ``class_names`` or another task give a fresh head (:func:`fresh_head_needed`), ``in_chans`` adapts the
+        first convolution.
         """
-        if cls.task and record.task != cls.task:
-            raise ZooError(f"{record.name} holds {record.task} weights; load them with zoo.load, not {cls.__name__}")
-        args = {**record.task_args, **overrides}
-        if args.get("num_classes") != record.task_args.get("num_classes") and "class_names" not in overrides:
+        wanted = task or (cls.task if cls.task else record.task)
+        check_task_switch(record, wanted)
+        if cls.task and wanted != cls.task:
+            raise ZooError(f"{record.name} would be a {wanted} model; load it with zoo.load, not {cls.__name__}")
+        klass = cls if cls.task else get_task(wanted).module
+        args = {**record.task_args, **options}
+        fresh = fresh_head_needed(record, wanted, args.get("num_classes"), options.get("class_names"))
+        if fresh and "class_names" not in options:
             args["class_names"] = None  # the published names belong to the published head
-        model = cls.from_registry(record.arch, **args)
-        model.load_net_state(
-            record.state,
-            source_num_classes=record.task_args.get("num_classes"),
-            source_in_chans=record.task_args.get("in_chans"),
-            label=record.label,
-        )
+        model = klass.from_registry(record.arch, **args)
+        model.load_record(record, fresh_head=fresh)
         model.weights_name, model.weights_source, model.card_metrics = record.name, record.source, dict(record.metrics)
         model.preprocessing = dict(record.preprocessing)
+        if fresh and model.card_metrics:  # numbers measured for the old head no longer hold
+            model.card_metrics = {k: v for k, v in model.card_metrics.items() if k in pretrained.DESCRIPTIVE_METRICS}
         return model.eval()
 
-    def load_net_state(
-        self,
-        state: dict[str, Tensor],
-        *,
-        source_num_classes: int | None = None,
-        source_in_chans: int | None = None,
-        label: str | None = None,
-    ) -> None:
-        """Load a plain network state dict into ``.net`` (see :func:`zoo.pretrained.load_net_state`)."""
+    def load_record(self, record: pretrained.Pretrained, *, fresh_head: bool) -> None:
+        """Load a record's network state into ``.net``: the head kept fresh when ``fresh_head``, the first
+        convolution adapted to this model's channels (see :func:`zoo.pretrained.load_net_state`)."""
         pretrained.load_net_state(
             self.net,
             self.hparams.model_name,
-            state,
+            record.state,
             num_classes=self.hparams.num_classes,
             in_chans=self.input_size[0],
-            source_num_classes=source_num_classes,
-            source_in_chans=source_in_chans,
-            label=label,
+            source_num_classes=record.task_args.get("num_classes"),
+            source_in_chans=record.task_args.get("in_chans"),
+            label=record.label,
+            fresh_head=fresh_head,
         )
+
+    def as_record(self) -> pretrained.Pretrained:
+        """This model as the record its saved folder would give: ``zoo.finetune(model)`` builds from it
+        exactly as from ``model.save_pretrained(folder)`` then ``zoo.load(folder)``."""
+        config = self.model_config(self.weights_name or self.hparams.model_name)
+        args = {key: config[key] for key in ("num_classes", "in_chans", "mean", "std", "class_names", "model_kwargs")}
+        return pretrained.Pretrained(
+            self.hparams.model_name,
+            args,
+            {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            config["name"],
+            self.weights_source or "a model in memory",
+            dict(self.card_metrics or {}),
+            label=self.hparams.model_name,
+            task=self.task,
+            preprocessing=dict(self.preprocessing),
+        )
+
+    def measured_test_samples(self) -> int:
+        """How many samples the last ``Trainer.test`` scored (each task counts its own)."""
+        raise NotImplementedError(f"{type(self).__name__} does not count its test samples")
+
+    @property
+    def description(self) -> TaskDescription:
+        """What this model's task is (monitored metric, score, data, commands): :mod:`zoo.task_descriptions`."""
+        return get_task(self.task)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[pretrained.CHECKPOINT_TASK_KEY] = self.task  # zoo.load of the checkpoint rebuilds this task
 
     @classmethod
     def from_pretrained(
@@ -421,6 +444,32 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
                 rule,
             )
         return optim.configure(self, hp, steps)
+
+
+def fresh_head_needed(
+    record: pretrained.Pretrained, task: str, num_classes: int | None, class_names: list[str] | None
+) -> bool:
+    """The one rule for replacing the head of loaded weights: another task, another number of classes, or
+    other class names (even as many as before). Otherwise the weights' own head is kept."""
+    if task != record.task:
+        return True
+    if num_classes is not None and num_classes != record.task_args.get("num_classes"):
+        return True
+    source_names = record.task_args.get("class_names")
+    return bool(class_names) and bool(source_names) and list(class_names) != list(source_names)
+
+
+def check_task_switch(record: pretrained.Pretrained, task: str) -> None:
+    """Weights of one task may start another only from an image classifier (its network is a feature
+    extractor with a head); a detector's weights cannot become a classifier, nor the other way."""
+    if task == record.task:
+        return
+    description = get_task(task)
+    if record.task != "classification" or get_entry(record.arch).task != "classification":
+        raise ZooError(
+            f"{record.name} holds {get_task(record.task).title} weights; they cannot start a {description.title} "
+            f"model (only image classifiers' weights can start another task)"
+        )
 
 
 def hub_repo_like(text: str) -> bool:
