@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.files import CARD_FILE, CONFIG_FILE, FOLDER_FILES, METRICS_FILE, WEIGHTS_FILE, sha256_file
+from zoo.files import (
+    CARD_FILE,
+    CONFIG_FILE,
+    CONFIG_HASH_KEY,
+    FOLDER_FILES,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    config_sha256,
+    sha256_file,
+)
 
 # What each task reports: its headline metric (metrics.json key, model-index type and name, scale)
 # and its rows in the card's table, before the rows every card has.
@@ -274,7 +283,7 @@ def write_folder(
 ) -> Path:
     """Write a complete weight folder atomically: built beside the target, then swapped in.
 
-    ``metrics`` gets the weights file's sha256 and size. An existing zoo weight folder is replaced only
+    ``metrics`` gets the weights file's sha256 and size, and the config's ``config_sha256``. An existing zoo weight folder is replaced only
     once the new one is complete, so an interrupted run never leaves a half-written card behind. A folder
     holding other files is refused (see :func:`check_target`); with ``overwrite=True`` only the four weight
     files are written into it, the others left as they are.
@@ -294,6 +303,7 @@ def write_folder(
         weights = staging / WEIGHTS_FILE
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(weights), metadata={"format": "pt"})
         metrics = {**metrics, "sha256": sha256_file(weights), "file_size": weights.stat().st_size}
+        metrics[CONFIG_HASH_KEY] = config_sha256(config)  # an edited config.json is refused on load
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         (staging / CARD_FILE).write_text(render_card(config, metrics))

@@ -5,7 +5,7 @@ A weight lives in a folder laid out like a Hugging Face model repo::
     model_cards/<arch.tag>/
         model.safetensors   the plain network's state dict (keys of ``model.net``)
         config.json         architecture, task, classes, input size, mean/std, builder kwargs
-        metrics.json        what the training run measured, and the sha256 of model.safetensors
+        metrics.json        what the training run measured, the sha256 of model.safetensors and of config.json
         README.md           the card, rendered from the two JSON files
 
 Nothing in a weight folder is ever imported or unpickled: safetensors files are plain tensors, and
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE)  # what a zoo weight folder (or Hub repo) holds
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")  # read only with torch.load(weights_only=True)
+CONFIG_HASH_KEY = "config_sha256"  # metrics.json's record of config.json, beside "sha256" (the weights')
+
+log = logging.getLogger(__name__)
 
 
 def bundled_cards_dir() -> Path:
@@ -40,6 +44,7 @@ def bundled_cards_dir() -> Path:
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
@@ -47,7 +52,19 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def config_sha256(config: dict[str, Any]) -> str:
+    """The sha256 of a ``config.json``'s content: its values as the loader reads them, in canonical JSON.
+
+    Hashing the parsed values (sorted keys, no spaces) rather than the file's bytes makes the record
+    cover everything that decides which network is built, while a checkout that rewrites line endings
+    or an editor that re-indents the file leaves it valid.
+    """
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file's object; a missing or malformed file is a one-line :class:`WeightsError`."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -68,11 +85,37 @@ def check_sha256(
         )
 
 
-def verify_folder(folder: Path, *, label: str | None = None, action: str | None = None) -> dict[str, Any]:
-    """A weight folder's ``metrics.json`` (``{}`` without one), its weights checked against the sha256 in it.
+def verify_config(folder: Path, expected: str | None, *, label: str | None = None) -> None:
+    """Raise if ``config.json`` does not hash to the record; warn (one line) when there is no record.
 
-    The one place where "the weights are the ones the card describes" is checked: on load, after a Hub
-    download, and before a push.
+    ``expected`` is ``metrics.json``'s ``config_sha256``; folders written before zoo recorded it carry
+    only the weights' sha256, and still load.
+    """
+    path = folder / CONFIG_FILE
+    where = label.rsplit("/", 1)[0] + f"/{CONFIG_FILE}" if label and "/" in label else str(path)
+    if expected is None:
+        log.warning(
+            "%s is not covered by a sha256 (the folder was written by an older zoo); re-save it with "
+            "save_pretrained() to record one",
+            where,
+        )
+        return
+    actual = config_sha256(read_json(path))
+    if actual != expected:
+        raise WeightsError(
+            f"sha256 of {where} is {actual[:12]}…, expected {expected[:12]}… ({METRICS_FILE}'s "
+            f"{CONFIG_HASH_KEY}): the config was edited after the weights were saved, so it may describe "
+            "another network; restore the original config.json, or fetch the folder again"
+        )
+
+
+def verify_folder(folder: Path, *, label: str | None = None, action: str | None = None) -> dict[str, Any]:
+    """A weight folder's ``metrics.json`` (``{}`` without one), its weights and config checked against it.
+
+    The one place where "the weights and config are the ones the card describes" is checked: on load,
+    after a Hub download, and before a push. ``metrics.json`` records the weights' ``sha256`` and the
+    config's ``config_sha256`` (:func:`config_sha256`); a folder that records the first but not the
+    second (written by an older zoo) loads with a one-line warning.
     """
     metrics_path = folder / METRICS_FILE
     metrics = read_json(metrics_path) if metrics_path.is_file() else {}
@@ -84,6 +127,7 @@ def verify_folder(folder: Path, *, label: str | None = None, action: str | None 
     if metrics.get("sha256"):
         kwargs = {"action": action} if action else {}
         check_sha256(weights, metrics["sha256"], label=label, **kwargs)
+        verify_config(folder, metrics.get(CONFIG_HASH_KEY), label=label)
     return metrics
 
 

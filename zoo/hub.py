@@ -327,6 +327,7 @@ def hf_folder(spec: str, *, name: str | None = None, **options: Any) -> Path:
         )
     except WeightsError:
         _remove_cached_blob(weights)
+        _remove_cached_blob(config)  # the record covers both files: either may be the bad one
         raise
     return config.parent
 

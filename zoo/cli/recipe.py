@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.cli.checkpoints import SPECIAL_CKPT, check_ckpt_model, check_ckpt_path
 from zoo.cli.fit_card import check_card_target, export_card
 from zoo.errors import ZooError
 
@@ -83,7 +84,10 @@ def _make_cli_class():
         def _parse_ckpt_path(self) -> None:  # Lightning reads --ckpt_path's hyper-parameters right after parsing
             subcommand = self.config.get("subcommand")
             if subcommand:
-                check_ckpt_path(self.config[subcommand].get("ckpt_path"))
+                ckpt_path = self.config[subcommand].get("ckpt_path")
+                checkpoint = check_ckpt_path(ckpt_path)
+                if checkpoint is not None:  # before Lightning swaps the recipe's model for the checkpoint's
+                    check_ckpt_model(ckpt_path, checkpoint, self.config[subcommand].get("model"))
             with recipe_errors():
                 super()._parse_ckpt_path()
 
@@ -168,22 +172,6 @@ def _make_cli_class():
         ],
     }
     return ZooCLI, defaults, L
-
-
-SPECIAL_CKPT = ("last", "best", "hpc", "registry")
-
-
-def check_ckpt_path(ckpt_path: str | None) -> None:
-    """``--ckpt_path`` must be a readable checkpoint, checked before any work (safely: weights_only)."""
-    if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT:
-        return
-    from zoo.files import is_lightning_checkpoint, read_pickle
-
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise ZooError(f"no such checkpoint file: {ckpt_path}; give a runs/zoo/<run>/checkpoints/*.ckpt file")
-    if not is_lightning_checkpoint(read_pickle(path)):  # a refused or unreadable pickle raises its one line here
-        raise ZooError(f"{ckpt_path} is not a Lightning checkpoint; give a .ckpt file written by zoo fit")
 
 
 def run_version_of(ckpt_path: str | None) -> str | None:
