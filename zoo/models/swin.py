@@ -4,7 +4,8 @@ A ViT attends over all tokens (cost ∝ L²); Swin attends inside non-overlappin
 ∝ L·M²) and makes a pyramid like a CNN's:
 
 * patch partition: 4×4 patches → ``C``-wide tokens on an ``H/4 × W/4`` grid (a conv of stride 4 + LN);
-* window attention, with a learned bias per relative position inside the window ((2M−1)² per head);
+* window attention, with a learned bias per relative position inside the window ((2M−1)² per head;
+  like timm's, the network names these tables in ``no_weight_decay()``, so they train without decay);
 * shifted windows: every second block rolls the grid by ``M/2`` first, so windows straddle the previous
   block's borders and information crosses windows; a mask stops tokens that the roll brought together
   from opposite edges of the image from attending to each other;
@@ -249,6 +250,11 @@ class SwinTransformer(Backbone):
         """The attention layer of every block, stage by stage from the input up (for attention pictures)."""
         return [block.attn for stage in self.layers for block in stage.blocks]
 
+    def no_weight_decay(self) -> set[str]:
+        """The parameters trained without weight decay besides biases and norms (timm's and torchvision's
+        choice): every block's relative-position bias table."""
+        return {name for name, _ in self.named_parameters() if name.endswith(".relative_position_bias_table")}
+
 
 class HybridSwinTransformer(SwinTransformer):
     """A Swin whose patches are cut from a small convolutional stem's map (``stem_chans`` > 0)."""
@@ -326,13 +332,13 @@ def swin_b(**kwargs) -> SwinTransformer:
 SWIN_LITE = dict(patch_size=2, embed_dim=48, depths=(2, 2, 2), num_heads=(2, 4, 8), window=7, mlp_ratio=2.0)
 
 
-@register_model(input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, num_params=882_230, **_NAMES)
+@register_model(input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, **_NAMES)
 def swin_lite(**kwargs) -> SwinTransformer:
     """Swin for 28×28: 2×2 patches, windows of 7, stages 14 → 7 → 4 of widths 48-96-192, 2 blocks each."""
     return SwinTransformer(**{**SWIN_LITE, **kwargs})
 
 
-@register_model(input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, num_params=895_070, **_NAMES)
+@register_model(input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, **_NAMES)
 def swin_lite_conv(**kwargs) -> HybridSwinTransformer:
     """``swin_lite``'s stages behind a two-convolution stem (28 → 14, 48 channels) and 1×1 patches: the same
     14 → 7 → 4 token grids, whose first tokens come from convolutions instead of a 2×2 patch projection."""

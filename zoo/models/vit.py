@@ -1,6 +1,6 @@
 """Vision Transformer (Dosovitskiy et al. 2020, "An image is worth 16x16 words").
 
-An image is cut into ``P×P`` patches; each patch is flattened and projected to a ``dim``-wide token (a
+An image is cut into ``P×P`` patches; each patch is flattened and projected to an ``embed_dim``-wide token (a
 ``P×P`` convolution of stride ``P`` does both at once). A learned class token is put in front, a learned
 position embedding is added (attention itself knows no order), and a stack of pre-norm encoder blocks
 mixes the tokens::
@@ -11,10 +11,12 @@ mixes the tokens::
 The classifier reads the class token after a last LayerNorm (``global_pool="token"``, the paper's) or
 the mean of the patch tokens (``"avg"``). Position embeddings are resampled (bicubic) when an image has
 another size than the one the network was built for, so 224-px weights run at 384 px; loading weights
-trained at another size resamples them the same way.
+trained at another size resamples them the same way (:meth:`Embedding.resized_entries`, for both).
+Like timm's, the network names its position embedding and class token in ``no_weight_decay()``, and
+the optimiser's parameter groups train them without weight decay.
 
 ImageNet networks: ``vit_ti_16``, ``vit_s_16`` (timm's sizes), ``vit_b_16``, ``vit_l_16``, ``vit_b_32``,
-``vit_l_32``, ``vit_h_14`` (torchvision's; ``vit_b_16`` has 86,567,656 parameters like torchvision's).
+``vit_l_32`` (torchvision's; ``vit_b_16`` has 86,567,656 parameters like torchvision's).
 torchvision's and timm's weight files load through a converter / as they are.
 
 Fashion-MNIST networks (28×28): ``vit_lite``, the pure ViT with 4×4 patches (49 tokens + class token,
@@ -27,6 +29,7 @@ train better on small data): 3×3 conv + BN + ReLU at 28×28, a stride-2 one to 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -62,36 +65,46 @@ torch.fx.wrap("resample_pos_embed")  # shape-dependent: a leaf when zoo.backbone
 
 
 class Embedding(nn.Module):
-    """Pixels ``(N, C, H, W)`` → tokens ``(N, 1 + h·w, dim)``: patches projected, class token, positions.
+    """Pixels ``(N, C, H, W)`` → tokens ``(N, 1 + h·w, embed_dim)``: patches projected, class token, positions.
 
     ``stem_chans`` > 0 puts a two-convolution stem (3×3 conv-BN-ReLU, 3×3/2 conv-BN-ReLU) before the
     patch projection, the hybrid ViT: its patches are then cut from the stem's map.
     """
 
-    def __init__(self, img_size: int, patch_size: int, in_chans: int, dim: int, stem_chans: int = 0) -> None:
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, stem_chans: int = 0) -> None:
         super().__init__()
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         stride = 2 if stem_chans else 1
         self.grid = (img_size // stride // patch_size,) * 2
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid[0] * self.grid[1], embed_dim))
         self.stem = conv_stem(in_chans, stem_chans) if stem_chans else nn.Identity()
         in_chans = stem_chans or in_chans
-        self.proj = nn.Conv2d(in_chans, dim, patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
         self.patch_size, self.stride = patch_size, stride * patch_size
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.proj(self.stem(x))  # (N, dim, h, w): one vector per patch
+        x = self.proj(self.stem(x))  # (N, embed_dim, h, w): one vector per patch
         grid = (x.shape[2], x.shape[3])
-        x = x.flatten(2).transpose(1, 2)  # (N, h·w, dim)
+        x = x.flatten(2).transpose(1, 2)  # (N, h·w, embed_dim)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return x + resample_pos_embed(self.pos_embed, grid)
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+    def resized_entries(self, state: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
+        """``{prefix + "pos_embed": resampled}`` when ``state``'s was trained at another size, else ``{}``.
+
+        The one place weights are fitted to this grid: ``load_state_dict`` (through
+        ``_load_from_state_dict``) and :meth:`VisionTransformer.adapt_state` (the zoo's loaders, which
+        check every key's shape before loading) both call it.
+        """
         key = prefix + "pos_embed"
-        if key in state_dict and state_dict[key].shape != self.pos_embed.shape:  # trained at another size
-            state_dict[key] = resample_pos_embed(state_dict[key], self.grid)
+        if key in state and state[key].shape != self.pos_embed.shape:
+            return {key: resample_pos_embed(state[key], self.grid)}
+        return {}
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        state_dict.update(self.resized_entries(state_dict, prefix))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -120,13 +133,14 @@ class VisionTransformer(Backbone):
 
     Args:
         img_size, patch_size: the image the position embeddings are made for, and the patch side.
-        dim, depth, num_heads, mlp_ratio: token width, blocks, heads per block, MLP width / ``dim``.
+        embed_dim, depth, num_heads, mlp_ratio: token width, blocks, heads per block, MLP width /
+            ``embed_dim``. ``dim`` is a deprecated alias of ``embed_dim`` (timm's name, Swin's too).
         global_pool: ``"token"`` (class token) or ``"avg"`` (mean of the patch tokens).
         stem_chans: channels of a convolutional stem before the patches (0: none, the pure ViT).
         drop_rate, drop_path_rate: dropout after attention/MLP, and stochastic depth at the last block.
 
-    Backbone interface: ``forward_features`` returns the normalised tokens ``(N, 1 + h·w, dim)``;
-    ``zoo.backbone`` returns the patch tokens of chosen blocks as ``(N, dim, h, w)`` maps.
+    Network interface: ``forward_features`` returns the normalised tokens ``(N, 1 + h·w, embed_dim)``;
+    ``zoo.backbone`` returns the patch tokens of chosen blocks as ``(N, embed_dim, h, w)`` maps.
     """
 
     first_conv_name = "embed.proj"
@@ -137,7 +151,7 @@ class VisionTransformer(Backbone):
         self,
         img_size: int = 224,
         patch_size: int = 16,
-        dim: int = 768,
+        embed_dim: int = 768,
         depth: int = 12,
         num_heads: int = 12,
         mlp_ratio: float = 4.0,
@@ -147,22 +161,26 @@ class VisionTransformer(Backbone):
         stem_chans: int = 0,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        dim: int | None = None,
     ) -> None:
         super().__init__()
+        if dim is not None:
+            warnings.warn("VisionTransformer(dim=...) is deprecated: use embed_dim", FutureWarning, stacklevel=2)
+            embed_dim = dim
         if global_pool not in ("token", "avg"):
             raise ZooError(f"ViT global_pool must be 'token' or 'avg', got {global_pool!r}")
         self.global_pool = global_pool
-        self.embed = Embedding(img_size, patch_size, in_chans, dim, stem_chans)
+        self.embed = Embedding(img_size, patch_size, in_chans, embed_dim, stem_chans)
         self.pos_drop = nn.Dropout(drop_rate)
         rates = stochastic_depth_rates(drop_path_rate, depth)
-        self.blocks = nn.Sequential(*(Block(dim, num_heads, mlp_ratio, drop_rate, rate) for rate in rates))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = linear_or_identity(dim, num_classes)
-        self.num_features = dim
+        self.blocks = nn.Sequential(*(Block(embed_dim, num_heads, mlp_ratio, drop_rate, rate) for rate in rates))
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = linear_or_identity(embed_dim, num_classes)
+        self.num_features = self.embed_dim = embed_dim
         self.input_size = (in_chans, img_size, img_size)  # what the position embeddings are made for
         reduction = self.embed.stride
         self.feature_info = [
-            dict(module=f"blocks.{i}", num_chs=dim, reduction=reduction, prefix_tokens=1) for i in range(depth)
+            dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=reduction, prefix_tokens=1) for i in range(depth)
         ]
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -172,7 +190,7 @@ class VisionTransformer(Backbone):
             nn.init.zeros_(self.head.weight)  # a zero head, as timm and torchvision start it
 
     def forward_features(self, x: Tensor) -> Tensor:
-        return self.norm(self.blocks(self.pos_drop(self.embed(x))))  # (N, 1 + h·w, dim)
+        return self.norm(self.blocks(self.pos_drop(self.embed(x))))  # (N, 1 + h·w, embed_dim)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = x[:, 0] if self.global_pool == "token" else x[:, 1:].mean(dim=1)
@@ -186,12 +204,14 @@ class VisionTransformer(Backbone):
         """The attention layer of every block, from the input up (for attention pictures)."""
         return [block.attn for block in self.blocks]
 
+    def no_weight_decay(self) -> set[str]:
+        """The parameters trained without weight decay besides biases and norms (timm's and torchvision's
+        choice): the position embedding and the class token."""
+        return {"embed.pos_embed", "embed.cls_token"}
+
     def adapt_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """Weights trained at another image size: their position embeddings resampled to this grid."""
-        key = "embed.pos_embed"
-        if key in state and state[key].shape != self.embed.pos_embed.shape:
-            state = {**state, key: resample_pos_embed(state[key], self.embed.grid)}
-        return state
+        return {**state, **self.embed.resized_entries(state, "embed.")}
 
 
 class HybridVisionTransformer(VisionTransformer):
@@ -282,49 +302,49 @@ _FMNIST = dict(input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMN
 @register_model(num_params=5_717_416, **_IMAGENET)
 def vit_ti_16(**kwargs) -> VisionTransformer:
     """ViT-Ti/16 (timm's tiny): width 192, 12 blocks, 3 heads."""
-    return VisionTransformer(patch_size=16, dim=192, depth=12, num_heads=3, **kwargs)
+    return VisionTransformer(patch_size=16, embed_dim=192, depth=12, num_heads=3, **kwargs)
 
 
 @register_model(num_params=22_050_664, **_IMAGENET)
 def vit_s_16(**kwargs) -> VisionTransformer:
     """ViT-S/16 (timm's small): width 384, 12 blocks, 6 heads."""
-    return VisionTransformer(patch_size=16, dim=384, depth=12, num_heads=6, **kwargs)
+    return VisionTransformer(patch_size=16, embed_dim=384, depth=12, num_heads=6, **kwargs)
 
 
 @register_model(num_params=86_567_656, **_IMAGENET)
 def vit_b_16(**kwargs) -> VisionTransformer:
     """ViT-B/16: width 768, 12 blocks, 12 heads, 196 patches of 16×16 at 224 px."""
-    return VisionTransformer(patch_size=16, dim=768, depth=12, num_heads=12, **kwargs)
+    return VisionTransformer(patch_size=16, embed_dim=768, depth=12, num_heads=12, **kwargs)
 
 
 @register_model(num_params=88_224_232, **_IMAGENET)
 def vit_b_32(**kwargs) -> VisionTransformer:
     """ViT-B/32: ViT-B on 49 patches of 32×32."""
-    return VisionTransformer(patch_size=32, dim=768, depth=12, num_heads=12, **kwargs)
+    return VisionTransformer(patch_size=32, embed_dim=768, depth=12, num_heads=12, **kwargs)
 
 
 @register_model(num_params=304_326_632, **_IMAGENET)
 def vit_l_16(**kwargs) -> VisionTransformer:
     """ViT-L/16: width 1024, 24 blocks, 16 heads."""
-    return VisionTransformer(patch_size=16, dim=1024, depth=24, num_heads=16, **kwargs)
+    return VisionTransformer(patch_size=16, embed_dim=1024, depth=24, num_heads=16, **kwargs)
 
 
 @register_model(num_params=306_535_400, **_IMAGENET)
 def vit_l_32(**kwargs) -> VisionTransformer:
     """ViT-L/32: ViT-L on 32×32 patches."""
-    return VisionTransformer(patch_size=32, dim=1024, depth=24, num_heads=16, **kwargs)
+    return VisionTransformer(patch_size=32, embed_dim=1024, depth=24, num_heads=16, **kwargs)
 
 
-_LITE = dict(img_size=28, dim=128, depth=6, num_heads=4, mlp_ratio=2.0)
+_LITE = dict(img_size=28, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0)
 
 
-@register_model(num_params=805_130, **_FMNIST)
+@register_model(**_FMNIST)
 def vit_lite(**kwargs) -> VisionTransformer:
     """The pure ViT for 28×28: 4×4 patches (49 tokens + class token), width 128, 6 blocks of 4 heads."""
     return VisionTransformer(**{**_LITE, "patch_size": 4, **kwargs})
 
 
-@register_model(num_params=854_762, **_FMNIST)
+@register_model(**_FMNIST)
 def vit_lite_conv(**kwargs) -> HybridVisionTransformer:
     """``vit_lite``'s encoder behind a two-convolution stem (28 → 14), 2×2 patches → 7×7 tokens, mean pooling."""
     return HybridVisionTransformer(**{**_LITE, "patch_size": 2, "stem_chans": 64, "global_pool": "avg", **kwargs})

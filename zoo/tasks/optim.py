@@ -42,11 +42,52 @@ def global_batch(trainer: Any) -> tuple[int, int, int, int]:
     return per_device, world, accumulate, per_device * world * accumulate
 
 
+def no_decay_names(module: nn.Module) -> set[str]:
+    """Names (as ``module.named_parameters()`` gives them) of the parameters trained without weight decay.
+
+    Biases and normalisation weights (every tensor of one dimension or less, and every ``*.bias``), and
+    what any submodule declares the way timm's networks do, with a ``no_weight_decay()`` method returning
+    names relative to itself: a ViT's position embedding and class token, Swin's relative-position
+    tables. A declared name that is not a parameter is an error, so a renamed parameter cannot slip
+    back into the decayed group unnoticed.
+    """
+    params = dict(module.named_parameters())
+    names = {name for name, p in params.items() if p.ndim <= 1 or name.endswith(".bias")}
+    for prefix, submodule in module.named_modules():
+        declare = getattr(submodule, "no_weight_decay", None)
+        if not callable(declare):
+            continue
+        declared = {f"{prefix}.{name}" if prefix else name for name in declare()}
+        unknown = sorted(declared - params.keys())
+        if unknown:
+            raise ValueError(f"{type(submodule).__name__}.no_weight_decay() names no parameter: {', '.join(unknown)}")
+        names |= declared
+    return names
+
+
+def decay_split(
+    module: nn.Module, weight_decay: float, params: list[nn.Parameter] | None = None
+) -> list[tuple[str, float, list[nn.Parameter]]]:
+    """``("", weight_decay, decayed)`` and ``("/no_decay", 0.0, the rest)``: the one decay rule.
+
+    ``params``: the parameters to split (default: all of ``module``'s), in their order; which are exempt
+    from decay is read from ``module`` as a whole (:func:`no_decay_names`).
+    """
+    names = no_decay_names(module)
+    exempt = {id(p) for name, p in module.named_parameters() if name in names}
+    params = list(module.parameters()) if params is None else params
+    return [
+        ("", weight_decay, [p for p in params if id(p) not in exempt]),
+        ("/no_decay", 0.0, [p for p in params if id(p) in exempt]),
+    ]
+
+
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: weights with decay, biases and normalisation weights (1-D tensors) without."""
-    decay = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """Two groups of the trainable parameters: with ``weight_decay``, and without (:func:`decay_split`)."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    return [
+        {"params": members, "weight_decay": decay} for _, decay, members in decay_split(module, weight_decay, trainable)
+    ]
 
 
 def stage_lr_scales(
@@ -78,10 +119,7 @@ def stage_param_groups(net: nn.Module, hp: Any) -> list[dict[str, Any]]:
     groups = []
     for name, modules in stages:
         params = [p for module in modules for p in module.parameters()]
-        for suffix, decay, members in (
-            ("", hp.weight_decay, [p for p in params if p.ndim > 1]),
-            ("/no_decay", 0.0, [p for p in params if p.ndim <= 1]),
-        ):
+        for suffix, decay, members in decay_split(net, hp.weight_decay, params):
             if members:  # named for the LR monitor's log: lr-AdamW/stage2, lr-AdamW/stage2/no_decay...
                 groups.append(
                     {
