@@ -93,7 +93,8 @@ class TaskDescription:
             return
         instead = next((c for c in self.commands if c in COMMAND_KINDS.get(command, ())), None)
         hint = f"use `zoo {instead}`" if instead else f"its commands are: {', '.join(self.commands)}"
-        raise ZooError(f"zoo {command} does not apply to {model_name}, a {self.title} model; {hint}")
+        article = "an" if self.title[:1] in "aeiou" else "a"
+        raise ZooError(f"zoo {command} does not apply to {model_name}, {article} {self.title} model; {hint}")
 
 
 # commands that answer the same question for different tasks: the one a refusal points to

@@ -230,6 +230,8 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
             raise ZooError(f"{record.name} would be a {wanted} model; load it with zoo.load, not {cls.__name__}")
         klass = cls if cls.task else get_task(wanted).module
         args = {**record.task_args, **options}
+        if wanted != record.task and "num_classes" not in options:
+            args.pop("num_classes", None)  # another task's head: its own default size (a regressor's 1 output)
         fresh = fresh_head_needed(record, wanted, args.get("num_classes"), options.get("class_names"))
         if fresh and "class_names" not in options:
             args["class_names"] = None  # the published names belong to the published head

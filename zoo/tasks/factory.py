@@ -57,7 +57,8 @@ def build(
         return ZooTask.from_record(source.as_record(), task=task, **options)
     if is_architecture(source):
         entry = get_entry(str(source))
-        options.setdefault("num_classes", entry.num_classes)  # the task's own default (10) fits small-image models
+        if task in (None, entry.task):  # the entry's head size (1000 for ImageNet sizes); another task has its own
+            options.setdefault("num_classes", entry.num_classes)
         return task_class(task or entry.task).from_registry(entry.name, **options)
     record = pretrained.resolve(source, file=file, arch=arch, hub_options=hub_options)
     return ZooTask.from_record(record, task=task, **options)
