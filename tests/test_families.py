@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from zoo.errors import WeightsError
-from zoo.inspect import layer_table
+from zoo.layer_table import layer_table
 from zoo.pretrained import convert_state
 from zoo.registry import build_net, get_entry, get_weights
 
@@ -170,7 +170,7 @@ def test_efficientnet_variants_follow_compound_scaling(phi: int) -> None:
 
 
 def test_efficientnet_constants_and_flops_grow_about_2x_per_phi() -> None:
-    from zoo.inspect import count_flops
+    from zoo.layer_table import count_flops
     from zoo.models.efficientnet import ALPHA, BETA, GAMMA
 
     assert ALPHA * BETA**2 * GAMMA**2 == pytest.approx(2, abs=0.1)

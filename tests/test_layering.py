@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 # lowest first; a name covers the module and everything below it (``zoo.models`` → ``zoo.models.resnet``)
 LAYERS: list[tuple[str, ...]] = [
     ("zoo.errors", "zoo._version", "zoo.destinations"),
-    ("zoo.registry", "zoo.catalog", "zoo.files", "zoo.layers", "zoo.data", "zoo.inspect", "zoo.plots", "zoo.task_descriptions"),
+    ("zoo.registry", "zoo.catalog", "zoo.files", "zoo.layers", "zoo.data", "zoo.layer_table", "zoo.plots", "zoo.task_descriptions"),
     ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers", "zoo.plugins"),
     ("zoo.pretrained",),
     ("zoo.tasks",),

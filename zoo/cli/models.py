@@ -82,7 +82,7 @@ def _print_stages(console: Any, net: Any, input_size: tuple[int, ...], batch_siz
     import torch
     from rich.table import Table
 
-    from zoo.inspect import stage_table
+    from zoo.layer_table import stage_table
 
     rows = stage_table(net, input_size)
     out = Table(
@@ -124,7 +124,7 @@ def cmd_info(argv: list[str]) -> None:
     from rich.table import Table
 
     import zoo.models  # noqa: F401  registers every family
-    from zoo.inspect import layer_table
+    from zoo.layer_table import layer_table
     from zoo.registry import build_net, get_entry
 
     entry = get_entry(args.name)

@@ -19,7 +19,7 @@ def gflops(name: str) -> float:
     import torch
 
     import zoo.models  # noqa: F401  registers every family
-    from zoo.inspect import count_flops
+    from zoo.layer_table import count_flops
     from zoo.registry import build_net, get_entry
 
     with torch.device("meta"):  # no memory, no arithmetic, even for VGG-19 at 224 px

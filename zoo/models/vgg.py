@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
-from zoo.inspect import fc_parameter_share
+from zoo.layer_table import fc_parameter_share
 from zoo.layers.backbone import Backbone, linear_or_identity
 from zoo.registry import register_model, weight_table
 

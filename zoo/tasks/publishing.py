@@ -57,7 +57,7 @@ class Publishing:
         """
 
         from zoo.cards import check_target, write_folder
-        from zoo.inspect import count_flops
+        from zoo.layer_table import count_flops
 
         check_target(Path(save_directory).expanduser(), overwrite=overwrite)  # before any work
         name = name or self.weights_name or self.hparams.model_name
