@@ -25,6 +25,7 @@ def _meta_params(name: str, **kwargs) -> int:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
+        ("lenet5", 61_706),  # the course's LeNet-5 (the registry counts it from the architecture)
         ("alexnet", 62_378_344),
         ("alexnet_tv", 61_100_840),
         ("vgg16", 138_357_544),
@@ -59,6 +60,8 @@ def test_cifar_resnet_depths_are_6n_plus_2() -> None:
         shortcuts = 2  # the two 1×1 projection convs are not counted in 6n + 2
         assert len(weight_layers) - shortcuts == depth
     assert 0.27e6 <= get_entry("resnet20").num_params <= 0.275e6
+    # He et al. 2015, table 6: 0.27M, 0.46M, 0.85M parameters (truncated) for ResNet-20/32/56
+    assert [get_entry(f"resnet{d}").num_params // 10_000 for d in (20, 32, 56)] == [27, 46, 85]
 
 
 # ---- the AlexNet table of the course --------------------------------------------------------------

@@ -70,6 +70,15 @@ def test_declared_num_params(name: str) -> None:
     assert sum(p.numel() for p in net.parameters()) == entry.num_params
 
 
+def test_only_published_parameter_counts_are_typed() -> None:
+    """The lite models' counts come from their architecture (on the meta device), never typed into a builder;
+    a typed count is a published one (torchvision's), which test_families/test_transformers hold the build to."""
+    lite = [m for m in ALL_MODELS if get_entry(m).input_size[0] == 1]
+    assert len(lite) >= 10 and not [m for m in lite if get_entry(m).published_params is not None]
+    typed = [m for m in ALL_MODELS if get_entry(m).published_params is not None]
+    assert typed and all(get_entry(m).input_size[1] >= 224 for m in typed), typed
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_in_chans_option(name: str) -> None:
     entry = get_entry(name)

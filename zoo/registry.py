@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,7 +73,6 @@ class ModelEntry:
     family: str
     input_size: tuple[int, int, int]  # (C, H, W) the builder's defaults expect
     num_classes: int  # default head size
-    num_params: int  # at the default num_classes / in_chans: tests recompute it
     first_conv: str = ""  # module name of the first convolution (adapted to other in_chans), like timm's
     classifier: str = ""  # module name of the classification head (replaced for other num_classes)
     fixed_input_size: bool = False  # True when a flatten→linear head pins H and W
@@ -84,6 +84,24 @@ class ModelEntry:
     columns: dict[str, str] = field(
         default_factory=dict
     )  # family facts `zoo list` shows side by side (EfficientNet's φ)
+    # a count published with the architecture (torchvision's), which tests hold the build to; None: counted
+    published_params: int | None = None
+
+    @functools.cached_property
+    def num_params(self) -> int:
+        """Parameters at the default ``num_classes`` / ``in_chans``.
+
+        The published count where the family has one (torchvision's ImageNet models: the tests build both
+        and compare); otherwise counted on the architecture itself, built on the meta device (no memory, no
+        initialisation), so that no typed number can drift from the network.
+        """
+        if self.published_params is not None:
+            return self.published_params
+        import torch
+
+        with torch.device("meta"):
+            net = self.builder(num_classes=self.num_classes, in_chans=self.input_size[0])
+        return sum(p.numel() for p in net.parameters())
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -117,13 +135,15 @@ def register_model(
     family: str,
     input_size: tuple[int, int, int],
     num_classes: int,
-    num_params: int,
+    num_params: int | None = None,
     weights: Sequence[Weights] | Mapping[str, Sequence[Weights]] = (),
     **meta: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder ``fn(*, num_classes, in_chans, **kw) -> nn.Module`` under its name.
 
     ``weights``: this builder's weights, or the family's :func:`weight_table` (its rows for this name).
+    ``num_params``: only a count published elsewhere (torchvision's); without it the entry counts the
+    architecture (:attr:`ModelEntry.num_params`).
     """
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -142,7 +162,7 @@ def register_model(
             family=family,
             input_size=tuple(input_size),
             num_classes=num_classes,
-            num_params=num_params,
+            published_params=num_params,
             weights={w.tag: w for w in rows},
             **meta,
         )

@@ -50,7 +50,6 @@ from zoo.registry import register_model, weight_table
 
 ALEXNET_PARAMS = 62_378_344
 ALEXNET_TV_PARAMS = 61_100_840
-ALEXNET_LITE_PARAMS = 488_658
 
 
 def _out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
@@ -224,7 +223,6 @@ ALEXNET_LITE = dict(widths=(24, 48, 64, 64, 48), conv1=(5, 1, 2), img_size=28, h
 @register_model(
     input_size=(1, 28, 28),
     num_classes=10,
-    num_params=ALEXNET_LITE_PARAMS,
     fixed_input_size=True,
     mean=FMNIST_MEAN,
     std=FMNIST_STD,

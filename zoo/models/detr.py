@@ -229,9 +229,7 @@ WEIGHTS = weight_table(
 _NAMES = dict(family="detr", weights=WEIGHTS, paper=PAPER, task="detection")
 
 
-@register_model(
-    input_size=(1, 64, 64), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, num_params=1_729_491, **_NAMES
-)
+@register_model(input_size=(1, 64, 64), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, **_NAMES)
 def detr_lite(**kwargs) -> DETR:
     """DETR for 64×64 Fashion-MNIST scenes: ResNet-20 backbone, dim 128, 3+3 layers, 10 queries."""
     return DETR(**kwargs)

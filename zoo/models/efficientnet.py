@@ -325,8 +325,10 @@ WEIGHTS = weight_table(
 _NAMES = dict(family="efficientnet", weights=WEIGHTS, paper=PAPER)
 
 
-def _scaled(num_params: int, **meta: Any):
-    """``register_model`` for a builder whose name keys ``SCALING``: its resolution and φ columns come from there."""
+def _scaled(num_params: int | None, **meta: Any):
+    """``register_model`` for a builder whose name keys ``SCALING``: its resolution and φ columns come from there.
+
+    ``num_params``: torchvision's count of the ImageNet model; ``None`` counts the architecture."""
 
     def wrap(builder):
         scaling = SCALING[builder.__name__]
@@ -391,7 +393,7 @@ def efficientnet_b7(**kwargs) -> EfficientNet:
     return _build("efficientnet_b7", **kwargs)
 
 
-@_scaled(1_189_756, input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD)
+@_scaled(None, input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD)
 def efficientnet_lite(**kwargs) -> EfficientNet:
     """B0 scaled down by the compound rule to φ = −4 (width 0.68, depth 0.48), stride-1 stem for 28×28 Fashion-MNIST."""
     return _build("efficientnet_lite", **{"stem_stride": 1, **kwargs})

@@ -41,8 +41,6 @@ from zoo.data.constants import FMNIST_MEAN, FMNIST_STD
 from zoo.layers.backbone import Backbone, linear_or_identity
 from zoo.registry import register_model, weight_table
 
-LENET5_PARAMS = 61_706
-
 
 class LeNet5(Backbone):
     """LeNet-5. Input ``(N, in_chans, img_size, img_size)``, output logits ``(N, num_classes)``.
@@ -140,7 +138,6 @@ _META = dict(
     family="lenet",
     input_size=(1, 28, 28),
     num_classes=10,
-    num_params=LENET5_PARAMS,
     fixed_input_size=True,
     mean=FMNIST_MEAN,
     std=FMNIST_STD,

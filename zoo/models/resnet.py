@@ -244,19 +244,19 @@ def _cifar(depth: int, **kwargs) -> ResNet:
     return ResNet(BasicBlock, (n, n, n), widths=(16, 32, 64), stem="cifar", **kwargs)
 
 
-@register_model(num_params=272_186, **_CIFAR)
+@register_model(**_CIFAR)
 def resnet20(**kwargs) -> ResNet:
     """CIFAR ResNet-20: 3 stages × 3 BasicBlocks of 16/32/64 channels."""
     return _cifar(20, **kwargs)
 
 
-@register_model(num_params=466_618, **_CIFAR)
+@register_model(**_CIFAR)
 def resnet32(**kwargs) -> ResNet:
     """CIFAR ResNet-32: 3 stages × 5 BasicBlocks."""
     return _cifar(32, **kwargs)
 
 
-@register_model(num_params=855_482, **_CIFAR)
+@register_model(**_CIFAR)
 def resnet56(**kwargs) -> ResNet:
     """CIFAR ResNet-56: 3 stages × 9 BasicBlocks."""
     return _cifar(56, **kwargs)

@@ -216,7 +216,7 @@ def vgg19_bn(**kwargs) -> VGG:
     return VGG(CONFIGS["vgg19"], batch_norm=True, **kwargs)
 
 
-@register_model(input_size=(1, 28, 28), num_classes=10, num_params=446_474, mean=FMNIST_MEAN, std=FMNIST_STD, **_NAMES)
+@register_model(input_size=(1, 28, 28), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, **_NAMES)
 def vgg_lite(**kwargs) -> VGG:
     """VGG's recipe for 28×28 Fashion-MNIST: 24-48-48-96-96 3×3 convs with BatchNorm, 256-wide FC layers."""
     return VGG(CONFIGS["vgg_lite"], **{"batch_norm": True, "pool_size": 3, "hidden": 256, **kwargs})
