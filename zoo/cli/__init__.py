@@ -76,8 +76,9 @@ Training craft (the recipe's options can be overridden as with fit):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``zoo COMMAND ...``: a user error is one ``zoo: error:`` line and exit code 2; ``--debug`` (or
-    ``ZOO_DEBUG=1``) shows the traceback instead."""
+    """``zoo COMMAND ...``: any error is one ``zoo: error:`` line and exit code 2; ``--debug`` (anywhere on
+    the line, or ``ZOO_DEBUG=1``) shows the traceback instead. A command's own exit (``zoo predict`` with
+    unreadable files, a failed ``zoo overfit-batch``) keeps its code."""
     import os
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -92,42 +93,73 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"zoo {__version__}")
         return
-    command, rest = argv[0], argv[1:]
+    from zoo.cli.quiet import quiet_lightning
+
+    command = argv[0]
     try:
-        if command == "predict" and predict.is_file_prediction(rest):  # zoo predict SOURCE PATH...
-            predict.cmd_predict(rest)
-        elif command in LIGHTNING_COMMANDS:
-            from zoo.cli.recipe import run_lightning
-
-            run_lightning(argv)
-        elif command in EXTRA_COMMANDS:
-            EXTRA_COMMANDS[command](rest)
-        else:
-            import difflib
-
-            close = difflib.get_close_matches(command, [*LIGHTNING_COMMANDS, *EXTRA_COMMANDS], n=1)
-            raise ZooError(
-                f"unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "; see zoo --help")
-            )
-    except Exception as err:
-        line = user_error_line(err)
-        if debug or line is None:
+        with quiet_lightning(training=command in LIGHTNING_COMMANDS):
+            run_command(command, argv[1:])
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"zoo: error: {line}", file=sys.stderr)
+        print("zoo: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:
+        if debug:
+            raise
+        print(f"zoo: error: {error_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def user_error_line(err: Exception) -> str | None:
-    """One line for an error caused by the user's input; ``None`` for a bug (its traceback is shown)."""
+def run_command(command: str, rest: list[str]) -> None:
+    """Dispatch ``zoo COMMAND REST...`` to its function (errors propagate to :func:`main`)."""
+    if command == "predict" and predict.is_file_prediction(rest):  # zoo predict SOURCE PATH...
+        predict.cmd_predict(rest)
+    elif command == "predict" and rest and rest[0] in ("-h", "--help"):  # both forms, then LightningCLI's
+        predict.print_help()
+    elif command in LIGHTNING_COMMANDS:
+        from zoo.cli.recipe import run_lightning
+
+        run_lightning([command, *rest])
+    elif command in EXTRA_COMMANDS:
+        EXTRA_COMMANDS[command](rest)
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(command, [*LIGHTNING_COMMANDS, *EXTRA_COMMANDS], n=1)
+        raise ZooError(
+            f"unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "; see zoo --help")
+        )
+
+
+def error_line(err: BaseException) -> str:
+    """The one line shown for ``err``: the zoo's own message, or ``<Type>: <first line>`` for anything else."""
+    line = user_error_line(err)
+    if line is not None:
+        return line
+    text = str(err).strip()
+    first = text.splitlines()[0][:300] if text else "(no message)"
+    return f"{type(err).__name__}: {first} (run with --debug for the traceback)"
+
+
+def user_error_line(err: BaseException) -> str | None:
+    """One line for an error caused by the user's input; ``None`` for anything else."""
     cause: BaseException | None = err
     while cause is not None:  # jsonargparse wraps errors raised while it builds the recipe's classes
         if isinstance(cause, ZooError):
-            return str(cause)
+            return " ".join(str(cause).split("\n")[0].split()) or type(cause).__name__
         cause = cause.__cause__ or cause.__context__
     if isinstance(err, FileNotFoundError):
         return f"no such file or folder: {err.filename or err}; check the path"
     if isinstance(err, PermissionError):
         return f"permission denied: {err.filename or err}; choose a path you can write to"
+    for kind, what in (
+        (NotADirectoryError, "is not a folder"),
+        (IsADirectoryError, "is a folder"),
+        (FileExistsError, "exists"),
+    ):
+        if isinstance(err, kind):
+            return f"{err.filename or err} {what}; check the path"
     if type(err).__name__ == "MisconfigurationException":  # Lightning's word for settings that do not fit
         return str(err).strip().splitlines()[0] + " (see zoo fit --help)"
     return None

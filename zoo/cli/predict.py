@@ -17,21 +17,37 @@ def is_file_prediction(argv: list[str]) -> bool:
     return bool(argv) and not argv[0].startswith("-")
 
 
-def cmd_predict(argv: list[str]) -> None:
+def predict_parser() -> ArgumentParser:
+    """The options of ``zoo predict SOURCE PATH...``."""
     from zoo.predict import default_workers
 
     parser = ArgumentParser(
-        prog="zoo predict", description="Predict the classes of image files and folders (recursively)."
+        prog="zoo predict",
+        description="Predict the classes of image files and folders (recursively).",
+        epilog="zoo predict --config RECIPE [options] is LightningCLI's predict over a datamodule instead "
+        "(zoo predict --config RECIPE --help lists its options).",
     )
     parser.add_argument("source", help="arch.tag, a weight folder or file, a checkpoint, hf-hub:org/name")
     parser.add_argument("paths", nargs="+", help="image files or folders")
-    parser.add_argument("--top-k", type=positive_int, default=1)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--top-k", type=positive_int, default=1, help="classes shown per image (default 1)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="images per forward pass (default 64; lower it on OOM)"
+    )
     parser.add_argument("--num-workers", type=natural_int, default=default_workers(), help="image-decoding processes")
     parser.add_argument("--onnx", metavar="FILE", help="run this exported ONNX file in onnxruntime instead of PyTorch")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object per file")
     output.add_argument("--csv", action="store_true", help="CSV: path, then label/probability pairs")
+    return parser
+
+
+def print_help() -> None:
+    """``zoo predict --help``: the file-prediction options (--onnx, --json, --csv) and the recipe form."""
+    predict_parser().print_help()
+
+
+def cmd_predict(argv: list[str]) -> None:
+    parser = predict_parser()
     args = parser.parse_args(argv)
     import zoo
     from zoo.predict import iter_predictions
