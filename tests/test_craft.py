@@ -98,20 +98,22 @@ def test_overfit_batch_says_lenet5_can_learn(tmp_path, monkeypatch, capsys, fmni
 
 def test_overfit_batch_says_something_is_wrong_with_lr_0(tmp_path, monkeypatch, capsys, fmnist_root) -> None:
     monkeypatch.chdir(tmp_path)
-    main(
-        [
-            "overfit-batch",
-            "--config",
-            RECIPE,
-            *QUIET,
-            "--data.init_args.batch_size",
-            "32",
-            "--steps",
-            "10",
-            "--model.init_args.lr",
-            "0",
-        ]
-    )
+    with pytest.raises(SystemExit) as exit_:  # a failed check exits 1, so that a script can tell
+        main(
+            [
+                "overfit-batch",
+                "--config",
+                RECIPE,
+                *QUIET,
+                "--data.init_args.batch_size",
+                "32",
+                "--steps",
+                "10",
+                "--model.init_args.lr",
+                "0",
+            ]
+        )
+    assert exit_.value.code == 1
     out = capsys.readouterr().out
     assert "something is wrong" in out and "learning rate" in out, out
     assert "the model can learn" not in out

@@ -10,6 +10,7 @@ preprocessing and the sha256 of the weights it came from, so a file found on dis
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -18,9 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.destinations import check_output_file
 from zoo.errors import InvalidValueError, ZooError
 
 FORMATS = ("onnx", "exported-program")
+SUFFIXES = {"onnx": ".onnx", "exported-program": ".pt2"}
 DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
 
@@ -76,9 +79,15 @@ def export(
     if format not in FORMATS:
         raise InvalidValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     path = Path(path).expanduser()
-    if path.exists() and not overwrite:
+    if path.exists() and not path.is_dir() and not overwrite:
         raise ZooError(f"{path} already exists; give another file name, or overwrite=True (--overwrite) to replace it")
+    check_output_file(path, suffixes=(SUFFIXES[format],), option="")
+    if format == "onnx":
+        check_opset(opset)
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(
+        f".{path.stem}.partial{path.suffix}"
+    )  # written whole, then renamed: a failure leaves nothing
     graph = InferenceGraph(model).eval()
     example = torch.rand(2, *model.input_size)
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -87,23 +96,32 @@ def export(
         if format == "onnx":
             onnx = _need("onnx")
             _need("onnxscript")
-            program = torch.onnx.export(
-                graph,
-                (example,),
-                dynamo=True,
-                dynamic_shapes={"pixels": {0: batch}},
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                verbose=False,
-            )
+            with _converter_messages() as messages:
+                program = torch.onnx.export(
+                    graph,
+                    (example,),
+                    dynamo=True,
+                    dynamic_shapes={"pixels": {0: batch}},
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    verbose=False,
+                )
             proto = program.model_proto
+            written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+            if written != opset:  # the converter logs its failure and keeps its own opset: refused here
+                reason = f" ({messages[0][:160]})" if messages else ""
+                raise ZooError(
+                    f"{meta['zoo.name']} cannot be written as ONNX opset {opset}: the converter produced opset "
+                    f"{written}{reason}; give --opset {DEFAULT_OPSET} (the default) or higher"
+                )
             for key, value in meta.items():
                 proto.metadata_props.add(key=key, value=value)
-            onnx.save(proto, str(path))
+            onnx.save(proto, str(partial))
         else:
             program = torch.export.export(graph, (example,), dynamic_shapes={"pixels": {0: batch}})
-            torch.export.save(program, str(path), extra_files={"zoo.json": json.dumps(meta)})
+            torch.export.save(program, str(partial), extra_files={"zoo.json": json.dumps(meta)})
+        partial.replace(path)
     except ZooError:
         raise
     except Exception as err:  # the exporter's own error: one line naming the model and the format
@@ -111,7 +129,54 @@ def export(
         raise ZooError(
             f"{meta['zoo.name']} could not be exported as {format} ({type(err).__name__}: {first[:200]})"
         ) from err
+    finally:
+        partial.unlink(missing_ok=True)
     return path
+
+
+def check_opset(opset: Any) -> None:
+    """An ONNX opset the installed ``onnx`` knows: a whole number from 7 (the oldest the converter takes)."""
+    onnx = _need("onnx")
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= newest:
+        raise InvalidValueError(
+            f"ONNX opset must be a whole number from 7 to {newest} (the installed onnx's newest), got {opset!r}; "
+            f"{DEFAULT_OPSET}, the default, suits every zoo model"
+        )
+
+
+@contextlib.contextmanager
+def _converter_messages():
+    """The ONNX version converter's log lines (with their tracebacks) kept from the terminal, as a list."""
+    import logging
+
+    messages: list[str] = []
+
+    class Keep(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            error = record.exc_info[1] if record.exc_info else None
+            lines = str(error).strip().splitlines() if error is not None else []
+            if lines:  # the converter's reason first
+                messages.insert(0, f"{type(error).__name__}: {lines[-1]}")
+            else:
+                messages.append(record.getMessage())
+            return False
+
+    keep = Keep()
+    loggers = [
+        logging.getLogger(name)
+        for name in (
+            "onnxscript.version_converter",
+            "torch.onnx._internal.exporter._compat",  # "Setting ONNX exporter to use operator set version 18 ..."
+        )
+    ]
+    for logger in loggers:
+        logger.addFilter(keep)
+    try:
+        yield messages
+    finally:
+        for logger in loggers:
+            logger.removeFilter(keep)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -123,6 +188,36 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     extra = {"zoo.json": ""}
     torch.export.load(str(path), extra_files=extra)
     return json.loads(extra["zoo.json"] or "{}")
+
+
+def check_onnx_for(path: str | Path, model: Any) -> None:
+    """``path`` is an ONNX file exported from ``model``'s weights (its metadata's sha256), or a one-line error.
+
+    Another model's file would run and print that model's answers under this one's name.
+    """
+    onnx = _need("onnx")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ZooError(f"no such ONNX file: {path}; write one with zoo export SOURCE -o FILE.onnx")
+    try:
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception as err:  # protobuf's DecodeError and friends: not an ONNX file at all
+        raise ZooError(
+            f"{path} is not a readable ONNX file ({type(err).__name__}); give a file written by zoo export"
+        ) from None
+    name = str(model.weights_name or model.hparams.model_name)
+    if "zoo.weights_sha256" not in meta:
+        raise ZooError(
+            f"{path} carries no zoo metadata, so nothing says it holds {name}'s weights; "
+            f"export them with zoo export {name} -o {path.stem}.onnx"
+        )
+    expected = metadata(model)["zoo.weights_sha256"]
+    if meta["zoo.weights_sha256"] != expected:
+        raise ZooError(
+            f"{path} was exported from {meta.get('zoo.name', 'other weights')} (weights sha256 "
+            f"{meta['zoo.weights_sha256'][:12]}…), not from {name} ({expected[:12]}…); predict with "
+            f"{meta.get('zoo.name', 'those weights')}, or export {name} with zoo export {name} -o FILE.onnx"
+        )
 
 
 def onnx_session(path: str | Path):

@@ -28,7 +28,9 @@ def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG (creating the folder); returns the path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    path = Path(path)
+    from zoo.destinations import IMAGE_SUFFIXES, check_output_file
+
+    path = check_output_file(path, suffixes=IMAGE_SUFFIXES, option="")
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=dpi)
@@ -155,6 +157,16 @@ def curves_figure(runs: Sequence[dict[str, Any]], title: str) -> Figure:
     loss_ax.set(title="cross-entropy loss", xlabel="epoch", ylabel="loss")
     acc_ax.set(title="top-1 accuracy", xlabel="epoch", ylabel="accuracy (%)")
     lr_ax.set(title="learning rate", xlabel="epoch", ylabel="learning rate")
+    if not any(run["lr"] for run in runs):  # an empty panel would look like a plotting bug
+        lr_ax.text(
+            0.5,
+            0.5,
+            "no learning-rate rows in the log:\nthe run had fewer steps than\n--trainer.log_every_n_steps (50)",
+            ha="center",
+            va="center",
+            transform=lr_ax.transAxes,
+            color="0.4",
+        )
     lr_ax.set_ylim(bottom=0)
     for ax in (loss_ax, acc_ax, lr_ax):
         ax.grid(True, alpha=0.3)

@@ -62,8 +62,9 @@ def iter_predictions(
         persistent_workers=False,
     )
     if onnx is not None:
-        from zoo.exporting import onnx_session
+        from zoo.exporting import check_onnx_for, onnx_session
 
+        check_onnx_for(onnx, model)  # another model's file would answer under this model's name
         session = onnx_session(onnx)
 
         def forward(x):  # noqa: E306

@@ -24,8 +24,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from zoo.cli.args import ArgumentParser, positive_int
+from zoo.cli.args import ArgumentParser, positive_float, positive_int
 from zoo.cli.recipe import Recipe, load_recipe, tool_trainer
+from zoo.destinations import IMAGE_SUFFIXES, check_output_file
 from zoo.errors import ZooError
 
 log = logging.getLogger("zoo")
@@ -62,14 +63,19 @@ def cmd_lr_find(argv: list[str]) -> None:
     )
     parser.add_argument("-o", "--output", default="lr_find.png", help="PNG of loss against learning rate")
     parser.add_argument("--apply", metavar="YAML", help="write a copy of the recipe with the suggested learning rate")
-    parser.add_argument("--min-lr", type=float, default=1e-6)
-    parser.add_argument("--max-lr", type=float, default=1.0)
+    parser.add_argument("--min-lr", type=positive_float, default=1e-6, help="learning rate of the first batch")
+    parser.add_argument("--max-lr", type=positive_float, default=1.0, help="learning rate of the last batch")
     parser.add_argument(
         "--num-training", type=positive_int, default=100, help="batches, each at a larger learning rate"
     )
     args, overrides = parser.parse_known_args(argv)
     if args.apply and Path(args.apply).resolve() == Path(args.config).resolve():
         raise ZooError(f"--apply {args.apply} would overwrite the recipe itself; give a new file name")
+    if args.min_lr >= args.max_lr:
+        raise ZooError(f"--min-lr {args.min_lr:g} must be below --max-lr {args.max_lr:g}")
+    check_output_file(args.output, suffixes=IMAGE_SUFFIXES)
+    if args.apply:
+        check_output_file(args.apply, suffixes=(".yaml", ".yml"), option="--apply")
     recipe = load_recipe(args.config, overrides)
     result = find_lr(recipe, args.min_lr, args.max_lr, args.num_training, Path(args.output))
     console = _console()
@@ -135,9 +141,11 @@ OVERFIT_SETTINGS = {"weight_decay": 0.0, "label_smoothing": 0.0, "scheduler": "c
 def cmd_overfit_batch(argv: list[str]) -> None:
     parser = _parser("overfit-batch", "Sanity check: can the model drive the loss on one minibatch to ~0?")
     parser.add_argument("--steps", type=positive_int, default=200, help="optimizer steps on the one batch")
-    parser.add_argument("--loss-below", type=float, default=0.05, help="loss that counts as ~0")
+    parser.add_argument("--loss-below", type=positive_float, default=0.05, help="loss that counts as ~0")
     parser.add_argument("-o", "--output", help="PNG of the loss on the batch, step by step")
     args, overrides = parser.parse_known_args(argv)
+    if args.output:
+        check_output_file(args.output, suffixes=IMAGE_SUFFIXES)
     recipe = load_recipe(args.config, overrides)
     result = overfit_batch(recipe, args.steps, args.loss_below)
     console = _console()
@@ -154,6 +162,8 @@ def cmd_overfit_batch(argv: list[str]) -> None:
         f"{result['final_loss']:.4f}, accuracy {100 * result['final_acc']:.1f}% after {result['steps']} steps"
     )
     console.print(("[bold green]" if result["ok"] else "[bold red]") + result["verdict"])
+    if not result["ok"]:  # a script (CI) tells a pass from a fail by the exit code
+        raise SystemExit(1)
 
 
 def overfit_batch(recipe: Recipe, steps: int, loss_below: float = 0.05) -> dict[str, Any]:
@@ -248,7 +258,9 @@ def cmd_schedule(argv: list[str]) -> None:
     parser = _parser("schedule", "Plot the learning rate over the whole run, before training.")
     parser.add_argument("-o", "--output", default="lr.png", help="PNG of learning rate against step")
     parser.add_argument(
-        "--steps-per-epoch", type=int, help="optimizer steps per epoch (default: from the datamodule's size)"
+        "--steps-per-epoch",
+        type=positive_int,
+        help="optimizer steps per epoch (default: from the datamodule's size)",
     )
     parser.add_argument(
         "--epochs", type=positive_int, help="length of the run (default: the recipe's trainer.max_epochs)"
@@ -264,6 +276,7 @@ def cmd_schedule(argv: list[str]) -> None:
         help="processes the run will use (devices × nodes): fewer steps per epoch, and lr_scale applied",
     )
     args, overrides = parser.parse_known_args(argv)
+    check_output_file(args.output, suffixes=IMAGE_SUFFIXES)
     recipe = load_recipe(args.config, overrides)
     epochs = args.epochs or recipe.trainer.get("max_epochs")
     if not epochs or epochs < 1:

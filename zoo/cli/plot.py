@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cli.args import ArgumentParser
+from zoo.destinations import IMAGE_SUFFIXES, check_output_file
 from zoo.errors import ZooError
 
 
@@ -21,7 +22,7 @@ def cmd_plot(argv: list[str]) -> None:
         nargs="+",
         help="run folders (runs/zoo/<version>) or their metrics.csv; a folder of runs means its newest",
     )
-    parser.add_argument("-o", "--output", default="curves.png")
+    parser.add_argument("-o", "--output", default="curves.png", help="image to write (.png, .pdf, .svg, .jpg)")
     parser.add_argument(
         "--labels", nargs="+", help="one legend label per run (default: model and init from hparams.yaml)"
     )
@@ -29,6 +30,7 @@ def cmd_plot(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.runs):
         raise ZooError(f"--labels got {len(args.labels)} labels for {len(args.runs)} runs; give one per run")
+    check_output_file(args.output, suffixes=IMAGE_SUFFIXES)
     from zoo import plots
 
     runs = [read_metrics(find_metrics(run)) for run in args.runs]
@@ -83,13 +85,19 @@ def read_metrics(path: Path) -> dict[str, Any]:
     if not rows:
         raise ZooError(f"{path} has no rows yet; let the run log at least one step")
 
-    def column(key: str, rows=rows) -> list[tuple[float, float, float]]:
+    def column(key: str) -> list[tuple[float, float, float]]:
         """(epoch, step, value) of the rows that hold ``key``; the LR monitor's rows carry no epoch (NaN)."""
         return [
             (float(r["epoch"] or "nan"), float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")
         ]
 
     lr_key = next((k for k in rows[0] if k.startswith("lr-")), None)
+    # The test/validate that follow fit (--card.name) log at epoch = max_epochs, one past the last trained
+    # epoch: those rows are not a training epoch and are left out of the curves.
+    trained = {int(e) for key in ("train_loss_step", "train_loss_epoch") for e, _, _ in column(key) if e == e}
+    if trained:
+        last = max(trained)
+        rows = [r for r in rows if not r.get("epoch") or float(r["epoch"]) <= last]
     # the step at which each epoch ended, from the epoch-level rows Lightning writes at that point
     ends: dict[int, float] = {}
     for epoch, step, _ in column("train_loss_epoch") or column("val_loss"):
@@ -106,8 +114,8 @@ def read_metrics(path: Path) -> dict[str, Any]:
         return list(map(float, x)), [v for _, v in values]
 
     def by_epoch(key: str) -> tuple[list[float], list[float]] | None:
-        values = column(key)
-        return ([e + 1 for e, _, _ in values], [v for _, _, v in values]) if values else None
+        values = sorted({e: v for e, _, v in column(key)}.items())  # one per epoch: the last one logged
+        return ([e + 1 for e, _ in values], [v for _, v in values]) if values else None
 
     label = path.parent.name
     hparams = path.parent / "hparams.yaml"
