@@ -234,10 +234,16 @@ class TestReport(Callback):
         total = int(matrix.sum())
         accuracy = float(matrix.diag().sum()) / max(1, total)
         what = f"{pl_module.hparams.get('model_name', type(pl_module).__name__)}, {total:,} test images"
+        # a later `zoo test` in the run's folder writes beside the run's own report, not over it
+        suffix = next(
+            s
+            for s in ("", *(f"-{n}" for n in itertools.count(2)))
+            if not (folder / f"confusion_matrix{s}.png").exists() and not (folder / f"misclassified{s}.png").exists()
+        )
         self.paths = [
             plots.save(
                 plots.confusion_figure(matrix, names, f"Confusion matrix: {what}, top-1 {100 * accuracy:.2f}%"),
-                folder / "confusion_matrix.png",
+                folder / f"confusion_matrix{suffix}.png",
             )
         ]
         if self._mistakes:
@@ -250,7 +256,7 @@ class TestReport(Callback):
                 names,
                 f"The {len(mistakes)} most confident mistakes ({what}): true class → predicted (confidence)",
             )
-            self.paths.append(plots.save(figure, folder / "misclassified.png"))
+            self.paths.append(plots.save(figure, folder / f"misclassified{suffix}.png"))
         for path in self.paths:
             log.info("wrote %s", path)
 

@@ -14,10 +14,35 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
 class AppendingExperimentWriter(ExperimentWriter):
+    """Appends to an existing ``metrics.csv``. A resumed run starts again from its checkpoint's step, so the
+    old rows at or after the first step it logs (those of the stretch after the checkpoint, which the run
+    now repeats) are dropped then: each step appears once, with the loss of the weights that were kept."""
+
+    resumed = False
+
     def _check_log_dir_exists(self) -> None:
         if self._fs.isfile(self.metrics_file_path):  # keep the rows, and the columns they have
             with self._fs.open(self.metrics_file_path, "r", newline="") as file:
                 self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+            self.resumed = True
+
+    def log_metrics(self, metrics_dict: dict[str, float], step: int | None = None) -> None:
+        if self.resumed and step is not None:
+            self.resumed = False
+            self._drop_rows_from(int(step))
+        super().log_metrics(metrics_dict, step)
+
+    def _drop_rows_from(self, step: int) -> None:
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            reader = csv.DictReader(file)
+            fields, rows = list(reader.fieldnames or []), list(reader)
+        kept = [row for row in rows if not row.get("step") or float(row["step"]) < step]
+        if len(kept) == len(rows):
+            return
+        with self._fs.open(self.metrics_file_path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
 
 
 class CSVLogger(LightningCSVLogger):

@@ -319,6 +319,7 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
         return cls.from_record(pretrained.resolve(text, file=file, arch=arch, hub_options=options), **overrides)
 
     def forward(self, x: Tensor) -> Any:
+        x = self.as_batch(x)  # numpy arrays and PIL images become tensors; empty batches are refused
         self.check_input(x)
         if not self.training and not torch.compiler.is_compiling():
             self.check_values(x)

@@ -113,7 +113,7 @@ class ImageClassifier(ZooTask):
     @torch.inference_mode()
     def predict_proba(self, x: Tensor) -> Tensor:
         """Class probabilities ``(N, num_classes)`` for a batch of images in [0, 1]."""
-        return self(x.to(self.device)).softmax(dim=-1)
+        return self(self.as_batch(x).to(self.device)).softmax(dim=-1)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         images, targets = batch

@@ -18,13 +18,45 @@ from zoo.errors import InputShapeError, InputValueError, InvalidValueError
 class InputChecks:
     """Mixed into :class:`~zoo.tasks.base.ZooTask` (reads its ``input_size``, ``mean``/``std``, ``hparams``)."""
 
+    def as_batch(self, x: Any) -> Tensor:
+        """What the model takes, from what users hold: a tensor as it is; a numpy array as a tensor (4-D
+        channels-last arrays, as PIL and OpenCV give them, become (N, C, H, W)); a PIL image, or a list of
+        them, through the weights' own ``transforms()``; a list of (C, H, W) tensors stacked. An empty
+        batch is refused in one line; anything else goes on to :meth:`check_input`'s refusal."""
+        name = self.weights_name or self.hparams.model_name
+        if type(x).__module__ == "numpy" and hasattr(x, "__array__"):
+            import numpy as np
+
+            if x.dtype.kind not in "biuf":
+                raise InputValueError(f"{name} takes image pixels as numbers, got a numpy array of {x.dtype}")
+            x = torch.from_numpy(np.ascontiguousarray(x))
+            if x.ndim == 4 and x.shape[1] != self.input_size[0] and x.shape[3] == self.input_size[0]:
+                x = x.permute(0, 3, 1, 2)  # (N, H, W, C) → (N, C, H, W)
+        elif _is_pil(x):
+            x = self.transforms()(x)[None]
+        elif isinstance(x, (list, tuple)) and x and all(_is_pil(item) for item in x):
+            transform = self.transforms()
+            x = torch.stack([transform(item) for item in x])
+        elif isinstance(x, (list, tuple)) and x and all(isinstance(item, Tensor) for item in x):
+            if len({tuple(item.shape) for item in x}) > 1:
+                raise InputShapeError(
+                    f"{name} takes a batch of images of one size; the {len(x)} tensors given have different "
+                    "shapes (resize them, or pass them one at a time)"
+                )
+            x = torch.stack(list(x))
+        if (isinstance(x, (list, tuple)) and not x) or (isinstance(x, Tensor) and x.ndim >= 1 and x.shape[0] == 0):
+            raise InputShapeError(f"{name} got an empty batch (no images); give at least one image")
+        if not isinstance(x, Tensor):
+            self.check_input(x)  # its one-line refusal of a non-tensor
+        return x
+
     def check_input(self, x: Tensor) -> None:
         channels, height, width = self.input_size
         name = self.weights_name or self.hparams.model_name
         if not isinstance(x, Tensor):
             raise InputShapeError(
                 f"{name} takes a torch.Tensor batch (N, C, H, W), got a {type(x).__name__}; "
-                "convert it with torch.as_tensor(...) (or model.transforms() for PIL images)"
+                "convert it with torch.as_tensor(...) (numpy arrays and PIL images are taken as they are)"
             )
         if x.ndim != 4:
             raise InputShapeError(
@@ -76,6 +108,11 @@ class InputChecks:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+
+def _is_pil(x: Any) -> bool:
+    """A PIL image, without importing PIL for those who never use it."""
+    return any(cls.__module__.startswith("PIL.") and cls.__name__ == "Image" for cls in type(x).__mro__)
 
 
 def check_numbers(**values: tuple[Any, type, float | None, float | None, str]) -> None:
