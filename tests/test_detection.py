@@ -16,72 +16,9 @@ from zoo.data.scenes import FashionMNISTScenes, make_scene
 from zoo.errors import DatasetNotFoundError, ZooError
 from zoo.models.detr import sine_positions
 from zoo.registry import build_net, get_entry, list_models
-from zoo.tasks.matcher import HungarianMatcher, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from zoo.tasks.optim import stage_lr_scales, stage_param_groups
-from zoo.tasks.set_criterion import SetCriterion
 
 DETECTORS = [m for m in list_models() if get_entry(m).task == "detection"]
-
-
-def _outputs(batch: int = 3, queries: int = 6, classes: int = 4, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "pred_logits": torch.randn(batch, queries, classes + 1, generator=g),
-        "pred_boxes": torch.rand(batch, queries, 4, generator=g) * 0.5 + 0.25,
-    }
-
-
-def _targets(counts=(2, 0, 3), classes: int = 4, seed: int = 1) -> list[dict]:
-    g = torch.Generator().manual_seed(seed)
-    return [
-        {"labels": torch.randint(classes, (k,), generator=g), "boxes": torch.rand(k, 4, generator=g) * 0.4 + 0.3}
-        for k in counts
-    ]
-
-
-# ---- matcher and loss --------------------------------------------------------------------------------
-def test_batched_matching_equals_per_image_matching_and_is_one_to_one() -> None:
-    outputs, targets = _outputs(), _targets()
-    matcher = HungarianMatcher()
-    batched = matcher(outputs, targets)
-    for image, (queries, objects) in enumerate(batched):
-        alone = matcher({k: v[image : image + 1] for k, v in outputs.items()}, [targets[image]])[0]
-        assert torch.equal(queries, alone[0]) and torch.equal(objects, alone[1])
-        assert len(set(queries.tolist())) == len(queries) == len(targets[image]["labels"])
-    assert [len(q) for q, _ in batched] == [2, 0, 3]  # an image without objects matches nothing
-
-
-def test_a_perfect_prediction_has_no_box_loss_and_empty_targets_only_say_no_object() -> None:
-    targets = _targets(counts=(2, 3))
-    outputs = _outputs(batch=2)
-    for image, target in enumerate(targets):  # the first queries predict the objects exactly
-        k = len(target["labels"])
-        outputs["pred_boxes"][image, :k] = target["boxes"]
-        outputs["pred_logits"][image, :k] = -20.0
-        outputs["pred_logits"][image, torch.arange(k), target["labels"]] = 20.0
-        outputs["pred_logits"][image, k:] = -20.0
-        outputs["pred_logits"][image, k:, -1] = 20.0
-    _, terms = SetCriterion(4)(outputs, targets)
-    assert terms["loss_bbox"] < 1e-6 and terms["loss_giou"] < 1e-6 and terms["loss_ce"] < 1e-6
-    _, empty = SetCriterion(4)(
-        _outputs(batch=1), [{"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)}]
-    )
-    assert empty["loss_bbox"] == 0 and empty["loss_giou"] == 0 and empty["loss_ce"] > 0
-
-
-def test_permuting_the_queries_leaves_the_loss_unchanged() -> None:
-    outputs, targets = _outputs(), _targets()
-    outputs["aux_outputs"] = [_outputs(seed=5)]
-    order = torch.randperm(6, generator=torch.Generator().manual_seed(3))
-    permuted = {k: v[:, order] for k, v in outputs.items() if k != "aux_outputs"}
-    permuted["aux_outputs"] = [{k: v[:, order] for k, v in outputs["aux_outputs"][0].items()}]
-    criterion = SetCriterion(4)
-    assert torch.allclose(criterion(outputs, targets)[0], criterion(permuted, targets)[0], atol=1e-6)
-
-
-def test_box_formats_round_trip() -> None:
-    boxes = torch.tensor([[1.0, 2.0, 5.0, 10.0]])
-    assert torch.allclose(box_cxcywh_to_xyxy(box_xyxy_to_cxcywh(boxes)), boxes)
 
 
 # ---- the network and the task, for every registered detector -------------------------------------------
@@ -273,18 +210,30 @@ def test_a_short_fit_lowers_the_loss_then_saves_loads_and_draws(tmp_path: Path, 
     from zoo.cli import main
 
     torch.manual_seed(0)
-    model = zoo.create("detr_lite", backbone_weights="resnet20.fmnist", optimizer="adamw", lr=3e-4)
+    model = zoo.create(
+        "detr_lite", backbone_weights="resnet20.fmnist", optimizer="adamw", lr=3e-4, giou_weight=2.5, cost_giou=1.5
+    )
     data = FashionMNISTScenes(train_scenes=64, val_scenes=16, test_scenes=16, batch_size=16)
     data.setup()
     images, targets = next(iter(data.train_dataloader()))
     model.train()
-    before = model.criterion(model(images.float() / 255), model._normalised(targets, (64, 64)))[0].item()
+
+    def loss() -> float:
+        return model.criterion.total(model.criterion(model(images.float() / 255), model._normalised(targets, (64, 64))))
+
+    before = loss().item()
     trainer = L.Trainer(
         max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
     )
     trainer.fit(model, datamodule=data)
+    logged = trainer.callback_metrics  # the total and every unweighted term of every layer, train and val
+    for stage in ("train", "val"):
+        assert {f"{stage}_{t}{s}" for t in ("loss_ce", "loss_bbox", "loss_giou") for s in ("", "_0", "_1")} <= set(
+            logged
+        ), sorted(logged)
+    assert "val_loss" in logged and "train_loss_epoch" in logged
     model.train()
-    after = model.criterion(model(images.float() / 255), model._normalised(targets, (64, 64)))[0].item()
+    after = loss().item()
     assert after < before
     result = trainer.test(model, datamodule=data, verbose=False)[0]
     assert 0 <= result["test_map"] <= 1 and "test_map_50" in result
@@ -308,6 +257,37 @@ def test_a_short_fit_lowers_the_loss_then_saves_loads_and_draws(tmp_path: Path, 
     assert (tmp_path / "found.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit):  # a classifier is not a detector: one line
         main(["detect", "lenet5.fmnist", str(tmp_path / "scenes" / "00000.png")])
+
+
+def test_boxes_come_back_in_each_images_own_pixels(tmp_path: Path, capsys) -> None:
+    """DETR's post-processing: a 128-px copy of a sample scene gets boxes twice those of the 64-px scene,
+    through ``predict(sizes=)``, ``predict`` of images at their own sizes, and ``zoo detect``."""
+    from PIL import Image
+
+    from zoo.cli import main
+
+    model = zoo.load("detr_lite.fmnist_scenes")
+    scene = Path(__file__).resolve().parents[1] / "samples" / "scenes" / "00003.png"  # four garments, all found
+    with Image.open(scene) as image:
+        x = model.transforms()(image)[None]
+        image.resize((128, 128), Image.NEAREST).save(tmp_path / "big.png")
+    small = model.predict(x)[0]
+    assert small["labels"].tolist() == [1, 9, 2, 5] and small["boxes"].max() <= 64
+    twice = model.predict(x, sizes=[(128, 128)])[0]  # the batch was resized from 128 px
+    assert torch.allclose(twice["boxes"], 2 * small["boxes"]) and torch.equal(twice["scores"], small["scores"])
+    wide = model.predict(x, sizes=torch.tensor([[64, 128]]))[0]["boxes"]  # only x doubles
+    assert torch.allclose(wide, small["boxes"] * torch.tensor([2.0, 1.0, 2.0, 1.0]))
+    big = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    own = model.predict([x[0], (big[0] * 255).round().to(torch.uint8)])  # any sizes; resized for the network
+    assert torch.allclose(own[0]["boxes"], small["boxes"], atol=1e-3) and torch.equal(own[1]["labels"], small["labels"])
+    assert (own[1]["boxes"] - 2 * small["boxes"]).abs().max() < 3  # 1.5 px of the 64-px scene
+    assert torch.equal(model.predict(big)[0]["labels"], own[1]["labels"])  # a 128-px batch: the same
+    capsys.readouterr()
+    main(["detect", "detr_lite.fmnist_scenes", str(scene), str(tmp_path / "big.png"), "--json"])
+    rows = {Path(r["path"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["big.png"]["labels"] == rows["00003.png"]["labels"] == ["Trouser", "Ankle boot", "Pullover", "Sandal"]
+    found, expected = torch.tensor(rows["big.png"]["boxes"]), 2 * torch.tensor(rows["00003.png"]["boxes"])
+    assert (found - expected).abs().max() < 3 and found.max() > 64
 
 
 @pytest.mark.slow

@@ -2,8 +2,11 @@
 
 Input: float images ``(N, C, H, W)`` in [0, 1] (uint8 scaled for you), normalised inside.
 ``model(images)`` returns the network's raw ``{"pred_logits", "pred_boxes", "aux_outputs"}``;
-``model.predict(images, threshold)`` returns, per image, ``{"boxes" (xyxy pixels), "scores", "labels"}``
-like torchvision's detectors. Training targets are per image ``{"boxes": (k, 4) xyxy pixels, "labels"}``
+``model.predict(images, threshold, sizes)`` returns, per image, ``{"boxes" (xyxy pixels), "scores", "labels"}``
+like torchvision's detectors, the boxes in the pixels of each image's own (original) size. The loss is
+DETR's (:mod:`zoo.tasks.set_criterion`): unweighted terms per decoder layer, summed with ``*_weight``;
+the total and every term are logged (``train_loss_ce``, ``val_loss_bbox_0``...). Training targets are
+per image ``{"boxes": (k, 4) xyxy pixels, "labels"}``
 (:mod:`zoo.data.scenes`); validation and test report torchmetrics' ``MeanAveragePrecision`` (COCO mAP,
 mAP@0.5, per class). Loading, saving, cards and the Hub come from :class:`~zoo.tasks.base.ZooTask`.
 """
@@ -15,9 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zoo.errors import ZooError
 from zoo.tasks.base import ZooTask
-from zoo.tasks.matcher import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
-from zoo.tasks.set_criterion import SetCriterion
+from zoo.tasks.matcher import HungarianMatcher, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from zoo.tasks.set_criterion import SetCriterion, make_weight_dict
 
 
 class ObjectDetector(ZooTask):
@@ -28,6 +32,8 @@ class ObjectDetector(ZooTask):
         num_classes: object classes (the network adds "no object").
         backbone_weights: classification weights to start the backbone from (``resnet20.fmnist``), or None.
         eos_coef: weight of the "no object" class in the loss. threshold: score threshold of ``predict``.
+        ce_weight, bbox_weight, giou_weight: the weights of the loss terms (the same for every decoder layer).
+        cost_class, cost_bbox, cost_giou: the weights of the Hungarian matcher's costs.
         **kwargs: the options of :class:`~zoo.tasks.base.ZooTask` (``lr``, ``optimizer``, ``scheduler``...).
     """
 
@@ -44,10 +50,16 @@ class ObjectDetector(ZooTask):
         backbone_weights: str | None = None,
         eos_coef: float = 0.1,
         threshold: float = 0.5,
+        ce_weight: float = 1.0,
+        bbox_weight: float = 5.0,
+        giou_weight: float = 2.0,
+        cost_class: float = 1.0,
+        cost_bbox: float = 5.0,
+        cost_giou: float = 2.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(model_name=model_name, num_classes=num_classes, **kwargs)
-        self.criterion = SetCriterion(num_classes, eos_coef=eos_coef)
+        self.criterion = self._make_criterion(num_classes)
         if backbone_weights:
             self._load_backbone(backbone_weights)
         self._make_metrics()
@@ -80,9 +92,17 @@ class ObjectDetector(ZooTask):
         self.val_map = MeanAveragePrecision(iou_type="bbox")
         self.test_map = MeanAveragePrecision(iou_type="bbox", class_metrics=True)
 
+    def _make_criterion(self, num_classes: int) -> SetCriterion:
+        """DETR's set loss with this run's matcher costs and loss weights (one per term and decoder layer)."""
+        hp = self.hparams
+        matcher = HungarianMatcher(hp.cost_class, hp.cost_bbox, hp.cost_giou)
+        aux_layers = len(getattr(self.net, "decoder", [None])) - 1
+        weights = make_weight_dict(aux_layers, hp.ce_weight, hp.bbox_weight, hp.giou_weight)
+        return SetCriterion(num_classes, matcher, eos_coef=hp.eos_coef, weight_dict=weights)
+
     def reset_classifier(self, num_classes: int, class_names: list[str] | None = None) -> None:
         super().reset_classifier(num_classes, class_names)
-        self.criterion = SetCriterion(num_classes, eos_coef=self.hparams.eos_coef).to(self.mean.device)
+        self.criterion = self._make_criterion(num_classes).to(self.mean.device)
 
     # ---- boxes ---------------------------------------------------------------------------------------
     def _normalised(self, targets: list[dict[str, Tensor]], size: tuple[int, int]) -> list[dict[str, Tensor]]:
@@ -98,9 +118,13 @@ class ObjectDetector(ZooTask):
         ]
 
     def detections(
-        self, outputs: dict[str, Tensor], size: tuple[int, int], threshold: float | None = None
+        self, outputs: dict[str, Tensor], sizes: Any, threshold: float | None = None
     ) -> list[dict[str, Tensor]]:
         """Per image: boxes (xyxy pixels), scores and labels of the (query, class) pairs above ``threshold``.
+
+        The post-processing of DETR's reference (``PostProcess``): ``sizes`` is one ``(height, width)`` for
+        the whole batch or one per image (a list or an ``(N, 2)`` tensor), and each image's normalised boxes
+        are scaled to its own size, so boxes come back in the pixels of the image the user has.
 
         Every pair is a candidate detection with its class probability, best first and at most
         ``MAX_DETECTIONS`` per image, as Deformable DETR and its successors rank them for COCO's mAP: a query
@@ -110,9 +134,12 @@ class ObjectDetector(ZooTask):
         threshold = self.hparams.threshold if threshold is None else threshold
         probs = outputs["pred_logits"].softmax(-1)[..., :-1]  # the "no object" column left out
         classes = probs.shape[-1]
-        height, width = size
-        scale = torch.tensor([width, height, width, height], dtype=torch.float, device=probs.device)
-        boxes = box_cxcywh_to_xyxy(outputs["pred_boxes"]) * scale
+        sizes = torch.as_tensor(sizes, dtype=torch.float, device=probs.device).reshape(-1, 2)
+        if len(sizes) not in (1, len(probs)):
+            raise ZooError(f"{len(sizes)} image sizes for {len(probs)} images; give one (height, width) per image")
+        height, width = sizes.expand(len(probs), 2).unbind(1)
+        scale = torch.stack([width, height, width, height], dim=1)  # (N, 4)
+        boxes = box_cxcywh_to_xyxy(outputs["pred_boxes"]) * scale[:, None]
         found = []
         for b, p in zip(boxes, probs):
             scores, order = p.flatten().sort(descending=True, stable=True)
@@ -122,24 +149,54 @@ class ObjectDetector(ZooTask):
         return found
 
     @torch.inference_mode()
-    def predict(self, images: Tensor, threshold: float | None = None) -> list[dict[str, Tensor]]:
-        """Detections per image for a batch of images in [0, 1] (see the module doc)."""
-        images = images.to(self.device)
-        return self.detections(self(images), tuple(images.shape[-2:]), threshold)
+    def predict(
+        self, images: Tensor | list[Tensor], threshold: float | None = None, sizes: Any = None
+    ) -> list[dict[str, Tensor]]:
+        """Detections per image, boxes in the pixels of each image's own size (see the module doc).
+
+        ``images``: a batch ``(N, C, H, W)`` or a list of ``(C, H, W)`` images of any sizes, floats in [0, 1]
+        or uint8. Images not at the model's input size are resized to it (bilinear, antialiased, as
+        ``transforms()`` does) and their boxes scaled back to their size. ``sizes``: each image's original
+        ``(height, width)`` when the batch was already resized from it (``zoo detect`` passes each file's);
+        by default, the size of each image given.
+        """
+        batch, own = self._model_batch(images)
+        return self.detections(self(batch), own if sizes is None else sizes, threshold)
+
+    def _model_batch(self, images: Tensor | list[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
+        """(the images at the model's input size on its device, each image's own (height, width))."""
+        import torch.nn.functional as F
+
+        if isinstance(images, Tensor) and images.ndim != 4:
+            return images.to(self.device), []  # the forward's input check says what is wrong, in one line
+        height, width = self.input_size[1:]
+        own = [tuple(image.shape[-2:]) for image in images]
+        if isinstance(images, Tensor) and tuple(images.shape[-2:]) == (height, width):
+            return images.to(self.device), own
+        resized = []
+        for image in images:
+            image = image.to(self.device)
+            image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+            if tuple(image.shape[-2:]) != (height, width):
+                image = F.interpolate(image[None], (height, width), mode="bilinear", antialias=True)[0]
+            resized.append(image)
+        return torch.stack(resized), own
 
     # ---- steps ---------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> Tensor:
         images, targets = batch
-        outputs = self(images)
-        loss, terms = self.criterion(outputs, self._normalised(targets, tuple(images.shape[-2:])))
-        self.log_training(loss, len(targets), parts=terms)
+        terms = self.criterion(self(images), self._normalised(targets, tuple(images.shape[-2:])))
+        loss = self.criterion.total(terms)
+        self.log_training(loss, len(targets), parts=terms)  # the total and every unweighted term
         return loss
 
     def _evaluate(self, batch: Any, metric: Any, stage: str) -> None:
         images, targets = batch
         outputs = self(images)
-        loss, _ = self.criterion(outputs, self._normalised(targets, tuple(images.shape[-2:])))
-        self.log(f"{stage}_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(targets))
+        terms = self.criterion(outputs, self._normalised(targets, tuple(images.shape[-2:])))
+        self.log(f"{stage}_loss", self.criterion.total(terms), prog_bar=True, sync_dist=True, batch_size=len(targets))
+        if stage == "val":  # every unweighted term too: val_loss_ce, val_loss_bbox_0...
+            self.log_dict({f"val_{k}": v for k, v in terms.items()}, sync_dist=True, batch_size=len(targets))
         found = self.detections(outputs, tuple(images.shape[-2:]), threshold=0.0)  # mAP ranks every query
         metric.update(found, [{k: v.to(self.mean.device) for k, v in t.items()} for t in targets])
 

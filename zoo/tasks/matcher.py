@@ -14,13 +14,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from zoo.errors import ZooError
+
 
 def box_cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """Centre x, centre y, width, height → left, top, right, bottom (any leading dimensions)."""
     cx, cy, w, h = boxes.unbind(-1)
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
 
 def box_xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """Left, top, right, bottom → centre x, centre y, width, height (any leading dimensions)."""
     x0, y0, x1, y1 = boxes.unbind(-1)
     return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
 
@@ -28,11 +32,15 @@ def box_xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
 class HungarianMatcher(torch.nn.Module):
     """``forward(outputs, targets)`` → per image ``(query indices, target indices)``, each ``(k,)`` int64.
 
-    ``targets``: per image ``{"labels": (k,), "boxes": (k, 4) normalised cx, cy, w, h}``.
+    ``targets``: per image ``{"labels": (k,), "boxes": (k, 4) normalised cx, cy, w, h}``. The costs are
+    the weights of the three parts of the cost (the reference's ``set_cost_class``, ``_bbox``, ``_giou``).
     """
 
     def __init__(self, cost_class: float = 1.0, cost_bbox: float = 5.0, cost_giou: float = 2.0) -> None:
         super().__init__()
+        costs = {"cost_class": cost_class, "cost_bbox": cost_bbox, "cost_giou": cost_giou}
+        if any(not v >= 0 for v in costs.values()) or not any(costs.values()):
+            raise ZooError(f"matcher costs {costs} must be 0 or more and not all 0")
         self.cost_class, self.cost_bbox, self.cost_giou = cost_class, cost_bbox, cost_giou
 
     @torch.no_grad()
