@@ -110,7 +110,10 @@ def cmd_attention(argv: list[str]) -> None:
 
 
 def cmd_detect(argv: list[str]) -> None:
-    parser = ArgumentParser(prog="zoo detect", description="Detect objects in image files: boxes, labels, scores.")
+    parser = ArgumentParser(
+        prog="zoo detect",
+        description="Detect objects in image files: boxes (xyxy, in each file's own pixels), labels, scores.",
+    )
     parser.add_argument("source", help="detection weights: arch.tag, a weight folder, hf-hub:org/name")
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("-o", "--output", help="also draw the boxes into this PNG")
