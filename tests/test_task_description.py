@@ -256,3 +256,30 @@ def test_a_checkpoint_names_its_task_and_loads_as_it(tmp_path, brightness) -> No
     trainer.save_checkpoint(path)
     assert torch.load(path, weights_only=False)["zoo_task"] == TASK
     assert isinstance(zoo.load(path), BrightnessRegressor)
+
+
+# ---- one input wrapper: the task, the feature extractor and the exported graph ----------------------
+def test_the_model_the_backbone_and_the_exported_file_take_uint8_and_unit_floats_alike(tmp_path) -> None:
+    """One batch as uint8 and as [0, 1] floats gives the same outputs from all three, and the normalisation
+    is (x - mean) / std computed here from the config's numbers."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from zoo.exporting import export
+
+    model = zoo.load("lenet5.fmnist")
+    pixels = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    unit = pixels.float() / 255
+    mean, std = 0.2860, 0.3530  # Fashion-MNIST's, as config.json has them
+    with torch.no_grad():
+        by_hand = model.net((unit - mean) / std)
+        assert torch.allclose(model(pixels), by_hand, atol=1e-5) and torch.allclose(model(unit), by_hand, atol=1e-5)
+        features = zoo.backbone("lenet5.fmnist")
+        for a, b in zip(features(pixels), features(unit)):
+            assert torch.allclose(a, b, atol=1e-6)
+    for dtype, batch in (("float32", unit.numpy()), ("uint8", pixels.numpy())):
+        path = export(model, tmp_path / f"lenet5_{dtype}.onnx", input_dtype=dtype)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].type == f"tensor({dtype.replace('float32', 'float')})"
+        out = session.run(None, {"pixels": batch})[0]
+        assert np.allclose(out, by_hand.numpy(), atol=1e-4), dtype

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from zoo.destinations import check_output_file
 from zoo.errors import InvalidValueError, ZooError
+from zoo.layers.pixels import Normalize
 
 FORMATS = ("onnx", "exported-program")
 SUFFIXES = {"onnx": ".onnx", "exported-program": ".pt2"}
@@ -28,20 +29,23 @@ DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
 
 
+INPUT_DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
+
+
 class InferenceGraph(nn.Module):
-    """What gets exported: ``(x - mean) / std`` then the plain network, in eval mode."""
+    """What gets exported: the model's own input wrapper (:class:`~zoo.layers.pixels.Normalize`: uint8 or
+    [0, 1] floats, then ``(x - mean) / std``) and the plain network, in eval mode."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
         self.net = model.net
-        self.register_buffer("mean", model.mean.detach().clone())
-        self.register_buffer("std", model.std.detach().clone())
+        self.normalize = Normalize(model.mean.flatten().tolist(), model.std.flatten().tolist())
 
     def forward(self, pixels: Tensor) -> Tensor:
-        return self.net((pixels - self.mean) / self.std)
+        return self.net(self.normalize(pixels))
 
 
-def metadata(model: Any) -> dict[str, str]:
+def metadata(model: Any, input_dtype: str = "float32") -> dict[str, str]:
     """String metadata for the exported file: what the weights are and how their inputs are prepared."""
     from safetensors.torch import save
 
@@ -54,7 +58,9 @@ def metadata(model: Any) -> dict[str, str]:
         "zoo.architecture": model.hparams.model_name,
         "zoo.class_names": json.dumps(list(model.class_names)),
         "zoo.input_size": json.dumps(list(model.input_size)),
-        "zoo.input": "float32 pixels in [0, 1], shape (batch, C, H, W); normalisation is inside the graph",
+        "zoo.input": (
+            "uint8 pixels 0-255" if input_dtype == "uint8" else "float32 pixels in [0, 1]"
+        ) + ", shape (batch, C, H, W); normalisation is inside the graph",
         "zoo.preprocessing": json.dumps(model.preprocessing or {"resize_to_input": True}),
         "zoo.weights_sha256": sha256,
     }
@@ -70,14 +76,32 @@ def _need(module: str) -> Any:
 
 
 def export(
-    model: Any, path: str | Path, format: str = "onnx", *, opset: int = DEFAULT_OPSET, overwrite: bool = False
+    model: Any,
+    path: str | Path,
+    format: str = "onnx",
+    *,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    input_dtype: str = "float32",
 ) -> Path:
     """Write ``model`` (a zoo task) to ``path`` as ``format``; returns the path.
 
     The batch axis is dynamic; the spatial size is the model's input size (``model.input_size``).
+    ``input_dtype``: ``float32`` (pixels in [0, 1]) or ``uint8`` (0-255, as decoded images come): a graph
+    takes one dtype, and the same wrapper as the model's scales uint8 inside it.
     """
+    if input_dtype not in INPUT_DTYPES:
+        raise InvalidValueError(f"input_dtype must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}")
     if format not in FORMATS:
         raise InvalidValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if isinstance(model, (str, Path)):  # weights by name or path, as zoo.load takes them
+        from zoo.tasks.factory import load
+
+        model = load(model)
+    elif not hasattr(model, "net") or not hasattr(model, "input_size"):
+        raise InvalidValueError(
+            f"export takes a zoo model or weights (zoo.export(zoo.load('lenet5.fmnist'), path)), got {type(model).__name__}"
+        )
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir() and not overwrite:
         raise ZooError(f"{path} already exists; give another file name, or overwrite=True (--overwrite) to replace it")
@@ -90,8 +114,10 @@ def export(
     )  # written whole, then renamed: a failure leaves nothing
     graph = InferenceGraph(model).eval()
     example = torch.rand(2, *model.input_size)
+    if input_dtype == "uint8":
+        example = (example * 255).to(torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=65536)
-    meta = metadata(model)
+    meta = metadata(model, input_dtype)
     try:
         if format == "onnx":
             onnx = _need("onnx")

@@ -66,8 +66,11 @@ def iter_predictions(
 
         check_onnx_for(onnx, model)  # another model's file would answer under this model's name
         session = onnx_session(onnx)
+        takes_bytes = session.get_inputs()[0].type == "tensor(uint8)"  # exported with --input-dtype uint8
 
         def forward(x):  # noqa: E306
+            if takes_bytes:
+                x = x.mul(255).round().to(torch.uint8) if x.is_floating_point() else x.to(torch.uint8)
             return torch.from_numpy(session.run(None, {"pixels": x.numpy()})[0])
     else:
         model.eval()

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
+
+from zoo.layers.pixels import Normalize
 
 
 class FeatureExtractor(nn.Module):
@@ -33,8 +34,7 @@ class FeatureExtractor(nn.Module):
         self.feature_info = [dict(info) for info in feature_info]
         nodes = {info["module"]: str(index) for index, info in enumerate(self.feature_info)}
         self.body = create_feature_extractor(net, return_nodes=nodes)
-        self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1), persistent=False)
+        self.normalize = Normalize(mean, std)
 
     def channels(self) -> list[int]:
         return [info["num_chs"] for info in self.feature_info]
@@ -43,9 +43,7 @@ class FeatureExtractor(nn.Module):
         return [info["reduction"] for info in self.feature_info]
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if x.dtype == torch.uint8:
-            x = x.float() / 255
-        out = self.body((x - self.mean) / self.std)
+        out = self.body(self.normalize(x))
         return [to_map(out[str(index)], info, x.shape[2:]) for index, info in enumerate(self.feature_info)]
 
 

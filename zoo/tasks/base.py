@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from zoo import pretrained
 from zoo.cards import start_summary
 from zoo.errors import InvalidValueError, ZooError
-from zoo.layers.backbone import split_stages
+from zoo.layers.network import split_stages
+from zoo.layers.pixels import Normalize, to_unit
 from zoo.registry import build_net, check_kwargs, get_entry
 from zoo.task_descriptions import TaskDescription, get_task
 from zoo.tasks import optim
@@ -165,8 +166,7 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
         std = list(entry.std if std is None else std)
         if len(mean) != in_chans:  # e.g. grayscale statistics for an RGB copy: use their average per channel
             mean, std = [sum(mean) / len(mean)] * in_chans, [sum(std) / len(std)] * in_chans
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.normalize = Normalize(mean, std)  # the input wrapper: uint8 or [0, 1] floats in, normalised out
         self.input_size = tuple(getattr(self.net, "input_size", (in_chans, *entry.input_size[1:])))
         self.fixed_input_size = getattr(self.net, "fixed_input_size", entry.fixed_input_size)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -325,13 +325,22 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
             self.check_values(x)
         return self.net(self.preprocess(x))
 
+    @property
+    def mean(self) -> Tensor:
+        """The per-channel input mean ``(1, C, 1, 1)`` (the :class:`~zoo.layers.pixels.Normalize` buffer)."""
+        return self.normalize.mean
+
+    @property
+    def std(self) -> Tensor:
+        return self.normalize.std
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 batches travel to the device as uint8 (4× less to copy) and become [0, 1] floats there."""
         if isinstance(batch, Tensor):
-            return batch.float().div_(255) if batch.dtype == torch.uint8 else batch
+            return to_unit(batch) if batch.dtype == torch.uint8 else batch
         images, *rest = batch
         if images.dtype == torch.uint8:
-            images = images.float().div_(255)
+            images = to_unit(images)
         return (images, *rest)
 
     def fold_batchnorm(self, *, compile: bool = False) -> ZooTask:

@@ -17,6 +17,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from zoo.errors import InvalidValueError, ZooError
+from zoo.layers.pixels import to_unit
 from zoo.task_descriptions import Score, TaskDescription, register_task
 from zoo.tasks.base import ZooTask
 
@@ -130,9 +131,7 @@ class ImageClassifier(ZooTask):
             steps = [v2.MixUp(alpha=hp.mixup, num_classes=classes)] if hp.mixup else []
             steps += [v2.CutMix(alpha=hp.cutmix, num_classes=classes)] if hp.cutmix else []
             self._mixing = steps[0] if len(steps) == 1 else v2.RandomChoice(steps)
-        if images.dtype == torch.uint8:
-            images = images.float() / 255
-        return self._mixing(images, targets)
+        return self._mixing(to_unit(images), targets)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if self.hparams.mixup or self.hparams.cutmix:

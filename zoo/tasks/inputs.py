@@ -100,11 +100,7 @@ class InputChecks:
 
     def preprocess(self, x: Tensor) -> Tensor:
         """Integer pixels (uint8, int64...) → [0, 1] floats, then the normalisation the weights were trained with."""
-        if not x.is_floating_point():
-            x = x.float().div_(255)
-        elif x.dtype != self.mean.dtype:  # float64 from numpy, half from elsewhere: the model's own dtype
-            x = x.to(self.mean.dtype)
-        x = (x - self.mean) / self.std
+        x = self.normalize(x)  # zoo.layers.pixels.Normalize: the same wrapper as zoo.backbone's and the export's
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
