@@ -8,13 +8,18 @@ checked with no change here.
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 import zoo
 import zoo.models  # noqa: F401  (registers the families)
-from zoo.registry import list_weights
+from zoo.layers.network import Network
+from zoo.registry import build_net, get_entry, list_weights
 
 PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
@@ -69,3 +74,41 @@ def test_the_scan_would_catch_an_unregistered_name() -> None:
         "vit_b_16",
         "vit_h_14",
     }
+
+
+def _classes() -> dict[str, list[str]]:
+    """Class name → the files under ``zoo/`` that define a class of that name."""
+    found: dict[str, list[str]] = {}
+    for path, tree in _trees().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                found.setdefault(node.name, []).append(str(path.relative_to(PACKAGE.parent)))
+    return found
+
+
+def test_one_mlp() -> None:
+    """``Mlp`` (the transformer block's) and DETR's ``MLP`` (its box head, now ``BoxHead``) were two names."""
+    mlps = {name: files for name, files in _classes().items() if name.lower() == "mlp"}
+    assert mlps == {"Mlp": ["zoo/layers/transformer.py"]}
+
+
+def test_every_classifier_is_a_network_and_nothing_is_called_backbone() -> None:
+    """``Backbone`` was the base of every network; "backbone" now means ``zoo.backbone``'s feature
+    extractor (and, for fine-tuning, the stages below the head), never the class of a whole network."""
+    assert "Backbone" not in _classes()
+    assert not (PACKAGE / "layers" / "backbone.py").exists()
+    for name in zoo.list_models():
+        if get_entry(name).task == "classification":
+            with torch.device("meta"):
+                net = build_net(name)
+            assert isinstance(net, Network), name
+
+
+@pytest.mark.parametrize("family", ["vit", "swin"])
+def test_transformer_families_call_their_width_embed_dim(family: str) -> None:
+    """timm's name, in both families: the builders pass it, the networks keep it as ``embed_dim``."""
+    for name in zoo.list_models(f"{family}_*"):
+        with torch.device("meta"):
+            net = build_net(name)
+        assert "embed_dim" in inspect.signature(type(net)).parameters, name
+        assert net.embed_dim == net.feature_info[0]["num_chs"], name

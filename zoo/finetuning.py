@@ -38,7 +38,7 @@ from torch import nn
 
 from zoo.callbacks import use_best_weights
 from zoo.errors import InvalidValueError, UnknownArgumentError, ZooError
-from zoo.layers.backbone import split_stages
+from zoo.layers.network import split_stages
 from zoo.tasks.inputs import check_choices, check_numbers
 
 log = logging.getLogger(__name__)

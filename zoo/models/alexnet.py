@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.errors import InputShapeError
 from zoo.layer_table import fc_parameter_share
-from zoo.layers.backbone import Backbone, linear_or_identity
+from zoo.layers.network import Network, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 ALEXNET_PARAMS = 62_378_344
@@ -56,7 +56,7 @@ def _out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
     return (size - kernel + 2 * padding) // stride + 1
 
 
-class AlexNet(Backbone):
+class AlexNet(Network):
     """Five convolutions, three max pools, three FC layers. Input ``(N, in_chans, H, W)`` → logits ``(N, num_classes)``.
 
     Args:
@@ -67,7 +67,7 @@ class AlexNet(Backbone):
         adaptive_pool: average-pool conv5's map to ``pool_size`` so any large-enough input works.
         batch_norm: BatchNorm after every conv (the lite variant; AlexNet itself had none).
 
-    Backbone interface: features are conv5's map before pool5, the embedding is fc7's output (``hidden``
+    Network interface: features are conv5's map before pool5, the embedding is fc7's output (``hidden``
     values), feature levels pool1, pool2, pool5.
     """
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD
-from zoo.layers.backbone import split_stages
+from zoo.layers.network import split_stages
 from zoo.registry import build_net, register_model, weight_table
 
 PAPER = "Carion et al. 2020, End-to-end object detection with transformers"
@@ -59,8 +59,9 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     return torch.log(x / (1 - x))
 
 
-class MLP(nn.Module):
-    """``layers`` linear layers with ReLU between them (the box head)."""
+class BoxHead(nn.Module):
+    """``layers`` linear layers with ReLU between them: the box head (the reference's ``MLP``; the zoo's one
+    ``Mlp`` is the transformer block's, :class:`zoo.layers.transformer.Mlp`)."""
 
     def __init__(self, dim: int, hidden: int, out: int, layers: int) -> None:
         super().__init__()
@@ -158,7 +159,7 @@ class DETR(nn.Module):
         nn.init.uniform_(self.reference_points.weight, 0.05, 0.95)
         self.decoder = nn.ModuleList(DecoderLayer(*args) for _ in range(decoder_layers))
         self.decoder_norm = nn.LayerNorm(dim)
-        self.bbox_embed = MLP(dim, dim, 4, 3)
+        self.bbox_embed = BoxHead(dim, dim, 4, 3)
         nn.init.zeros_(self.bbox_embed.layers[-1].weight)  # every query starts at its anchor, size_prior wide
         nn.init.zeros_(self.bbox_embed.layers[-1].bias)
         self.class_embed = nn.Linear(dim, num_classes + 1)

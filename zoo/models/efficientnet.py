@@ -57,7 +57,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
-from zoo.layers.backbone import Backbone, linear_or_identity
+from zoo.layers.network import Network, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
@@ -170,7 +170,7 @@ class MBConv(nn.Module):
         return x + self.stochastic_depth(out) if self.use_residual else out
 
 
-class EfficientNet(Backbone):
+class EfficientNet(Network):
     """B0 scaled by ``width`` and ``depth``. ``(N, in_chans, H, W)`` → ``(N, num_classes)``; five stride-2 steps, so H/32 (four with ``stem_stride=1``).
 
     Args:
@@ -181,7 +181,7 @@ class EfficientNet(Backbone):
         img_size: the resolution the variant is meant for (reported as ``input_size``; not pinned).
         stem_stride: 2 as in the paper; 1 keeps small images (28 px) from shrinking to 1×1 by the last stages.
 
-    Backbone interface: features are the 1×1 head convolution's map (1280 channels for B0), the embedding
+    Network interface: features are the 1×1 head convolution's map (1280 channels for B0), the embedding
     its global average, feature levels the seven MBConv stages.
     """
 

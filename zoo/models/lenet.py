@@ -38,11 +38,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD
-from zoo.layers.backbone import Backbone, linear_or_identity
+from zoo.layers.network import Network, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 
-class LeNet5(Backbone):
+class LeNet5(Network):
     """LeNet-5. Input ``(N, in_chans, img_size, img_size)``, output logits ``(N, num_classes)``.
 
     ``img_size`` 28 pads by 2 to LeCun's 32×32 field; 32 uses no padding. ``activation`` is
@@ -53,7 +53,7 @@ class LeNet5(Backbone):
     the activation, as in Ioffe & Szegedy 2015; +284 parameters, and batch statistics in training
     mode vs running averages in eval mode).
 
-    Backbone interface: features are C5's 120@1×1 map, the embedding is F6's 84 values, feature levels
+    Network interface: features are C5's 120@1×1 map, the embedding is F6's 84 values, feature levels
     S2 (6@14×14) and S4 (16@5×5).
     """
 

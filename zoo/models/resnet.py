@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.errors import ZooError
-from zoo.layers.backbone import Backbone, linear_or_identity
+from zoo.layers.network import Network, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 PAPER = "He, Zhang, Ren, Sun 2015, Deep residual learning for image recognition"
@@ -91,7 +91,7 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
-class ResNet(Backbone):
+class ResNet(Network):
     """Stem, stages of residual blocks, global average pool, FC. ``(N, in_chans, H, W)`` → ``(N, num_classes)``.
 
     Args:
@@ -101,7 +101,7 @@ class ResNet(Backbone):
         stem: ``"imagenet"`` (7×7/2 conv + 3×3/2 max pool) or ``"cifar"`` (3×3 conv, no pool).
         zero_init_residual: start every block's last BN at γ = 0, so each block begins as the identity.
 
-    Backbone interface: features are the last stage's map, the embedding its global average (512·expansion
+    Network interface: features are the last stage's map, the embedding its global average (512·expansion
     values for ImageNet nets, 64 for CIFAR nets), feature levels the stem and every stage.
     """
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
-from zoo.layers.backbone import Backbone, linear_or_identity
+from zoo.layers.network import Network, linear_or_identity
 from zoo.layers.transformer import Attention, Mlp, conv_stem, drop_path, stochastic_depth_rates
 from zoo.registry import register_model, weight_table
 
@@ -182,7 +182,7 @@ class Stage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
-class SwinTransformer(Backbone):
+class SwinTransformer(Network):
     """Patch partition, stages of (shifted) window attention joined by patch merging, LN, pool, linear.
 
     Args:
@@ -193,7 +193,7 @@ class SwinTransformer(Backbone):
         drop_path_rate: stochastic depth at the last block, rising linearly from 0 across all blocks.
         stem_chans: channels of a convolutional stem before the patches (0: none, Swin as published).
 
-    Backbone interface: ``forward_features`` returns the normalised last-stage map ``(N, C, H/32, W/32)``
+    Network interface: ``forward_features`` returns the normalised last-stage map ``(N, C, H/32, W/32)``
     (ImageNet sizes); ``zoo.backbone`` returns every stage's map, as ``(N, C, h, w)``.
     """
 
@@ -214,6 +214,7 @@ class SwinTransformer(Backbone):
         stem_chans: int = 0,
     ) -> None:
         super().__init__()
+        self.embed_dim = embed_dim  # the first stage's width, timm's name
         self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size, stem_chans)
         rates = stochastic_depth_rates(drop_path_rate, sum(depths))
         self.layers = nn.Sequential()

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.layer_table import fc_parameter_share
-from zoo.layers.backbone import Backbone, linear_or_identity
+from zoo.layers.network import Network, linear_or_identity
 from zoo.registry import register_model, weight_table
 
 # Filters per conv, "M" for a 2×2 max pool: the columns A, B, D, E of the paper's Table 1.
@@ -57,7 +57,7 @@ CONFIGS: dict[str, list[int | str]] = {
 }
 
 
-class VGG(Backbone):
+class VGG(Network):
     """A stack of 3×3 convs and 2×2 max pools, then three FC layers. ``(N, in_chans, H, W)`` → ``(N, num_classes)``.
 
     Args:
@@ -66,7 +66,7 @@ class VGG(Backbone):
         pool_size: side of the adaptive average pool before fc6 (7 for 224×224 inputs).
         hidden: width of the two hidden FC layers.
 
-    Backbone interface: features are the last pool's map, the embedding is the second hidden FC layer's
+    Network interface: features are the last pool's map, the embedding is the second hidden FC layer's
     output (``hidden`` values), one feature level per max pool; each pool-to-pool block is a stage.
     """
 

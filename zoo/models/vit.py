@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from zoo.data.constants import FMNIST_MEAN, FMNIST_STD, IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_IN1K, TORCHVISION_URL
 from zoo.errors import ZooError
-from zoo.layers.backbone import Backbone, linear_or_identity
+from zoo.layers.network import Network, linear_or_identity
 from zoo.layers.transformer import Attention, Mlp, conv_stem, drop_path, stochastic_depth_rates
 from zoo.registry import register_model, weight_table
 
@@ -125,7 +125,7 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class VisionTransformer(Backbone):
+class VisionTransformer(Network):
     """Patch embedding, class token, ``depth`` encoder blocks, LayerNorm, linear classifier.
 
     ``(N, in_chans, img_size, img_size)`` → ``(N, num_classes)``; other image sizes (multiples of the

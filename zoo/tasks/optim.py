@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from zoo.layers.backbone import HEAD_STAGES, split_stages
+from zoo.layers.network import HEAD_STAGES, split_stages
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Scheduler = Literal["constant", "step", "exponential", "cosine", "sgdr", "plateau", "onecycle"]

@@ -12,7 +12,7 @@
 * ``feature_info``: one dict per feature level (``module``, ``num_chs``, ``reduction``) for
   :func:`zoo.backbone` feature pyramids.
 
-A family subclasses :class:`Backbone`, names its first convolution and classifier (``first_conv_name``,
+A family subclasses :class:`Network`, names its first convolution and classifier (``first_conv_name``,
 ``classifier_name``: the registry reads them from the class) and writes the four family-specific methods.
 """
 
@@ -28,18 +28,23 @@ def linear_or_identity(in_features: int, num_classes: int) -> nn.Module:
     return nn.Linear(in_features, num_classes) if num_classes else nn.Identity()
 
 
-HEAD_STAGES = ("head",)  # the stages that are not the backbone, unless a family names others
+HEAD_STAGES = ("head",)  # the stages at the full rate and never frozen, unless a family names others
 
 
 def split_stages(net: nn.Module) -> tuple[list[tuple[str, list[nn.Module]]], list[tuple[str, list[nn.Module]]]]:
-    """``net.stages()`` split into the backbone's stages and the head's (the names in ``net.head_stages``)."""
+    """``net.stages()`` split into the stages below the head and the head's (the names in ``net.head_stages``)."""
     head_names = set(getattr(net, "head_stages", HEAD_STAGES))
     stages = net.stages()
     return [s for s in stages if s[0] not in head_names], [s for s in stages if s[0] in head_names]
 
 
-class Backbone(nn.Module):
-    """Base of the zoo's networks (see the module doc)."""
+class Network(nn.Module):
+    """Base of the zoo's networks (see the module doc).
+
+    Not a *backbone*: in the zoo that word means :func:`zoo.backbone`'s feature extractor (timm's idiom),
+    and, for fine-tuning, the stages below the head (``ZooTask.backbone``, as Lightning's
+    ``BackboneFinetuning`` reads it). A whole classifier or detector is a ``Network``.
+    """
 
     first_conv_name: ClassVar[str] = ""  # module name of the first convolution
     classifier_name: ClassVar[str] = ""  # module name of the final linear layer
