@@ -74,6 +74,15 @@ def test_predict_files_api_and_a_folder_without_images(folder, tmp_path) -> None
 
 
 def test_lightning_predict_still_runs_from_a_recipe(tmp_path, monkeypatch, fmnist_root) -> None:
+    """``zoo predict --config``: Lightning's predict loop returns the task's class probabilities for the
+    datamodule's first batch, the same numbers ``predict_proba`` gives for those images."""
+    import torch
+
+    import zoo.cli.recipe as recipe
+
+    runs = []
+    real = recipe.run_lightning
+    monkeypatch.setattr(recipe, "run_lightning", lambda argv: runs.append(real(argv)) or runs[-1])
     monkeypatch.chdir(tmp_path)
     main(
         [
@@ -85,3 +94,9 @@ def test_lightning_predict_still_runs_from_a_recipe(tmp_path, monkeypatch, fmnis
             "--trainer.enable_progress_bar=false",
         ]
     )
+    (cli,) = runs
+    (probs,) = cli.trainer.predict_loop.predictions  # one batch
+    images, _ = next(iter(cli.datamodule.predict_dataloader()))
+    assert probs.shape == (len(images), 10) and len(images) > 1
+    assert torch.allclose(probs.sum(dim=1), torch.ones(len(images)), atol=1e-5)
+    assert torch.allclose(probs, cli.model.predict_proba(images), atol=1e-6)

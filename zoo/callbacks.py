@@ -237,7 +237,7 @@ class TestReport(Callback):
         # a later `zoo test` in the run's folder writes beside the run's own report, not over it
         suffix = next(
             s
-            for s in ("", *(f"-{n}" for n in itertools.count(2)))
+            for s in itertools.chain([""], (f"-{n}" for n in itertools.count(2)))  # lazily: the count is endless
             if not (folder / f"confusion_matrix{s}.png").exists() and not (folder / f"misclassified{s}.png").exists()
         )
         self.paths = [
