@@ -6,10 +6,12 @@ message must name. The message must be a single line; nothing on disk is touched
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 import torch
+from bad_input_cases import ACCEPTED, API_CASES_MORE, CLI_CASES_MORE, write_fixture_files
 
 import zoo
 from zoo.cli import main
@@ -56,7 +58,16 @@ def files(tmp_path):
     torch.save({"state_dict": Evil(), "pytorch-lightning_version": "2"}, tmp_path / "evil.ckpt")  # as an attacker would
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.png").write_text("this is not a PNG")
+    write_fixture_files(tmp_path)
     return tmp_path
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` by its sha256: a refused call must leave all of them as they were."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 X = torch.rand(2, 1, 28, 28)
@@ -149,6 +160,7 @@ API_CASES = [
         InvalidValueError,
         ["[0, 1]"],
     ),
+    *API_CASES_MORE,
 ]
 
 
@@ -162,14 +174,14 @@ def _load_data(root):
 def test_api_bad_input_is_one_line_naming_the_fix(call, error, words, lenet, files) -> None:
     import zoo.data  # noqa: F401  zoo.data.FashionMNISTDataModule in the table
 
-    before = sorted(p.name for p in files.iterdir())
+    before = snapshot(files)
     with pytest.raises(error) as info:
         call(lenet, files)
     message = str(info.value)
     assert "\n" not in message and len(message) < 600, message  # one line; the longest lists accepted names
     for word in words:
         assert word in message, (word, message)
-    assert sorted(p.name for p in files.iterdir()) == before, "a refused call leaves the files as they were"
+    assert snapshot(files) == before, "a refused call leaves the files as they were"
     assert not Path("/tmp/zoo-bad-inputs-pwned").exists()
 
 
@@ -253,6 +265,7 @@ CLI_CASES = [
         ["cannot reach the hub", "HF_ENDPOINT"],
     ),
     ("pull of a typo'd folder", ["pull", "./no/such/folder"], ["no such file or folder"]),
+    *CLI_CASES_MORE,
 ]
 
 
@@ -266,6 +279,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, words, files, capsys, monkey
 
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
     cards = sorted(p.name for p in (REPO / "model_cards").iterdir())
+    before = snapshot(files)
     with pytest.raises(SystemExit) as info:
         main([arg.replace("{files}", str(files)) for arg in argv])
     err = capsys.readouterr().err.strip().splitlines()
@@ -275,6 +289,48 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, words, files, capsys, monkey
     for word in words:
         assert word in err[-1], (word, err[-1])
     assert sorted(p.name for p in (REPO / "model_cards").iterdir()) == cards
+    assert snapshot(files) == before, "a refused command leaves the files as they were"
+
+
+def test_the_table_has_at_least_100_cases() -> None:
+    assert len(API_CASES) + len(CLI_CASES) + len(ACCEPTED) + 2 >= 100  # + the two PIL cases below
+
+
+X8 = (torch.rand(3, 1, 28, 28) * 255).round() / 255  # pixels that survive a uint8 round trip exactly
+
+
+@pytest.mark.parametrize("make", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
+def test_arrays_and_lists_are_taken_as_the_tensor_batch(make, lenet) -> None:
+    expected = lenet.predict_proba(X8)
+    assert torch.allclose(lenet.predict_proba(make(X8)), expected, atol=1e-6)
+    assert torch.allclose(lenet(make(X8)).softmax(-1), expected, atol=1e-6)
+
+
+def test_pil_images_go_through_the_weights_transforms(lenet) -> None:
+    from PIL import Image
+
+    image = Image.open(SAMPLE)
+    expected = lenet.predict_proba(lenet.transforms()(image)[None])
+    assert torch.allclose(lenet.predict_proba(image), expected)
+    assert torch.allclose(lenet.predict_proba([image, image]), expected.repeat(2, 1))
+    assert lenet.predict_proba(image).argmax().item() == lenet.class_names.index("Ankle boot")
+
+
+def test_any_other_error_is_one_line_and_debug_shows_it(capsys, monkeypatch) -> None:
+    from zoo import cli
+
+    def broken(argv):
+        raise RuntimeError("deep inside\nsecond line")
+
+    monkeypatch.setitem(cli.EXTRA_COMMANDS, "list", broken)
+    with pytest.raises(SystemExit) as info:
+        main(["list"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == [
+        "zoo: error: RuntimeError: deep inside (run with --debug for the traceback)"
+    ]
+    with pytest.raises(RuntimeError):
+        main(["--debug", "list"])  # --debug before the command, as after it
 
 
 def test_debug_shows_the_traceback(capsys) -> None:

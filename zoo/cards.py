@@ -109,6 +109,19 @@ def _fmt_pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
 
 
+
+def _load_line(name: str) -> str:
+    """The card's ``zoo.load`` line: the name where the registry knows it, else this folder's path (a
+    fine-tuned ``resnet20.my_digits`` is no registered name, so ``zoo.load("resnet20.my_digits")`` would fail)."""
+    from zoo.registry import list_weights
+
+    if name in list_weights():
+        return f'model = zoo.load("{name}")          # LightningModule in eval mode, normalisation inside'
+    return (
+        f'model = zoo.load("path/to/{name}")  # this folder (or "hf-hub:ORG/REPO" once pushed); eval mode, '
+        "normalisation inside"
+    )
+
 def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     """The README.md of a weight folder, Hugging Face model-card style (YAML metadata first)."""
     name = config["name"]
@@ -185,12 +198,8 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         "```python",
         "import zoo",
-        f'model = zoo.load("{name}")          # LightningModule in eval mode, normalisation inside',
-        (
-            f"found = model.predict(images)       # per image: boxes (xyxy pixels), scores, labels; images: float (N, {', '.join(str(s) for s in config['input_size'])}) in [0, 1]"
-            if task == "object-detection"
-            else f"probs = model.predict_proba(images)  # images: float (N, {', '.join(str(s) for s in config['input_size'])}) in [0, 1]"
-        ),
+        _load_line(name),
+        description.usage.format(shape=", ".join(str(s) for s in config["input_size"])),
         "```",
         "",
         f"Classes: {', '.join(config['class_names'])}.",

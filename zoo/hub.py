@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from zoo.errors import WeightsError
+from zoo.errors import WeightsError, ZooError
 from zoo.files import (
     CARD_FILE,
     CONFIG_FILE,
@@ -69,7 +69,17 @@ def is_offline() -> bool:
 
 
 def _timeout() -> float:
-    return float(os.environ.get("ZOO_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT_S))
+    """``$ZOO_DOWNLOAD_TIMEOUT`` in seconds (a positive number), else 30."""
+    text = os.environ.get("ZOO_DOWNLOAD_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ZooError(f"ZOO_DOWNLOAD_TIMEOUT must be a number of seconds > 0, got {text!r}; unset it for 30 s")
+    return value
 
 
 def _mirrored(url: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UnknownArgumentError, UnknownModelError
+from zoo.errors import InvalidValueError, UnknownArgumentError, UnknownModelError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -182,6 +182,10 @@ def _suggest(name: str, weights_only: bool = False) -> str:
 
 def split_name(name: str) -> tuple[str, str | None]:
     """``"lenet5.fmnist"`` → ``("lenet5", "fmnist")``; ``"lenet5"`` → ``("lenet5", None)``."""
+    if not isinstance(name, str):
+        raise InvalidValueError(
+            f"a model name is a string such as 'lenet5' or 'lenet5.fmnist', got {type(name).__name__} {name!r}"
+        )
     arch, _, tag = name.partition(".")
     return arch, (tag or None)
 
@@ -227,6 +231,17 @@ def full_name(name: str) -> str:
     return f"{get_entry(name).name}.{get_weights(name).tag}"
 
 
+def _strings(values: Any, option: str) -> list[str]:
+    """``values`` as a list of shell-style patterns, or a one-line error (``list_models(5)``)."""
+    try:
+        items = list(values)
+    except TypeError:
+        items = [values]
+    if not all(isinstance(item, str) for item in items):
+        raise InvalidValueError(f"{option} takes a name pattern such as 'res*' (or a list of them), got {values!r}")
+    return items
+
+
 def name_matches(
     name: str,
     has_weights: bool,
@@ -235,8 +250,8 @@ def name_matches(
     exclude: Iterable[str] = (),
 ) -> bool:
     """The rule of :func:`list_models` for one architecture (shared with the catalog ``zoo list`` reads)."""
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    excluded = [exclude] if isinstance(exclude, str) else list(exclude)
+    patterns = [pattern] if isinstance(pattern, str) else list(_strings(pattern, "pattern"))
+    excluded = [exclude] if isinstance(exclude, str) else list(_strings(exclude, "exclude"))
     return (
         any(fnmatch.fnmatch(name, p) for p in patterns)
         and not any(fnmatch.fnmatch(name, p) for p in excluded)

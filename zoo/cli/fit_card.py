@@ -97,10 +97,21 @@ def check_card_name(model: Any, name: str) -> None:
 def check_card_target(model: Any, name: str, output_dir: Path, overwrite: bool) -> None:
     """Before training: ``--card.name`` fits the model, and its folder is new unless ``--card.overwrite``."""
     from zoo.cards import check_target
+    from zoo.destinations import check_output_folder
 
     check_card_name(model, name)
+    check_output_folder(output_dir, option="--card.output_dir")  # a file there would fail only after training
     folder = output_dir.expanduser() / name
-    if check_target(folder) == "replace" and not overwrite:
+    try:
+        target = check_target(folder)
+    except ZooError as err:
+        if "overwrite=True" not in str(err):
+            raise
+        raise ZooError(  # --card.overwrite replaces a weight folder; it never writes into a folder of other files
+            f"{folder} already holds files that are not zoo weights, and fit writes a card only into a new "
+            "folder or over a weight folder (--card.overwrite too); give another --card.name or --card.output_dir"
+        ) from None
+    if target == "replace" and not overwrite:
         raise ZooError(
             f"{folder} already exists and fit would replace it; pass --card.overwrite true (or --card.keep_better "
             "true: replaced only if this run beats it), another --card.name, or --card.output_dir elsewhere "

@@ -217,6 +217,14 @@ def parser_error_line(text: str) -> str:
         hint = f"; did you mean --{close[0]}?" if close else "; `zoo fit --help` lists the options"
         return f"unknown option --{key}{hint}"
     detail = re.search(r'error: Parser key "([^"]+)":(.*)', text, re.S)
+    inner = re.search(r'Parser key "([^"]+)":\s*\n\s*(.+)', detail.group(2)) if detail else None
+    if inner and "class_path" in detail.group(2):  # a field of the recipe's model/data section, named in full
+        field = f"{detail.group(1)}.init_args.{inner.group(1)}"
+        reason = inner.group(2).strip()
+        typed = re.match(r"Expected a <class '(\w+)'>\. Got value: (.*)", reason)
+        if typed:
+            reason = f"expected {'an' if typed.group(1)[0] in 'aeiou' else 'a'} {typed.group(1)}, got {typed.group(2)[:60]!r}"
+        return f"--{field} ({inner.group(1)} in the recipe's {detail.group(1)} section): {reason}"
     if detail:
         reasons = [line.strip()[2:] for line in detail.group(2).splitlines() if line.strip().startswith("- ")]
         reasons = [r for r in reasons if r != "Expected a <class 'NoneType'>"] or [
