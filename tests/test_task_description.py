@@ -114,7 +114,11 @@ DESCRIPTION = register_task(
         mode="min",
         score=Score("test_mae", "MAE", percent=False),
         model_index=("mae", "mean absolute error"),
-        card_rows=(("test_mae", "test MAE ({test_samples} images)"), ("val_mae", "best validation MAE")),
+        model_index_scale=1.0,
+        card_rows=(
+            Score("test_mae", "test MAE ({test_samples} images)", percent=False),
+            Score("val_mae", "best validation MAE", percent=False),
+        ),
         test_metrics=(Score("test_mae", "MAE", percent=False),),
         data=("(images, targets) tensors",),
         commands=("evaluate", "fit", "finetune", "export"),
@@ -158,8 +162,15 @@ def test_a_task_defined_in_one_file_goes_through_the_whole_public_api(brightness
     config = json.loads((folder / "config.json").read_text())
     assert config["task"] == "zoo-test-brightness-regression"
     card = (folder / "README.md").read_text()
-    assert "mean absolute error" not in card or "mae" in card  # the card renders without a classification row
-    assert "top-1" not in card
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "top-1" not in card and "accuracy" not in card  # nothing of classification's card
+    assert "| test MAE (? images) | – |" in card  # the task's own rows; nothing measured yet, nothing made up
+    measured = model.save_pretrained(
+        tmp_path / "measured", name="lenet5.brightness", metrics={**metrics, "test_mae": 0.0123, "test_samples": 64}
+    )
+    card = (measured / "README.md").read_text()
+    assert "| test MAE (64 images) | 0.0123 |" in card  # the task's own number format, not a percentage
+    assert "name: mean absolute error" in card and "value: 0.0123" in card  # the model-index, unscaled
 
     loaded = zoo.load(folder)
     assert isinstance(loaded, BrightnessRegressor)

@@ -25,42 +25,15 @@ from zoo.files import (
     config_sha256,
     sha256_file,
 )
-
-# What each task reports: its headline metric (metrics.json key, model-index type and name, scale)
-# and its rows in the card's table, before the rows every card has.
-_PCT = 100.0
-TASKS: dict[str, dict[str, Any]] = {
-    "image-classification": {
-        "headline": ("test_acc", "accuracy", "top-1 accuracy", _PCT),
-        "score": ("test_acc", "top-1"),
-        "rows": [
-            ("test_acc", "test top-1 accuracy ({test_samples} images)"),
-            ("test_acc5", "test top-5 accuracy"),
-            ("val_acc", "best validation top-1 accuracy"),
-        ],
-    },
-    "object-detection": {
-        "headline": ("test_map", "map", "mAP@[.5:.95]", _PCT),
-        "score": ("test_map_50", "mAP@0.5"),
-        "rows": [
-            ("test_map", "test mAP@[.5:.95] ({test_samples} images)"),
-            ("test_map_50", "test mAP@0.5"),
-            ("test_map_75", "test mAP@0.75"),
-            ("val_map", "best validation mAP@[.5:.95]"),
-        ],
-    },
-}
+from zoo.task_descriptions import Score, descriptions, get_task, score_of
 
 
 def card_score(metrics: dict[str, Any]) -> tuple[str, float] | None:
     """The number weights of one task are compared by, from their ``metrics.json``: ``("top-1", 0.9184)``
-    for a classifier, ``("mAP@0.5", 0.835)`` for a detector (the figure the tests re-measure); ``None``
-    for weights nobody measured."""
-    for spec in TASKS.values():
-        key, label = spec["score"]
-        if metrics.get(key) is not None:
-            return label, float(metrics[key])
-    return None
+    for a classifier, ``("mAP@0.5", 0.835)`` for a detector (the task description's ``score``, the figure
+    the tests re-measure); ``None`` for weights nobody measured."""
+    found = score_of(metrics)
+    return (found[0].label, found[1]) if found else None
 
 
 START_KEYS = ("sha256", "epochs", "wall_time_s", "hardware", "recipe", "date", "started_from")
@@ -94,9 +67,10 @@ def _start_line(start: dict[str, Any]) -> str:
 
 
 def format_score(score: tuple[str, float]) -> str:
-    """``91.84%`` (top-1 accuracy) or ``mAP@0.5 0.835``."""
+    """``91.84%`` (top-1 accuracy) or ``mAP@0.5 0.835``, as the task whose score it is shows it."""
     label, value = score
-    return f"{100 * value:.2f}%" if label == "top-1" else f"{label} {value:.3f}"
+    shown = next((d.score for d in descriptions() if d.score.label == label), Score(label, label, percent=False))
+    return shown.format(value)
 
 
 def backbone_start(metrics: dict[str, Any]) -> str:
@@ -107,7 +81,6 @@ def backbone_start(metrics: dict[str, Any]) -> str:
 
 def _fmt_pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}%"
-
 
 
 def _load_line(name: str) -> str:
@@ -122,18 +95,19 @@ def _load_line(name: str) -> str:
         "normalisation inside"
     )
 
+
 def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     """The README.md of a weight folder, Hugging Face model-card style (YAML metadata first)."""
     name = config["name"]
     dataset = metrics.get("dataset", "")
     task = config.get("task", "image-classification")
-    spec = TASKS.get(task, {"headline": None, "rows": []})
+    description = get_task(task)
     from huggingface_hub import EvalResult, ModelCardData
 
-    headline = spec["headline"]
+    headline = description.card_rows[0].key  # the first row: the model-index result
+    kind, label = description.model_index
     results = []
-    if headline and metrics.get(headline[0]) is not None:  # weights nobody measured yet have no results
-        key, kind, label, scale = headline
+    if metrics.get(headline) is not None:  # weights nobody measured yet have no results
         results.append(
             EvalResult(
                 task_type=task,
@@ -141,7 +115,9 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
                 dataset_name=dataset,
                 dataset_split="test",
                 metric_type=kind,
-                metric_value=round(scale * metrics[key], 2),
+                metric_value=round(
+                    description.model_index_scale * metrics[headline], 4 if description.model_index_scale == 1 else 2
+                ),
                 metric_name=label,
             )
         )
@@ -150,7 +126,7 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         license=metrics.get("license", "apache-2.0"),
         tags=[task, "zoo", "lightning", config["architecture"]],
         datasets=[dataset] if dataset else None,
-        metrics=[headline[1]] if headline else None,
+        metrics=[kind],
         model_name=name if results else None,
         eval_results=results or None,
     )
@@ -181,9 +157,9 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "| metric | value |",
         "| --- | --- |",
         *(
-            f"| {label.format(test_samples=metrics.get('test_samples', '?'))} | {_fmt_pct(metrics.get(key))} |"
-            for key, label in spec["rows"]
-            if not (metrics.get("finetuned_from") and metrics.get(key) is None)  # a fine-tune measures val only
+            f"| {row.label.format(test_samples=metrics.get('test_samples', '?'))} | {row.cell(metrics.get(row.key))} |"
+            for row in description.card_rows
+            if not (metrics.get("finetuned_from") and metrics.get(row.key) is None)  # a fine-tune measures val only
         ),
         *([f"| backbone started from | {backbone_start(metrics)} |"] if "backbone_weights" in metrics else []),
         f"| parameters | {metrics.get('params', 0):,} |",

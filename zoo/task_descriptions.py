@@ -42,6 +42,12 @@ class Score:
         """``91.84%`` or ``mAP@0.5 0.835``."""
         return f"{100 * value:.2f}%" if self.percent else f"{self.label} {value:.3f}"
 
+    def cell(self, value: float | None) -> str:
+        """The value alone, for a table cell: ``91.84%``, ``0.0123`` or ``–`` (not measured)."""
+        if value is None:
+            return "–"
+        return f"{100 * value:.2f}%" if self.percent else f"{value:.4g}"
+
 
 @dataclass(frozen=True)
 class TaskDescription:
@@ -54,8 +60,10 @@ class TaskDescription:
     monitor: str  # the validation metric the best checkpoint is kept by: "val_acc"
     mode: str  # "max" or "min"
     score: Score  # the number cards, tables, `zoo evaluate` and comparisons show
-    model_index: tuple[str, str]  # the Hub model-index metric (type, name) of the score: ("accuracy", "top-1 accuracy")
-    card_rows: tuple[tuple[str, str], ...]  # (metrics.json key, label) rows of the card's table
+    model_index: tuple[
+        str, str
+    ]  # the Hub model-index result (type, name) of the card's first row: ("accuracy", "top-1 accuracy")
+    card_rows: tuple[Score, ...]  # the rows of the card's table (label: "{test_samples}" is filled in)
     test_metrics: tuple[Score, ...]  # what the test step and `zoo evaluate` measure, besides test_loss
     data: tuple[str, ...]  # the data it takes, in words: ("class folders", "CSV", "tensors")
     commands: tuple[str, ...]  # the commands that apply to its models: ("classify", "predict", ...)
@@ -68,6 +76,7 @@ class TaskDescription:
     eval_datamodule: Callable[..., Any] | None = None  # (data, model, batch_size) -> the user's test data
     default_datamodule: Callable[..., Any] | None = None  # (model, root, batch_size) -> the default test data
     aliases: tuple[str, ...] = field(default=())  # other names users type: ("multi-label",)
+    model_index_scale: float = 100.0  # the model-index value is the first row's number times this (100: percent)
 
     def __post_init__(self) -> None:
         if self.mode not in ("max", "min"):

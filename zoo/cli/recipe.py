@@ -29,6 +29,9 @@ from zoo.errors import ZooError
 log = logging.getLogger("zoo")
 
 
+AUTO = "auto"  # a checkpoint setting taken from the task's description
+
+
 # ---- LightningCLI ---------------------------------------------------------------------------------
 def _make_cli_class():
     """Built lazily so that ``import zoo.cli`` (and ``zoo list``) does not import Lightning."""
@@ -43,9 +46,10 @@ def _make_cli_class():
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults(
                 {
-                    "checkpoint.monitor": "val_acc",
-                    "checkpoint.mode": "max",
-                    "checkpoint.filename": "best-{epoch:02d}-{val_acc:.4f}",
+                    # "auto": the task's own metric and direction, from its description (val_acc, val_map...)
+                    "checkpoint.monitor": AUTO,
+                    "checkpoint.mode": AUTO,
+                    "checkpoint.filename": AUTO,
                 }
             )
             # Always present, off until asked: --early_stopping.patience N, --histograms.every_n_steps N.
@@ -252,22 +256,36 @@ def _init_args(class_path: str) -> list[str]:
 
 
 def _checkpoint_by_task_metric(config: Any) -> None:
-    """Keep the best checkpoint by the task's own metric (a detector's ``val_map``) where the recipe left
-    the classification default (``val_acc``), which a detector never logs."""
-    import importlib
-
+    """Fill the checkpoint's ``auto`` settings from the recipe's task description: its monitored metric,
+    that metric's direction, and a file name that shows it. What a recipe sets itself stays."""
     model, checkpoint = config.get("model"), config.get("checkpoint")
+    if not checkpoint or AUTO not in (checkpoint.get("monitor"), checkpoint.get("mode"), checkpoint.get("filename")):
+        return
+    description = None
     class_path = model.get("class_path") if hasattr(model, "get") else None
-    if not class_path or not checkpoint or checkpoint.get("monitor") != "val_acc":
-        return
-    module, _, name = class_path.rpartition(".")
-    try:
-        monitor = getattr(getattr(importlib.import_module(module), name), "monitor", "val_acc")
-    except (ImportError, AttributeError, ValueError):  # Lightning names the bad class path itself
-        return
-    checkpoint["monitor"] = monitor
-    if checkpoint.get("filename"):
-        checkpoint["filename"] = checkpoint["filename"].replace("val_acc", monitor)
+    if class_path:
+        import importlib
+
+        module, _, name = class_path.rpartition(".")
+        try:
+            task = getattr(getattr(importlib.import_module(module), name), "task", None)
+        except (ImportError, AttributeError, ValueError):  # Lightning names the bad class path itself
+            task = None
+        if task:
+            from zoo.task_descriptions import get_task
+
+            description = get_task(task)
+    monitor = description.monitor if description else "val_acc"
+    if checkpoint.get("monitor") == AUTO:
+        checkpoint["monitor"] = monitor
+    if checkpoint.get("mode") == AUTO:
+        if description and checkpoint["monitor"] == monitor:
+            checkpoint["mode"] = description.mode
+        else:  # a metric the recipe chose: losses and errors fall, scores rise
+            lower = any(word in checkpoint["monitor"] for word in ("loss", "error", "mae", "mse"))
+            checkpoint["mode"] = "min" if lower else "max"
+    if checkpoint.get("filename") == AUTO:
+        checkpoint["filename"] = "best-{epoch:02d}-{" + checkpoint["monitor"] + ":.4f}"
 
 
 def run_lightning(argv: list[str]):

@@ -45,7 +45,8 @@ class CocoDetection(L.LightningDataModule):
     card written from them says so).
 
     Images are converted to ``in_chans`` channels and resized to ``size × size`` (boxes scaled alike);
-    left out, both are the model's being trained (its ``input_size``), as the folder datamodule does.
+    left out, both are the model's being trained (its ``input_size``), as the folder datamodule does, or
+    ``detr_lite``'s 64 px grey when no model is training.
     Categories become classes 0..K-1 in the order of their ids; their names are the class names.
     """
 
@@ -112,10 +113,7 @@ class CocoDetection(L.LightningDataModule):
             return
         hp = self.hparams
         size, in_chans = self._input_size()
-        found = {
-            split: CocoImages(*files, self.category_ids, size, in_chans)
-            for split, files in self.files.items()
-        }
+        found = {split: CocoImages(*files, self.category_ids, size, in_chans) for split, files in self.files.items()}
         train = found["train"]
         if "val" not in found and hp.val_fraction:
             if len(train) < 2:
@@ -134,8 +132,8 @@ class CocoDetection(L.LightningDataModule):
         if self.size is not None and self.in_chans is not None:
             return self.size, self.in_chans
         module = getattr(getattr(self, "trainer", None), "lightning_module", None)
-        if module is None or not hasattr(module, "input_size"):
-            raise ZooError("CocoDetection needs size= and in_chans=, or a zoo model being trained to take them from")
+        if module is None or not hasattr(module, "input_size"):  # no model to ask: detr_lite's 64-px grey
+            return self.size or 64, self.in_chans or 1
         return self.size or int(module.input_size[-1]), self.in_chans or int(module.input_size[0])
 
     def train_dataloader(self) -> DataLoader:

@@ -15,6 +15,7 @@ gets, for free:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -211,7 +212,8 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
         model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
         model_kwargs.update({k: kwargs.pop(k) for k in list(kwargs) if k not in own})
         check_kwargs(model_name, model_kwargs, also=own, what=f"{cls.__name__}({model_name!r})")
-        return cls(model_name=model_name, model_kwargs=model_kwargs, **kwargs)
+        with _own_hyperparameters():
+            return cls(model_name=model_name, model_kwargs=model_kwargs, **kwargs)
 
     @classmethod
     def from_record(cls, record: pretrained.Pretrained, *, task: str | None = None, **options: Any) -> ZooTask:
@@ -456,6 +458,23 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
                 rule,
             )
         return optim.configure(self, hp, steps)
+
+
+@contextlib.contextmanager
+def _own_hyperparameters():
+    """A model built here records its own arguments as ``hparams``. LightningCLI hands the arguments of the
+    module it is instantiating to every ``save_hyperparameters`` call through a context variable, so a model
+    built inside another one's ``__init__`` (a detector's backbone weights) would otherwise record the
+    outer model's arguments as its own."""
+    from lightning.pytorch.core.mixins import hparams_mixin
+
+    given = getattr(hparams_mixin, "_given_hyperparameters", None)
+    token = given.set(None) if given is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            given.reset(token)
 
 
 def fresh_head_needed(

@@ -231,9 +231,9 @@ DESCRIPTION = register_task(
         score=Score("test_acc", "top-1"),
         model_index=("accuracy", "top-1 accuracy"),
         card_rows=(
-            ("test_acc", "test top-1 accuracy ({test_samples} images)"),
-            ("test_acc5", "test top-5 accuracy"),
-            ("val_acc", "best validation top-1 accuracy"),
+            Score("test_acc", "test top-1 accuracy ({test_samples} images)"),
+            Score("test_acc5", "test top-5 accuracy"),
+            Score("val_acc", "best validation top-1 accuracy"),
         ),
         test_metrics=(Score("test_acc", "top-1"), Score("test_acc5", "top-5")),
         data=("class folders", "CSV of path,label", "(images, labels) tensors"),

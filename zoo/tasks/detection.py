@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from zoo.errors import ZooError
+from zoo.task_descriptions import Score, TaskDescription, register_task
 from zoo.tasks.base import ZooTask
 from zoo.tasks.matcher import HungarianMatcher, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from zoo.tasks.set_criterion import SetCriterion, make_weight_dict
@@ -65,26 +66,17 @@ class ObjectDetector(ZooTask):
         self._make_metrics()
 
     def _load_backbone(self, source: str) -> None:
-        from zoo.pretrained import load_net_state, resolve
+        """Classification weights into the CNN, built by the one path from weights to a network
+        (:meth:`ZooTask.from_record <zoo.tasks.base.ZooTask.from_record>`), without their head."""
+        from zoo.pretrained import resolve
 
         record = resolve(source)
-        backbone = self.net.backbone
         if record.arch != self.net.backbone_name:
-            from zoo.errors import ZooError
-
             raise ZooError(
                 f"backbone_weights={source!r} are {record.arch} weights; this backbone is {self.net.backbone_name}"
             )
-        load_net_state(
-            backbone,
-            record.arch,
-            record.state,
-            num_classes=0,
-            in_chans=self.input_size[0],
-            source_num_classes=record.task_args.get("num_classes"),
-            source_in_chans=record.task_args.get("in_chans"),
-            label=record.label,
-        )
+        built = ZooTask.from_record(record, num_classes=0, in_chans=self.input_size[0])
+        self.net.backbone.load_state_dict(built.net.state_dict())
 
     def _make_metrics(self) -> None:
         from torchmetrics.detection import MeanAveragePrecision
@@ -246,6 +238,83 @@ class ObjectDetector(ZooTask):
     def on_test_epoch_start(self) -> None:
         self.test_images = 0
 
+    def measured_test_samples(self) -> int:
+        """How many images the last test run scored."""
+        return self.test_images
+
     def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Tensor]]:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.detections(self(images), tuple(images.shape[-2:]))
+
+
+# ---- the task's description: what the rest of the zoo reads --------------------------------------
+def _train_data(data: Any, **options: Any) -> Any:
+    """A COCO folder (``annotations.json`` and ``images/``) or its ``annotations.json`` (prepared at the size
+    of the model being trained, which the datamodule reads from it when training starts)."""
+    from pathlib import Path
+
+    from zoo.data.coco import CocoDetection
+    from zoo.errors import InvalidValueError
+
+    if isinstance(data, (str, Path)):
+        return CocoDetection(str(data), **options)
+    raise InvalidValueError(
+        f"detection data must be a COCO folder or annotations.json, or a LightningDataModule, got {type(data).__name__}"
+    )
+
+
+def _eval_data(data: Any, model: Any, batch_size: int = 64) -> Any:
+    from zoo.data.coco import CocoDetection
+
+    size, in_chans = model.input_size[-1], model.input_size[0]
+    return CocoDetection.for_evaluation(data, model.class_names, size=size, in_chans=in_chans, batch_size=batch_size)
+
+
+def _default_data(model: Any, root: str | None = None, batch_size: int = 64) -> Any:
+    """The Fashion-MNIST scenes' test split, for detectors of Fashion-MNIST's classes."""
+    from zoo.data.fashion_mnist import CLASS_NAMES
+    from zoo.data.scenes import FashionMNISTScenes
+    from zoo.errors import ZooError
+
+    if list(model.class_names) != list(CLASS_NAMES):
+        raise ZooError(
+            f"{model.weights_name or model.hparams.model_name} detects {len(model.class_names)} classes, not the "
+            "Fashion-MNIST scenes'; measure it on its own boxes with --data COCO_FOLDER (data= in Python)"
+        )
+    return FashionMNISTScenes(root=root, batch_size=batch_size)
+
+
+DESCRIPTION = register_task(
+    TaskDescription(
+        name="detection",
+        pipeline="object-detection",
+        module=ObjectDetector,
+        title="object detection",
+        monitor="val_map",
+        mode="max",
+        score=Score("test_map_50", "mAP@0.5", percent=False),
+        model_index=("map", "mAP@[.5:.95]"),
+        card_rows=(
+            Score("test_map", "test mAP@[.5:.95] ({test_samples} images)"),
+            Score("test_map_50", "test mAP@0.5"),
+            Score("test_map_75", "test mAP@0.75"),
+            Score("val_map", "best validation mAP@[.5:.95]"),
+        ),
+        test_metrics=(
+            Score("test_map", "mAP@[.5:.95]", percent=False),
+            Score("test_map_50", "mAP@0.5", percent=False),
+            Score("test_map_75", "mAP@0.75", percent=False),
+        ),
+        data=("COCO folder (annotations.json + images/)",),
+        commands=("detect", "evaluate", "fit", "finetune", "export"),
+        usage=(
+            "found = model.predict(images)       # per image: boxes (xyxy pixels), scores, labels; "
+            "images: float (N, {shape}) in [0, 1]"
+        ),
+        data_class="zoo.data.coco.CocoDetection",
+        data_arg="train_json",
+        datamodule=_train_data,
+        eval_datamodule=_eval_data,
+        default_datamodule=_default_data,
+    )
+)
