@@ -38,7 +38,6 @@ class ImageClassifier(ZooTask):
     """
 
     task = "classification"
-    config_task = "image-classification"
 
     def __init__(
         self,
