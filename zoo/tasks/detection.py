@@ -39,7 +39,6 @@ class ObjectDetector(ZooTask):
     """
 
     task = "detection"
-    config_task = "object-detection"
     monitor = "val_map"
     MAX_DETECTIONS = 100  # per image, as COCO counts them
 
