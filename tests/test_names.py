@@ -112,3 +112,15 @@ def test_transformer_families_call_their_width_embed_dim(family: str) -> None:
             net = build_net(name)
         assert "embed_dim" in inspect.signature(type(net)).parameters, name
         assert net.embed_dim == net.feature_info[0]["num_chs"], name
+
+
+def test_detr_calls_its_width_embed_dim_and_dim_still_loads() -> None:
+    """The third transformer family uses timm's name too; the old ``dim=`` builds the same network, with a
+    FutureWarning, so configs that named it still load."""
+    with torch.device("meta"):
+        net = build_net("detr_lite", embed_dim=64)
+    assert "embed_dim" in inspect.signature(type(net)).parameters
+    assert net.embed_dim == 64 and net.query_embed.weight.shape[1] == 64 and net.class_embed.in_features == 64
+    with pytest.warns(FutureWarning, match="use embed_dim"), torch.device("meta"):
+        old = build_net("detr_lite", dim=64)
+    assert {k: v.shape for k, v in old.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}

@@ -113,7 +113,7 @@ def export(
         f".{path.stem}.partial{path.suffix}"
     )  # written whole, then renamed: a failure leaves nothing
     graph = InferenceGraph(model).eval()
-    example = torch.rand(2, *model.input_size)
+    example = torch.rand(2, *model.input_size, device=model.mean.device)  # where the model is (a CUDA model too)
     if input_dtype == "uint8":
         example = (example * 255).to(torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=65536)

@@ -1,6 +1,6 @@
 """DETR (Carion et al. 2020, "End-to-end object detection with transformers"), sized for small images.
 
-Detection as set prediction: a CNN backbone makes a feature map; a convolution projects it to ``dim``
+Detection as set prediction: a CNN backbone makes a feature map; a convolution projects it to ``embed_dim``
 channels (``token_stride`` 2: one token per 2×2 cells of the map); a Transformer encoder mixes the
 ``h·w`` tokens; a decoder lets ``num_queries`` learned *object queries* attend to them; each query's
 output gives a class (one of the classes or "no object") and a box (centre x, centre y, width, height,
@@ -20,11 +20,13 @@ The layers are written out as in the reference implementation (post-norm, ``nn.M
   one-to-one matching has distinct guesses to choose from at the first steps.
 
 ``detr_lite``: a CIFAR ResNet-20 backbone (stride 4: a 64×64 scene gives a 16×16 map, then 8×8 = 64
-tokens; the detection task starts it from ``resnet20.fmnist``), ``dim`` 128, 3 encoder and 3 decoder
+tokens; the detection task starts it from ``resnet20.fmnist``), ``embed_dim`` 128, 3 encoder and 3 decoder
 layers of 8 heads, 10 queries.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import math
 from typing import Any
@@ -138,7 +140,7 @@ class DETR(nn.Module):
         num_classes: int = 10,
         in_chans: int = 1,
         backbone: str = "resnet20",
-        dim: int = 128,
+        embed_dim: int = 128,
         heads: int = 8,
         encoder_layers: int = 3,
         decoder_layers: int = 3,
@@ -147,8 +149,13 @@ class DETR(nn.Module):
         token_stride: int = 2,
         dropout: float = 0.1,
         attn_dropout: float = 0.0,
+        dim: int | None = None,
     ) -> None:
         super().__init__()
+        if dim is not None:  # the width's old name: timm's, ViT's and Swin's is embed_dim
+            warnings.warn("DETR(dim=...) is deprecated: use embed_dim", FutureWarning, stacklevel=2)
+            embed_dim = dim
+        dim = embed_dim
         self.backbone = build_net(backbone, num_classes=0, in_chans=in_chans)
         self.backbone_name = backbone
         self.input_proj = nn.Conv2d(self.backbone.num_features, dim, token_stride, stride=token_stride)
@@ -163,7 +170,7 @@ class DETR(nn.Module):
         nn.init.zeros_(self.bbox_embed.layers[-1].weight)  # every query starts at its anchor, size_prior wide
         nn.init.zeros_(self.bbox_embed.layers[-1].bias)
         self.class_embed = nn.Linear(dim, num_classes + 1)
-        self.num_classes, self.num_queries, self.dim = num_classes, num_queries, dim
+        self.num_classes, self.num_queries, self.embed_dim = num_classes, num_queries, dim
         self.num_features = dim
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -172,7 +179,7 @@ class DETR(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Any]:
         features = self.input_proj(self.forward_features(x))  # (N, dim, h, w)
         n, _, h, w = features.shape
-        positions = sine_positions(h, w, self.dim, features.device)
+        positions = sine_positions(h, w, self.embed_dim, features.device)
         memory = features.flatten(2).transpose(1, 2)  # (N, h·w, dim)
         for layer in self.encoder:
             memory = layer(memory, positions)
@@ -203,7 +210,7 @@ class DETR(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh class head for ``num_classes`` classes (+ "no object")."""
-        self.class_embed = nn.Linear(self.dim, num_classes + 1).to(self.class_embed.weight.device)
+        self.class_embed = nn.Linear(self.embed_dim, num_classes + 1).to(self.class_embed.weight.device)
         self.num_classes = num_classes
 
     def stages(self) -> list[tuple[str, list[nn.Module]]]:
@@ -232,5 +239,5 @@ _NAMES = dict(family="detr", weights=WEIGHTS, paper=PAPER, task="detection")
 
 @register_model(input_size=(1, 64, 64), num_classes=10, mean=FMNIST_MEAN, std=FMNIST_STD, **_NAMES)
 def detr_lite(**kwargs) -> DETR:
-    """DETR for 64×64 Fashion-MNIST scenes: ResNet-20 backbone, dim 128, 3+3 layers, 10 queries."""
+    """DETR for 64×64 Fashion-MNIST scenes: ResNet-20 backbone, embed_dim 128, 3+3 layers, 10 queries."""
     return DETR(**kwargs)
