@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from zoo.errors import ZooError
+from zoo.layers.pixels import to_unit
 from zoo.task_descriptions import Score, TaskDescription, register_task
 from zoo.tasks.base import ZooTask
 from zoo.tasks.matcher import HungarianMatcher, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
@@ -167,7 +168,7 @@ class ObjectDetector(ZooTask):
         resized = []
         for image in images:
             image = image.to(self.device)
-            image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+            image = to_unit(image)
             if tuple(image.shape[-2:]) != (height, width):
                 image = F.interpolate(image[None], (height, width), mode="bilinear", antialias=True)[0]
             resized.append(image)
