@@ -137,6 +137,12 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
             f"`{metrics.get('strategy', 'full')}` strategy on {dataset}; the numbers below were measured on its "
             f"validation set ({metrics.get('val_samples', '?')} images) and written to `metrics.json`."
         )
+        if metrics.get("val_classes_without_images"):
+            missing = metrics["val_classes_without_images"]
+            origin += (
+                f" The validation set holds no image of {len(missing)} class(es) ({', '.join(missing)}): "
+                "its accuracy measures the other classes only."
+            )
     elif metrics.get("recipe"):
         subset = metrics.get("data_classes")
         on = f"{dataset} (classes {', '.join(map(str, subset))} only)" if subset else dataset

@@ -28,7 +28,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.data.checks import check_classes, check_tensors, empty_validation
 from zoo.data.fashion_mnist import TensorImageDataset, passthrough
+from zoo.data.image_modes import colour_files, grey_model_warning, to_8bit
 from zoo.data.labelled_files import VAL_NAMES, scan_csv, scan_folder, split_per_class
 from zoo.errors import DatasetNotFoundError, InvalidValueError, ZooError
 
@@ -115,6 +117,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.prepare: Callable[[Any], Tensor] | None = None
         self.dataset_name = "images"
         self.class_names: list[str] = list(classes) if classes else []
+        self.val_empty_classes: list[str] = []  # classes the validation split holds no image of
         if path is not None:
             self._scan(Path(path).expanduser(), classes)
 
@@ -129,9 +132,12 @@ class ImageFolderDataModule(L.LightningDataModule):
     ) -> ImageFolderDataModule:
         """In-memory images ``(N, C, H, W)`` (uint8, or float in [0, 1]) and integer labels ``(N,)``."""
         data = cls(classes=classes, **kwargs)
-        images, labels = _as_uint8(images), torch.as_tensor(labels).long()
+        images, labels = check_tensors(images, labels, classes)
+        images = _as_uint8(images)
         count = int(labels.max()) + 1 if classes is None else len(classes)
         data.class_names = list(classes) if classes else [str(i) for i in range(count)]
+        if val is not None:
+            val = check_tensors(val[0], val[1], data.class_names, what="validation ")
         if val is None:
             indices = list(range(len(labels)))
             train, held = split_per_class(
@@ -188,6 +194,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self._report({split: [y for _, y in items] for split, items in self.splits.items()})
 
     def _report(self, labels: dict[str, list[int]]) -> None:
+        check_classes(self.class_names, f"the data ({self.dataset_name})")
         counts = [labels["train"].count(i) for i in range(len(self.class_names))]
         sizes = ", ".join(f"{split} {len(v)}" for split, v in labels.items())
         log.info(
@@ -199,6 +206,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         empty = [name for name, n in zip(self.class_names, counts) if n == 0]
         if empty:
             raise ZooError(f"no training images for class(es) {', '.join(empty)}; every class needs at least one")
+        self.val_empty_classes = empty_validation(self.class_names, labels["train"], labels.get("val", []))
         if max(counts) > 2 * min(counts):
             warnings.warn(
                 f"imbalanced classes: {max(counts)} training images of {self.class_names[counts.index(max(counts))]} "
@@ -214,12 +222,21 @@ class ImageFolderDataModule(L.LightningDataModule):
         size = self._input_size()
         if self._tensors:
             for split, (images, labels) in self._tensors.items():
+                if split == "train" and size[0] == 1 and images.ndim == 4 and images.shape[1] == 3:
+                    colour = int((images.amax(1) - images.amin(1)).flatten(1).amax(1).gt(2).sum())
+                    if colour:
+                        warnings.warn(grey_model_warning(colour, len(images)), stacklevel=2)
                 images = _resize_tensor(images, size)
                 self.datasets[split] = TensorImageDataset(
                     images, labels, self._augment(size) if split == "train" else None
                 )
             return
         self.prepare = self._prepare(size)
+        if size[0] == 1:  # a grey model: colour files are turned grey, said once
+            files = [f for f, _ in self.splits.get("train", [])]
+            colour, checked = colour_files(files)
+            if colour:
+                warnings.warn(grey_model_warning(colour, checked), stacklevel=2)
         total = sum(len(v) for v in self.splits.values())
         cache = (
             self.hparams.cache if self.hparams.cache is not None else total * size[0] * size[1] * size[2] <= CACHE_BYTES
@@ -253,7 +270,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         module = getattr(getattr(self, "trainer", None), "lightning_module", None)
         preprocessing = getattr(module, "preprocessing", {}) if module is not None else {}
         steps = eval_transforms(size, **preprocessing).transforms[:-1]  # everything but the float conversion
-        return v2.Compose(steps)
+        return v2.Compose([to_8bit, *steps])  # 16-bit, palette, CMYK, alpha: scaled to 8 bits first
 
     def _augment(self, size: tuple[int, int, int]):
         if not self.hparams.augment:

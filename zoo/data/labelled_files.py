@@ -60,9 +60,21 @@ def scan_csv(path: Path, classes: Sequence[str] | None = None) -> tuple[list[tup
         rows = [(line, row["path"], str(row["label"]).strip()) for line, row in enumerate(reader, start=2)]
     if not rows:
         raise ZooError(f"{path} lists no images; add rows of path,label")
+    for line, file, label in rows:
+        if not (file or "").strip() or not label:
+            raise ZooError(
+                f"{path}, line {line}: {'no label' if file and file.strip() else 'no path'}; every row is path,label"
+            )
     labels = [label for _, _, label in rows]
     if classes is None:
         numeric = all(label.isdigit() for label in labels)
+        named = [label for label in labels if not label.isdigit()]
+        if not numeric and len(named) < len(labels):
+            number = next(label for label in labels if label.isdigit())
+            raise ZooError(
+                f"{path}: labels mix numbers ({number}) and names ({named[0]}); use class names throughout, "
+                "or integers 0..K-1 throughout"
+            )
         if numeric:
             count = max(int(label) for label in labels) + 1
             classes = [str(i) for i in range(count)]
@@ -70,13 +82,21 @@ def scan_csv(path: Path, classes: Sequence[str] | None = None) -> tuple[list[tup
             classes = sorted(set(labels))
     index = {name: i for i, name in enumerate(classes)}
     index.update({str(i): i for i in range(len(classes)) if str(i) not in index})  # integer labels 0..K-1 too
-    items = []
+    items, seen = [], {}
     for line, file, label in rows:
         if label not in index:
             raise ZooError(f"{path}, line {line}: label {label!r} is not in the class list {list(classes)}")
         target = (root / file).resolve()
         if not target.is_relative_to(root):
             raise ZooError(f"{path}, line {line}: {file} is outside {root}; keep the images in the CSV's folder")
+        if target in seen:
+            first, before = seen[target]
+            if before != index[label]:
+                raise ZooError(
+                    f"{path}, line {line}: {file} is labelled {label!r} but line {first} labels it "
+                    f"{classes[before]!r}; one label per image"
+                )
+        seen.setdefault(target, (line, index[label]))
         items.append((target, index[label]))
     return items, list(classes)
 
