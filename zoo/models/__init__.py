@@ -6,6 +6,6 @@ and one more name in the import below.
 
 from __future__ import annotations
 
-from zoo.models import alexnet, detr, efficientnet, lenet, resnet, swin, vgg, vit  # each registers its builders
+from zoo.models import alexnet, detr, efficientnet, fpn, lenet, resnet, swin, vgg, vit  # each registers its builders
 
 FAMILIES = (lenet, alexnet, vgg, resnet, efficientnet, vit, swin, detr)
