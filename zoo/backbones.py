@@ -34,6 +34,8 @@ def backbone(source: Any, out_indices: Sequence[int] | None = None, **kwargs: An
             f"{', '.join(info['module'] for info in levels)}); got out_indices={tuple(indices)}"
         )
     mean, std = model.mean.flatten().tolist(), model.std.flatten().tolist()
+    if callable(getattr(net, "pyramid", None)):  # a network with its own extractor (timm's forward_intermediates)
+        return net.eval().pyramid([i % len(levels) for i in indices], mean, std).eval()
     return FeatureExtractor(net.eval(), [levels[i] for i in indices], mean, std).eval()
 
 

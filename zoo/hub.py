@@ -327,9 +327,11 @@ def hf_folder(spec: str, *, name: str | None = None, **options: Any) -> Path:
     config = hf_file(repo_id, CONFIG_FILE, revision, pull=pull, **options)
     commit = config.parent.name  # snapshots/<commit sha>/config.json
     weights = hf_file(repo_id, WEIGHTS_FILE, commit, pull=pull, **options)
-    hf_file(repo_id, METRICS_FILE, commit, pull=pull, optional=True, **options)
+    metrics = hf_file(repo_id, METRICS_FILE, commit, pull=pull, optional=True, **options)
     hf_file(repo_id, CARD_FILE, commit, pull=pull, optional=True, **options)
     try:  # checked at download, so that a bad file is dropped from the cache, not kept
+        if metrics is None:  # a repo of another library (timm's): the Hub's own sha256 of the LFS file
+            check_lfs_blob(weights, label=f"{repo_id}@{commit[:12]}/{WEIGHTS_FILE}")
         verify_folder(
             config.parent,
             label=f"{repo_id}@{commit[:12]}/{WEIGHTS_FILE}",
@@ -340,6 +342,16 @@ def hf_folder(spec: str, *, name: str | None = None, **options: Any) -> Path:
         _remove_cached_blob(config)  # the record covers both files: either may be the bad one
         raise
     return config.parent
+
+
+def check_lfs_blob(path: Path, *, label: str) -> None:
+    """A Hub file stored with Git LFS against the sha256 the Hub gave for it (``X-Linked-Etag``), which
+    huggingface_hub's cache names the blob by; a regular (non-LFS) file's blob is named by its git sha1."""
+    blob = path.resolve()
+    if re.fullmatch(r"[0-9a-f]{64}", blob.name):
+        check_sha256(
+            blob, blob.name, label=label, action="the cached copy was removed: loading again downloads a fresh one"
+        )
 
 
 def _remove_cached_blob(path: Path) -> None:

@@ -41,7 +41,8 @@ from zoo.files import (
     verify_folder,
 )
 from zoo.layers.state_dict import adapt_input_conv, key_report, listing, unwrap_state
-from zoo.registry import ModelEntry, Weights, full_name, get_entry, get_weights, list_weights
+from zoo.models import timm_family
+from zoo.registry import ModelEntry, Weights, full_name, get_entry, get_weights, list_weights, resolved_prefix
 from zoo.task_descriptions import get_task, list_tasks
 
 log = logging.getLogger("zoo")
@@ -143,7 +144,8 @@ def locate(source: str | Path, *, file: str | Path | None = None, hub_options: d
         if not path.is_file():
             raise WeightsError(f"no such weight file: {text}; check the path")
         return Located("file", path)
-    if _path_like(text):  # never sent to the Hub or the registry: a typo'd folder is a missing folder
+    # never sent to the Hub or the registry: a typo'd folder is a missing folder ("timm/<name>" is a name)
+    if _path_like(text) and resolved_prefix(text) is None:
         raise WeightsError(
             f"no such file or folder: {text}; give an existing weight folder or file, an arch.tag (zoo list --pretrained) "
             "or hf-hub:org/name"
@@ -179,6 +181,8 @@ def pull(source: str) -> Path:
 # ---- what a source holds -------------------------------------------------------------------------
 def config_task_args(config: dict[str, Any], where: Path) -> tuple[str, dict[str, Any]]:
     """``config.json`` → (registered architecture, task arguments). Nothing named in it is imported."""
+    if timm_family.is_timm_config(config):  # timm's layout (save_for_hf, or a zoo folder of a timm network)
+        return timm_family.config_task_args(config, where)
     arch = config.get("architecture")
     if not isinstance(arch, str):
         raise WeightsError(f"{where} names no 'architecture'; it must be a registered model name")
@@ -233,15 +237,17 @@ def _read_folder(folder: Path, name: str | None) -> Pretrained:
     arch, task_args = config_task_args(config, folder / CONFIG_FILE)
     metrics = verify_folder(folder)
     state = read_safetensors(folder / WEIGHTS_FILE)
+    timm_layout = timm_family.is_timm_config(config)
     return Pretrained(
         arch,
         task_args,
         state,
-        config.get("name", name or arch),
+        config.get("name", name or (timm_family.config_name(config) if timm_layout else arch)),
         str(folder),
         metrics,
         label=arch,
         task=config_task(config, arch, folder / CONFIG_FILE),
+        preprocessing=timm_family.config_preprocessing(config) if timm_layout else {},
     )
 
 

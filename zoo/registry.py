@@ -190,12 +190,34 @@ def split_name(name: str) -> tuple[str, str | None]:
     return arch, (tag or None)
 
 
+# name prefixes resolved on lookup ("timm/" → timm's catalogue), so that a catalogue of a thousand models
+# is not enumerated at import; an entry, once resolved, is kept here and not in ``list_models()``
+_RESOLVERS: dict[str, Callable[[str], ModelEntry]] = {}
+_RESOLVED: dict[str, ModelEntry] = {}
+
+
+def register_resolver(prefix: str, resolve: Callable[[str], ModelEntry]) -> None:
+    """Names starting with ``prefix`` are entries made by ``resolve(arch)`` on first lookup (it raises
+    :class:`UnknownModelError` for a name its catalogue lacks)."""
+    _RESOLVERS[prefix] = resolve
+
+
+def resolved_prefix(name: str) -> str | None:
+    """The resolver prefix ``name`` starts with (``"timm/"``), if any: such names contain a ``/`` but are no paths."""
+    return next((prefix for prefix in _RESOLVERS if isinstance(name, str) and name.startswith(prefix)), None)
+
+
 def get_entry(name: str) -> ModelEntry:
     """The entry of an architecture name (a ``.tag`` suffix is ignored)."""
     arch, _ = split_name(name)
-    if arch not in _MODELS:
-        raise UnknownModelError(f"unknown model {name!r}; {_suggest(name)}")
-    return _MODELS[arch]
+    if arch in _MODELS:
+        return _MODELS[arch]
+    prefix = resolved_prefix(arch)
+    if prefix is not None:
+        if arch not in _RESOLVED:
+            _RESOLVED[arch] = _RESOLVERS[prefix](arch)
+        return _RESOLVED[arch]
+    raise UnknownModelError(f"unknown model {name!r}; {_suggest(name)}")
 
 
 def get_weights(name: str) -> Weights:
@@ -316,6 +338,8 @@ def with_aliases(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``kwargs`` with timm's ``drop_rate`` / ``drop_path_rate`` renamed to the builder's own argument."""
     accepted = builder_params(name)
     out = dict(kwargs)
+    if getattr(get_entry(name).builder, "takes_timm_names", False):  # timm's own networks: its names are theirs
+        return out
     for alias, own in TIMM_ALIASES.items():
         if alias in out and (accepted is None or alias not in accepted) and (accepted is None or own in accepted):
             out[own] = out.pop(alias)

@@ -37,7 +37,15 @@ def cmd_list(argv: list[str]) -> None:
     parser.add_argument(
         "--flops", action="store_true", help="add a GFLOPs-per-image column (builds each network on the meta device)"
     )
+    parser.add_argument(
+        "--timm",
+        action="store_true",
+        help="timm's architectures instead (zoo.create('timm/<name>'), zoo.load('timm/<name>.<tag>')); nothing is downloaded",
+    )
     args = parser.parse_args(argv)
+    if args.timm:
+        _list_timm(args.pattern, args.pretrained)
+        return
     if args.markdown:
         sys.stdout.write(registry_markdown(args.pattern, pretrained=args.pretrained) + "\n")
         return
@@ -58,6 +66,24 @@ def cmd_list(argv: list[str]) -> None:
             *(row["columns"].get(k, "") for k in extra),
             ", ".join(f"{row['name']}.{t}" for t in row["weights"]) or "–",
         )
+    _console().print(table)
+
+
+def _list_timm(pattern: str, pretrained: bool) -> None:
+    """timm's names matching ``pattern`` and their weights, from timm's own registry (no download)."""
+    from rich.table import Table
+
+    from zoo.models.timm_family import PREFIX, list_timm
+
+    weights: dict[str, list[str]] = {}
+    for name in list_timm(pattern, pretrained=True):
+        weights.setdefault(name.partition(".")[0], []).append(name.removeprefix(PREFIX))
+    names = sorted(weights) if pretrained else list_timm(pattern)
+    if not names:
+        raise ZooError(f"timm has no architecture matching {pattern!r}; try a wider pattern, e.g. 'convnext*'")
+    table = Table("model", "weights (zoo.load('timm/<weights>'))")
+    for name in names:
+        table.add_row(name, ", ".join(weights.get(name, [])) or "–")
     _console().print(table)
 
 

@@ -9,3 +9,5 @@ from __future__ import annotations
 from zoo.models import alexnet, detr, efficientnet, fpn, lenet, resnet, swin, vgg, vit  # each registers its builders
 
 FAMILIES = (lenet, alexnet, vgg, resnet, efficientnet, vit, swin, detr)
+
+from zoo.models import timm_family  # noqa: E402,F401  timm/<name>: resolved on lookup, timm imported then

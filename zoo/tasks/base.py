@@ -175,7 +175,8 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
         self.weights_source: str | None = None
         self.card_metrics: dict[str, Any] = {}
         self.started_from: dict[str, Any] | None = None  # the card of the weights training started from
-        self.preprocessing: dict[str, Any] = {}  # how the weights' evaluation images were resized (transforms())
+        # how the weights' evaluation images were resized (transforms()); a timm network: its pretrained_cfg's
+        self.preprocessing: dict[str, Any] = dict(getattr(self.net, "eval_preprocessing", None) or {})
         self.example_input_array = torch.zeros(2, *self.input_size)
         if record is not None:
             self.load_record(record, fresh_head=fresh_head_needed(record, self.task, num_classes, class_names))

@@ -15,7 +15,7 @@ from typing import Any
 
 from zoo import pretrained
 from zoo.errors import UnknownModelError
-from zoo.registry import full_name, get_entry, split_name
+from zoo.registry import full_name, get_entry, resolved_prefix, split_name
 from zoo.task_descriptions import get_task
 from zoo.tasks.base import ZooTask
 
@@ -27,8 +27,8 @@ def task_class(task: str) -> type[ZooTask]:
 
 def is_architecture(source: Any) -> bool:
     """Whether ``source`` names a registered architecture (random weights), not weights."""
-    if not isinstance(source, str) or "/" in source or "\\" in source:
-        return False
+    if not isinstance(source, str) or "\\" in source or ("/" in source and resolved_prefix(source) is None):
+        return False  # a path, not a name ("timm/convnext_tiny" is a name)
     arch, tag = split_name(source)
     if tag is not None or Path(source).expanduser().exists():
         return False

@@ -23,7 +23,7 @@ class Publishing:
     def model_config(self, name: str) -> dict[str, Any]:
         """``config.json``: enough to rebuild this task from the registry alone."""
         hp = self.hparams
-        return {
+        config = {
             "name": name,
             "architecture": hp.model_name,
             "library_name": "zoo",
@@ -37,6 +37,8 @@ class Publishing:
             "model_kwargs": dict(hp.model_kwargs or {}),
             **({"preprocessing": dict(self.preprocessing)} if self.preprocessing else {}),
         }
+        extend = getattr(self.net, "hub_config", None)  # a timm network: timm's layout too (timm.create_model reads it)
+        return extend(config) if callable(extend) else config
 
     def save_pretrained(
         self,
