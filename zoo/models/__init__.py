@@ -6,8 +6,19 @@ and one more name in the import below.
 
 from __future__ import annotations
 
-from zoo.models import alexnet, detr, efficientnet, fpn, lenet, resnet, swin, vgg, vit  # each registers its builders
+from zoo.models import (  # each registers its builders
+    alexnet,
+    detr,
+    efficientnet,
+    fpn,
+    googlenet,
+    lenet,
+    resnet,
+    swin,
+    vgg,
+    vit,
+)
 
-FAMILIES = (lenet, alexnet, vgg, resnet, efficientnet, vit, swin, detr)
+FAMILIES = (lenet, alexnet, vgg, googlenet, resnet, efficientnet, vit, swin, detr)
 
 from zoo.models import timm_family  # noqa: E402,F401  timm/<name>: resolved on lookup, timm imported then

@@ -119,7 +119,15 @@ class ImageClassifier(ZooTask):
         images, targets = batch
         logits = self(images)
         loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
-        return loss, logits, targets
+        return loss + self.auxiliary_loss(targets), logits, targets
+
+    def auxiliary_loss(self, targets: Tensor) -> Tensor | float:
+        """The loss of a network's auxiliary classifiers (GoogLeNet's, in training only), weighted as its family says."""
+        outputs = getattr(self.net, "aux_outputs", None) if self.training else None
+        if not outputs:
+            return 0.0
+        smoothing = self.hparams.label_smoothing
+        return self.net.aux_weight * sum(F.cross_entropy(out, targets, label_smoothing=smoothing) for out in outputs)
 
     def mix(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """MixUp / CutMix of a training batch: float images in [0, 1] and soft targets ``(N, classes)``."""
@@ -137,6 +145,7 @@ class ImageClassifier(ZooTask):
             images, soft = self.mix(*batch)
             logits = self(images)
             loss = F.cross_entropy(logits, soft, label_smoothing=self.hparams.label_smoothing)
+            loss = loss + self.auxiliary_loss(soft)
             targets = soft.argmax(dim=1)
         else:
             loss, logits, targets = self._shared_step(batch)
