@@ -156,3 +156,54 @@ def test_scene_masks_datamodule_flips_image_and_mask_together(fmnist_root) -> No
     raw = data.datasets["train"]
     flipped = sum(not torch.equal(raw[i][1], raw.masks[i]) for i in range(16))
     assert 0 < flipped < 16
+
+
+# ---- torchvision's FCN and DeepLabV3 over the zoo's dilated ResNet ---------------------------------------
+def _random_batchnorm(net: torch.nn.Module) -> None:
+    generator = torch.Generator().manual_seed(0)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+
+
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])
+def test_torchvision_segmentation_files_give_torchvisions_outputs(tmp_path, name: str) -> None:
+    import torchvision
+
+    from zoo.registry import get_entry, get_weights
+
+    torch.manual_seed(0)
+    builder = getattr(torchvision.models.segmentation, name)
+    theirs = builder(weights=None, weights_backbone=None, num_classes=21, aux_loss=True).eval()
+    _random_batchnorm(theirs)
+    path = tmp_path / f"{name}.pth"
+    torch.save(theirs.state_dict(), path)
+    model = zoo.load(f"{name}.tv_coco_voc", file=path)  # the zoo's one path: record → task → network
+    assert isinstance(model, SemanticSegmenter) and model.label_names[1] == "aeroplane" and len(model.label_names) == 21
+    weights = get_weights(f"{name}.tv_coco_voc")
+    assert weights.url.startswith("https://download.pytorch.org/models/") and weights.input_size == (3, 520, 520)
+    x = torch.rand(1, 3, 72, 64)
+    with torch.no_grad():
+        ours, expected = model(x), theirs((x - model.mean) / model.std)["out"]
+    assert ours.shape == expected.shape == (1, 21, 72, 64)
+    assert (ours - expected).abs().max().item() < 1e-4
+    aux = sum(p.numel() for p in theirs.aux_classifier.parameters())  # the training-only head, not imported
+    assert get_entry(name).num_params == sum(p.numel() for p in theirs.parameters()) - aux
+
+
+def test_dilated_resnet_equals_torchvisions() -> None:
+    import torchvision
+
+    from zoo.models.resnet import resnet50
+
+    theirs = torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True]).eval()
+    ours = resnet50(replace_stride_with_dilation=(False, True, True)).eval()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5, rtol=0)
+    assert [info["reduction"] for info in ours.feature_info] == [2, 4, 8, 8, 8]
+    assert ours.layer4[1].conv2.dilation == (4, 4) and ours.layer4[0].conv2.dilation == (2, 2)

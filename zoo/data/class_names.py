@@ -1012,7 +1012,31 @@ IMAGENET_1K: tuple[str, ...] = (
     "toilet tissue",
 )
 
-CLASS_LISTS: dict[str, tuple[str, ...]] = {"imagenet-1k": IMAGENET_1K}
+# Pascal VOC's 20 object classes, in torchvision's order (its segmentation weights' channels 1-20; 0 is background)
+PASCAL_VOC = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+
+CLASS_LISTS: dict[str, tuple[str, ...]] = {"imagenet-1k": IMAGENET_1K, "pascal-voc": PASCAL_VOC}
 
 
 def class_names(name: str) -> list[str]:

@@ -15,6 +15,7 @@ from zoo.models import (  # each registers its builders
     lenet,
     resnet,
     swin,
+    tv_segmentation,
     vgg,
     vit,
 )

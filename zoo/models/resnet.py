@@ -25,6 +25,7 @@ the ImageNet networks (+2.8K parameters).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -50,8 +51,10 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_chans: int, width: int, stride: int = 1) -> None:
+    def __init__(self, in_chans: int, width: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
+        if dilation > 1:
+            raise ZooError("BasicBlock does not support dilation > 1 (as torchvision's); use a Bottleneck ResNet")
         self.conv1 = nn.Conv2d(in_chans, width, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -71,12 +74,12 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_chans: int, width: int, stride: int = 1) -> None:
+    def __init__(self, in_chans: int, width: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
         out_chans = width * self.expansion
         self.conv1 = nn.Conv2d(in_chans, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out_chans, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_chans)
@@ -100,6 +103,9 @@ class ResNet(Network):
         widths: base channels per stage (a Bottleneck stage outputs 4× as many).
         stem: ``"imagenet"`` (7×7/2 conv + 3×3/2 max pool) or ``"cifar"`` (3×3 conv, no pool).
         zero_init_residual: start every block's last BN at γ = 0, so each block begins as the identity.
+        replace_stride_with_dilation: one bool per stage after the first (torchvision's argument): that
+            stage keeps the resolution and dilates its 3×3 convs instead (Bottleneck only; ``(False, True,
+            True)`` gives output stride 8, as torchvision's FCN and DeepLabV3 backbones).
 
     Network interface: features are the last stage's map, the embedding its global average (512·expansion
     values for ImageNet nets, 64 for CIFAR nets), feature levels the stem and every stage.
@@ -117,6 +123,7 @@ class ResNet(Network):
         in_chans: int = 3,
         stem: str = "imagenet",
         zero_init_residual: bool = False,
+        replace_stride_with_dilation: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
@@ -130,11 +137,20 @@ class ResNet(Network):
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         channels = widths[0]
+        dilate = list(replace_stride_with_dilation or [False] * (len(depths) - 1))
+        if len(dilate) != len(depths) - 1:
+            raise ZooError(
+                f"replace_stride_with_dilation needs {len(depths) - 1} values, one per stage after the first"
+            )
+        dilation, strides = 1, []
         for index, (depth, width) in enumerate(zip(depths, widths), start=1):
-            blocks = []
+            blocks, previous, stride = [], dilation, 2 if index > 1 else 1
+            if index > 1 and dilate[index - 2]:  # torchvision's _make_layer: the stride becomes dilation
+                dilation, stride = dilation * stride, 1
+            strides.append(stride)
             for position in range(depth):
-                stride = 2 if index > 1 and position == 0 else 1
-                blocks.append(block(channels, width, stride))
+                first = position == 0
+                blocks.append(block(channels, width, stride if first else 1, previous if first else dilation))
                 channels = width * block.expansion
             self.add_module(f"layer{index}", nn.Sequential(*blocks))
         self.num_stages = len(depths)
@@ -146,7 +162,7 @@ class ResNet(Network):
             dict(
                 module=f"layer{i}",
                 num_chs=widths[i - 1] * block.expansion,
-                reduction=stem_stride * (2 if stem == "imagenet" else 1) * 2 ** (i - 1),
+                reduction=stem_stride * (2 if stem == "imagenet" else 1) * math.prod(strides[:i]),
             )
             for i in range(1, len(depths) + 1)
         ]
