@@ -19,6 +19,7 @@ from zoo.cli import (  # light at import time: heavy libraries load inside the c
     models,
     plot,
     predict,
+    prepare,
 )
 from zoo.errors import ZooError
 
@@ -39,6 +40,7 @@ EXTRA_COMMANDS = {
     "finetune": finetune.cmd_finetune,
     "detect": predict.cmd_detect,
     "push": hub.cmd_push,
+    "prepare": prepare.cmd_prepare,
 }
 
 
@@ -51,6 +53,7 @@ Training (LightningCLI; every --trainer.*, --model.*, --data.* flag works):
   test       test a model/checkpoint
   finetune   fine-tune weights on your images: zoo finetune --model resnet20.fmnist --data photos/ -o my_model
              [--strategy linear_probe|full|freeze_unfreeze|gradual|layer_decay] (zoo finetune --help)
+  prepare    images → LitData shards to stream, local or S3: zoo prepare photos/ --out s3://bucket/photos [--size 64]
   predict    classify image files/folders: zoo predict lenet5.fmnist samples/ [--top-k 3] [--json|--csv] [--onnx F];
              with --config first, LightningCLI's predict over a datamodule
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FashionMNISTDataModule", "ImageFolderDataModule"]
+__all__ = ["FashionMNISTDataModule", "ImageFolderDataModule", "StreamingImages"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from zoo.data.folders import ImageFolderDataModule
 
         return ImageFolderDataModule
+    if name == "StreamingImages":
+        from zoo.data.streaming import StreamingImages
+
+        return StreamingImages
     raise AttributeError(f"module 'zoo.data' has no attribute {name!r}")

@@ -1,0 +1,220 @@
+"""Images streamed from LitData shards (``zoo prepare``), on local disk or S3-compatible storage.
+
+    zoo prepare photos/ --out s3://bucket/photos --size 224
+    zoo fit --config RECIPE --data zoo.data.StreamingImages --data.init_args.input_dir s3://bucket/photos
+    zoo.finetune("resnet20.fmnist", "s3://bucket/photos")
+
+:class:`StreamingImages` reads the shards' ``zoo_shards.json`` (task, classes, image format) when it is
+made, and builds its ``litdata.StreamingDataset`` per split in ``setup``, once the processes know one
+another: each process (and each of its loader workers) then reads its own chunks, and only those are
+downloaded (into ``cache_dir``). Batches are those of the folder datamodules: classification
+``(uint8 (N, C, H, W), labels)`` prepared at the model's size with the folder datamodule's own training
+augmentation, detection ``(uint8 images, [{"boxes", "labels"}])`` like :class:`~zoo.data.coco.CocoDetection`.
+
+Across processes: training drops the few samples that would give the ranks unequal batch counts
+(LitData's ``drop_last``, at most ``world size × workers × batch size - 1`` an epoch, a different few each
+shuffled epoch; none when the count divides), validation and test read every sample exactly once.
+The training loader is a ``StreamingDataLoader``: its position is saved in Lightning's checkpoints, so a
+run resumed from a mid-epoch ``last.ckpt`` goes on from the batch it had reached.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from zoo.data.shards import allow_http_endpoints, is_remote, join, read_meta
+from zoo.errors import InvalidValueError, ZooError
+
+
+@contextmanager
+def _quiet_drop_last_warning():
+    """LitData warns that ``drop_last=False`` under DDP may hang collectives; evaluation has none per step."""
+    logger = logging.getLogger("litdata.streaming.dataset")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class ShardItem:
+    """One stored sample → the task's ``(image, target)``, at the model's size (runs in loader workers)."""
+
+    def __init__(self, task: str, encoded: bool, size: tuple[int, int, int], prepare: Any, augment: Any) -> None:
+        self.task, self.encoded, self.size, self.prepare, self.augment = task, encoded, size, prepare, augment
+
+    def _image(self, stored: Any) -> Tensor:
+        from zoo.data.folders import _resize_tensor
+
+        if self.encoded:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(bytes(stored))) as image:
+                if self.task == "detection":  # resized, not cropped, like CocoImages: the boxes scale with it
+                    image = image.convert("L" if self.size[0] == 1 else "RGB").resize(self.size[:0:-1])
+                    from torchvision.transforms.v2 import functional as TF
+
+                    return TF.pil_to_tensor(image)
+                return self.prepare(image).as_subclass(Tensor)
+        image = torch.tensor(stored)
+        if tuple(image.shape) != tuple(self.size):
+            image = _resize_tensor(image[None], self.size)[0]
+        return image
+
+    def __call__(self, item: dict[str, Any]) -> tuple[Tensor, Any]:
+        image = self._image(item["image"])
+        if self.task == "classification":
+            if self.augment is not None:
+                image = self.augment(image)
+            return image, torch.tensor(int(item["label"]))
+        height, width = (int(v) for v in item["size"])
+        scale = torch.tensor([self.size[2] / width, self.size[1] / height] * 2, dtype=torch.float)
+        boxes = torch.tensor(item["boxes"], dtype=torch.float).reshape(-1, 4) * scale
+        return image, {"boxes": boxes, "labels": torch.tensor(item["labels"], dtype=torch.long).reshape(-1)}
+
+
+class StreamingImages(L.LightningDataModule):
+    """Train, validate and test on prepared shards (``zoo prepare``), local or ``s3://``.
+
+    Args:
+        input_dir: the ``--out`` of ``zoo prepare``: a folder or ``s3://bucket/prefix``.
+        batch_size, num_workers: loader settings (per process); workers read and decode in parallel.
+        augment: classification: the folder datamodule's training augmentation; detection: none (as COCO).
+        shuffle: training order shuffled every epoch (chunks, then samples within a window).
+        input_size: ``(C, H, W)`` to deliver; default: the model being trained's, else the stored size.
+        cache_dir: where remote chunks are kept while read (default: LitData's cache folder).
+        max_cache_size: how much of ``cache_dir`` to use (e.g. ``"50GB"``); default LitData's.
+        seed: the shuffling seed (the same on every process: they split one order).
+    """
+
+    recipe_data = ("zoo.data.StreamingImages", "input_dir")  # the --data flags that build it (zoo finetune)
+
+    def __init__(
+        self,
+        input_dir: str,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        augment: bool = True,
+        shuffle: bool = True,
+        input_size: tuple[int, int, int] | None = None,
+        cache_dir: str | None = None,
+        max_cache_size: str | None = None,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+        input_dir = str(input_dir) if is_remote(input_dir) else str(Path(input_dir).expanduser().resolve())
+        self.save_hyperparameters()
+        self.hparams["input_dir"] = input_dir
+        self.meta = read_meta(input_dir)
+        self.task: str = self.meta["task"]
+        self.class_names: list[str] = list(self.meta["classes"])
+        self.dataset_name = input_dir.rstrip("/").rsplit("/", 1)[-1]
+        self.datasets: dict[str, Any] = {}
+
+    @classmethod
+    def for_evaluation(cls, input_dir: str, classes: list[str], **kwargs: Any) -> StreamingImages:
+        """Prepared shards as a model's test set (their ``test`` split, else ``val``): the same classes."""
+        data = cls(input_dir, augment=False, shuffle=False, **kwargs)
+        if data.class_names != list(classes):
+            raise ZooError(
+                f"the shards at {input_dir} have the classes {', '.join(data.class_names[:5])}..., not the model's "
+                f"({', '.join(list(classes)[:5])}...); prepare them with the model's classes (--classes)"
+            )
+        return data
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def test_split(self) -> str:
+        """Where the test numbers come from: the ``test`` shards, else the validation ones."""
+        return "test" if "test" in self.meta["splits"] else "val"
+
+    # ---- Lightning hooks -------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        from litdata import StreamingDataset
+
+        allow_http_endpoints()
+        size = self._input_size()
+        prepare, augment = self._transforms(size)
+        encoded = self.meta["image"] == "encoded"
+        for split in self.meta["splits"]:
+            train = split == "train"
+            with _quiet_drop_last_warning():
+                self.datasets[split] = StreamingDataset(
+                    join(self.hparams.input_dir, split),
+                    cache_dir=None if self.hparams.cache_dir is None else join(self.hparams.cache_dir, split),
+                    shuffle=train and self.hparams.shuffle,
+                    drop_last=None if train else False,  # every evaluation sample once; training: equal batches
+                    seed=self.hparams.seed,
+                    max_cache_size=self.hparams.max_cache_size,
+                    transform=ShardItem(self.task, encoded, size, prepare, augment if train else None),
+                )
+
+    def _input_size(self) -> tuple[int, int, int]:
+        if self.hparams.input_size is not None:
+            return tuple(self.hparams.input_size)
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        if module is not None and hasattr(module, "input_size"):
+            return tuple(module.input_size)
+        if self.meta.get("input_size"):
+            return tuple(self.meta["input_size"])
+        raise ZooError("StreamingImages needs input_size=(C, H, W), or a zoo model being trained to take it from")
+
+    def _transforms(self, size: tuple[int, int, int]) -> tuple[Any, Any]:
+        """The folder datamodule's own preparation (the model's preprocessing) and training augmentation."""
+        if self.task != "classification":
+            return None, None
+        from zoo.data.folders import ImageFolderDataModule
+
+        folder = ImageFolderDataModule(input_size=size, augment=self.hparams.augment)
+        folder.trainer = getattr(self, "trainer", None)
+        return folder._prepare(size), folder._augment(size)
+
+    def _workers(self) -> int:
+        if self.hparams.num_workers is not None:
+            return self.hparams.num_workers
+        return min(4, max(0, (os.cpu_count() or 1) - 1))
+
+    def _loader(self, split: str) -> Any:
+        from litdata import StreamingDataLoader
+
+        collate = None
+        if self.task == "detection":
+            from zoo.data.scenes import collate_detection
+
+            collate = collate_detection
+        return StreamingDataLoader(
+            self.datasets[split], batch_size=self.hparams.batch_size, num_workers=self._workers(), collate_fn=collate
+        )
+
+    def train_dataloader(self) -> Any:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # each process draws its own crops and flips (the loader workers' seeds come from this one)
+            base = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
+            torch.manual_seed(base + 1000 * torch.distributed.get_rank())
+        return self._loader("train")
+
+    def val_dataloader(self) -> Any:
+        return self._loader("val") if "val" in self.datasets else []
+
+    def test_dataloader(self) -> Any:
+        return self._loader(self.test_split) if self.test_split in self.datasets else []
+
+    def predict_dataloader(self) -> Any:
+        return self.test_dataloader()
