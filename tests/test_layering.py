@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("zoo.pretrained",),
     ("zoo.tasks",),
     ("zoo.finetuning", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention", "zoo.detect", "zoo.backbones"),
+    ("zoo.explainers", "zoo.visualise"),  # zoo.explain (Captum) and its pictures: above zoo.attention, which it calls
     ("zoo",),  # the facade, zoo/__init__.py
     ("zoo.cli",),
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "attention_maps",
     "backbone",
     "create",
+    "explain",
     "export",
     "finetune",
     "is_model",
@@ -135,6 +136,14 @@ def attention_maps(model: Any, images: Any, block: int | None = None):
     from zoo.attention import attention_maps as _maps
 
     return _maps(model, images, block=block)
+
+
+def explain(model: Any, images: Any, method: str = "gradcam", target: Any = None, **options: Any):
+    """Where the evidence for ``target`` (default: the predicted class) lies: ``(N, H, W)`` maps at the input
+    size, by ``gradcam``, ``integrated_gradients``, ``saliency`` or ``occlusion`` (Captum; ``zoo.explainers``)."""
+    from zoo.explainers import explain as _explain
+
+    return _explain(model, images, method, target, **options)
 
 
 def save_attention(source: Any, paths: list, out: str, block: int | None = None):

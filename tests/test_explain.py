@@ -1,0 +1,212 @@
+"""zoo.explain: every classifier family gets its maps; each method checked against a hand computation; the
+deletion test on the shipped weights; the pictures of zoo explain / filters / activations / dream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import zoo
+from zoo.errors import InvalidValueError, ZooError
+from zoo.explainers import _level, deletion_drop, explain, faithfulness, forward_function, occlusion_window
+from zoo.registry import build_net, get_entry
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("gradcam", "integrated_gradients", "saliency", "occlusion")
+CLASSIFIERS = [name for name in zoo.list_models() if get_entry(name).task == "classification"]
+# one network per class of network the registry builds (the smallest of each), at a small input
+REPRESENTATIVES = {
+    "alexnet_lite": (1, 28, 28),
+    "efficientnet_lite": (1, 28, 28),
+    "googlenet_lite": (1, 28, 28),
+    "lenet5": (1, 28, 28),
+    "resnet20": (1, 28, 28),
+    "resnet18": (3, 32, 32),  # torchvision's ResNet: stem max-pool, in-place ReLUs
+    "swin_lite": (1, 28, 28),
+    "swin_lite_conv": (1, 28, 28),
+    "vgg_lite": (1, 28, 28),
+    "vit_lite": (1, 28, 28),
+    "vit_lite_conv": (1, 28, 28),
+}
+
+
+def _random_model(name: str, **kwargs):
+    torch.manual_seed(0)
+    model = zoo.create(name, **kwargs).eval()
+    torch.nn.init.normal_(model.net.get_classifier().weight, std=0.5)  # a ViT's head starts at zero
+    return model
+
+
+def test_every_classifier_of_the_registry_is_covered() -> None:
+    """Each classifier's default Grad-CAM layer exists, and its class of network is one the next test runs."""
+    with torch.device("meta"):  # no memory, no initialisation
+        covered = {type(build_net(name)).__name__ for name in REPRESENTATIVES}
+        for name in CLASSIFIERS:
+            net = build_net(name)
+            info = _level(net, None)
+            assert info == dict(net.feature_info[-1])
+            net.get_submodule(info["module"])
+            assert type(net).__name__ in covered, f"{name}: add its network class to REPRESENTATIVES"
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_every_family_gets_one_map_per_image(name: str) -> None:
+    model = _random_model(name)
+    x = torch.rand(2, *REPRESENTATIVES[name])
+    for method in METHODS:
+        maps = explain(model, x, method, steps=4)
+        assert maps.shape == (2, *x.shape[-2:]), method
+        assert torch.isfinite(maps).all(), method
+        if method != "gradcam":  # Grad-CAM's ReLU may leave a random network's map at zero
+            assert maps.abs().sum() > 0, method
+
+
+def test_saliency_is_the_input_gradient_by_hand() -> None:
+    model = _random_model("lenet5", in_chans=3)
+    x = torch.rand(4, 3, 28, 28)
+    target = torch.tensor([0, 3, 5, 9])
+    x_grad = x.clone().requires_grad_(True)
+    logits = model.net((x_grad - model.mean) / model.std)
+    (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x_grad)
+    expected = grad.abs().amax(dim=1)
+    torch.testing.assert_close(explain(model, x, "saliency", target=target), expected)
+    assert not torch.allclose(explain(model, x, "saliency", target=1), expected)  # the target matters
+
+
+def test_grad_cam_is_the_weighted_last_stage_by_hand() -> None:
+    model = _random_model("resnet20")
+    x = torch.rand(3, 1, 28, 28)
+    kept = {}
+    handle = model.net.layer3.register_forward_hook(lambda m, i, out: kept.update(a=out))
+    logits = model.net(model.preprocess(x))
+    handle.remove()
+    predicted = logits.argmax(dim=1)
+    (grad,) = torch.autograd.grad(logits.gather(1, predicted[:, None]).sum(), kept["a"])
+    cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * kept["a"]).sum(dim=1, keepdim=True))
+    expected = F.interpolate(cam, size=(28, 28), mode="bilinear").squeeze(1)
+    torch.testing.assert_close(explain(model, x, "gradcam"), expected.detach())
+
+
+def test_vit_grad_cam_lies_on_the_patch_grid() -> None:
+    model = _random_model("vit_lite")
+    x = torch.rand(2, 1, 28, 28)
+    kept = {}
+    handle = model.net.blocks[-1].register_forward_hook(lambda m, i, out: kept.update(a=out))
+    logits = model.net(model.preprocess(x))
+    handle.remove()
+    (grad,) = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), kept["a"])
+    tokens, grads = kept["a"][:, 1:], grad[:, 1:]  # the class token is left out; 7×7 patches of 4 px
+    cam = F.relu((grads.mean(dim=1, keepdim=True) * tokens).sum(dim=2)).reshape(2, 1, 7, 7)
+    expected = F.interpolate(cam, size=(28, 28), mode="bilinear").squeeze(1)
+    torch.testing.assert_close(explain(model, x, "gradcam"), expected.detach())
+
+
+def test_integrated_gradients_add_up_to_the_logit_difference() -> None:
+    model = _random_model("lenet5_relu")
+    x = torch.rand(3, 1, 28, 28)
+    forward = forward_function(model)
+    with torch.no_grad():
+        target = forward(x).argmax(dim=1)
+        rows = torch.arange(3)
+        difference = forward(x)[rows, target] - forward(torch.zeros_like(x))[rows, target]
+    maps = explain(model, x, "integrated_gradients", steps=200)
+    torch.testing.assert_close(maps.sum(dim=(1, 2)), difference, rtol=0.02, atol=0.02)  # completeness
+
+
+def test_occlusion_is_the_logit_drop_by_hand() -> None:
+    model = _random_model("lenet5_relu")
+    x = torch.rand(1, 1, 28, 28)
+    forward = forward_function(model)
+    side, stride = occlusion_window((28, 28))
+    total, covered = torch.zeros(28, 28), torch.zeros(28, 28)
+    with torch.no_grad():
+        target = int(forward(x).argmax())
+        base = forward(x)[0, target]
+        for top in range(0, 28 - side + 1, stride):
+            for left in range(0, 28 - side + 1, stride):
+                hidden = x.clone()
+                hidden[..., top : top + side, left : left + side] = 0
+                total[top : top + side, left : left + side] += base - forward(hidden)[0, target]
+                covered[top : top + side, left : left + side] += 1
+    torch.testing.assert_close(explain(model, x, "occlusion")[0], total / covered.clamp_min(1), rtol=1e-4, atol=1e-5)
+
+
+def test_deletion_drop_by_hand() -> None:
+    model = _random_model("lenet5_relu")
+    x = torch.rand(2, 1, 28, 28)
+    ranking = torch.arange(28 * 28, dtype=torch.float32).flip(0).reshape(1, 28, 28).expand(2, -1, -1)
+    forward = forward_function(model)
+    with torch.no_grad():
+        before = forward(x).softmax(1)
+        hidden = x.clone()
+        hidden.view(2, -1)[:, : round(0.1 * 784)] = 0  # the top-ranked 10%: the first 78 pixels
+        after = forward(hidden).softmax(1)
+    predicted = before.argmax(1)
+    expected = before[[0, 1], predicted] - after[[0, 1], predicted]
+    torch.testing.assert_close(deletion_drop(model, x, ranking), expected)
+
+
+def test_bad_method_target_layer_and_model_are_one_line_errors() -> None:
+    model = _random_model("lenet5")
+    x = torch.rand(2, 1, 28, 28)
+    with pytest.raises(InvalidValueError, match="did you mean 'saliency'"):
+        explain(model, x, "salency")
+    with pytest.raises(InvalidValueError, match="target"):
+        explain(model, x, "saliency", target=10)
+    with pytest.raises(InvalidValueError, match="features.s4"):
+        explain(model, x, "gradcam", layer="nope")
+    with pytest.raises(ZooError):
+        explain(torch.nn.Linear(2, 2), x)
+    with pytest.raises(ZooError, match="attention"):
+        explain(model, x, "attention")
+    assert explain(model, x, "gradcam", layer="features.s2").shape == (2, 28, 28)
+
+
+def _shipped() -> list[str]:
+    return sorted(path.name for path in (ROOT / "model_cards").glob("*.fmnist"))
+
+
+def _test_images(count: int) -> torch.Tensor:
+    from zoo.data.fashion_mnist import load_split
+
+    images, _ = load_split("test")
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(1))[:count]  # not the JSON's draw
+    return images[pick].unsqueeze(1).float() / 255
+
+
+def _check_faithful(name: str, count: int, methods=METHODS, steps: int = 16) -> dict[str, float]:
+    model = zoo.load(str(ROOT / "model_cards" / name))
+    drops = faithfulness(model, _test_images(count), methods, steps=steps)
+    for method in methods:
+        assert drops[method] > drops["random"], f"{name}: {method} {drops[method]:.3f} ≤ random {drops['random']:.3f}"
+    return drops
+
+
+@pytest.mark.parametrize("name", ["lenet5.fmnist", "vgg_lite.fmnist"])
+def test_deleting_the_top_pixels_hurts_more_than_random_ones(name: str) -> None:
+    _check_faithful(name, 200, ("gradcam", "integrated_gradients", "saliency"), steps=8)
+    _check_faithful(name, 40, ("occlusion",))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _shipped())
+def test_deletion_on_every_shipped_classifier(name: str) -> None:
+    _check_faithful(name, 200)
+
+
+def test_readme_table_is_the_recorded_measurement() -> None:
+    record = json.loads((ROOT / "docs" / "explain_faithfulness.json").read_text())
+    assert record["images"] >= 200 and sorted(record["results"]) == _shipped()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("faith", ROOT / "experiments" / "explain_faithfulness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.markdown(record["results"]) in (ROOT / "README.md").read_text()
+    for name, row in record["results"].items():
+        for method in METHODS:
+            assert row[method] > row["random"], (name, method)
