@@ -20,6 +20,7 @@ from zoo.cli import (  # light at import time: heavy libraries load inside the c
     plot,
     predict,
     prepare,
+    segment,
 )
 from zoo.errors import ZooError
 
@@ -41,6 +42,7 @@ EXTRA_COMMANDS = {
     "detect": predict.cmd_detect,
     "push": hub.cmd_push,
     "prepare": prepare.cmd_prepare,
+    "segment": segment.cmd_segment,
 }
 
 
@@ -64,6 +66,7 @@ Models and weights:
   evaluate   re-measure shipped weights on the Fashion-MNIST test set
   export     ONNX / torch.export file of weights (zoo export resnet20.fmnist -o resnet20.onnx)
   detect     boxes of a detector, drawn into a PNG (zoo detect MODEL scenes/*.png -o found.png)
+  segment    per-pixel classes, drawn with a legend or as index PNGs (zoo segment MODEL scenes/ -o masks.png)
   attention  where a ViT/Swin looks, as a PNG (zoo attention MODEL samples/*.png -o att.png)
   pull       download weights for offline use (zoo pull resnet18.tv_in1k hf-hub:org/name)
   push       upload a weight folder to the Hugging Face Hub (zoo push model_cards/lenet5.fmnist --repo org/name)
