@@ -83,6 +83,25 @@ class ShardItem:
         return image, {"boxes": boxes, "labels": torch.tensor(item["labels"], dtype=torch.long).reshape(-1)}
 
 
+def _epoch_loader(*args: Any, **kwargs: Any) -> Any:
+    """A ``StreamingDataLoader`` that leaves its resumed state once the resumed epoch has been read through.
+
+    LitData keeps ``restore`` on until its iterator runs out; Lightning closes the iterator of a resumed epoch
+    after the last expected batch without asking for one more, so the next epoch would resume the old
+    position again (and yield nothing). Here the flag is cleared when every batch of the epoch was yielded."""
+    from litdata import StreamingDataLoader
+
+    class EpochLoader(StreamingDataLoader):
+        def __iter__(self) -> Any:
+            try:
+                yield from super().__iter__()
+            finally:
+                if self.restore and self._num_samples_yielded_streaming >= len(self) * self.batch_size:
+                    self.restore = False
+
+    return EpochLoader(*args, **kwargs)
+
+
 class StreamingImages(L.LightningDataModule):
     """Train, validate and test on prepared shards (``zoo prepare``), local or ``s3://``.
 
@@ -122,6 +141,8 @@ class StreamingImages(L.LightningDataModule):
         self.class_names: list[str] = list(self.meta["classes"])
         self.dataset_name = input_dir.rstrip("/").rsplit("/", 1)[-1]
         self.datasets: dict[str, Any] = {}
+        self._train_loader: Any = None
+        self._resume: dict[str, Any] | None = None
 
     @classmethod
     def for_evaluation(cls, input_dir: str, classes: list[str], **kwargs: Any) -> StreamingImages:
@@ -192,14 +213,12 @@ class StreamingImages(L.LightningDataModule):
         return min(4, max(0, (os.cpu_count() or 1) - 1))
 
     def _loader(self, split: str) -> Any:
-        from litdata import StreamingDataLoader
-
         collate = None
         if self.task == "detection":
             from zoo.data.scenes import collate_detection
 
             collate = collate_detection
-        return StreamingDataLoader(
+        return _epoch_loader(
             self.datasets[split], batch_size=self.hparams.batch_size, num_workers=self._workers(), collate_fn=collate
         )
 
@@ -208,7 +227,28 @@ class StreamingImages(L.LightningDataModule):
             # each process draws its own crops and flips (the loader workers' seeds come from this one)
             base = int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
             torch.manual_seed(base + 1000 * torch.distributed.get_rank())
-        return self._loader("train")
+        self._train_loader = self._loader("train")
+        if self._resume:  # a checkpoint's position, restored here: see load_state_dict
+            self._train_loader.load_state_dict(self._resume)
+            self._resume = None
+        return self._train_loader
+
+    # ---- the loader's position in checkpoints ---------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position (LitData's ``StreamingDataLoader.state_dict``), for checkpoints."""
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume the training loader where the checkpoint left it.
+
+        Lightning also keeps the loader's state in its fit loop, but loads it only when it creates the loader
+        after restoring the loops; a model whose ``configure_optimizers`` reads ``estimated_stepping_batches``
+        (the zoo's schedules do) makes it create the loader earlier, and the epoch would start again from its
+        first batch. The datamodule's own state is restored before that, and applied when the loader is made."""
+        self._resume = state.get("train_loader")
+        if self._resume and self._train_loader is not None:
+            self._train_loader.load_state_dict(self._resume)
+            self._resume = None
 
     def val_dataloader(self) -> Any:
         return self._loader("val") if "val" in self.datasets else []

@@ -195,9 +195,14 @@ def _train_data(data: Any, **options: Any) -> Any:
     """A folder of class sub-folders, a ``path,label`` CSV, or ``(images, labels)`` tensors (prepared at the
     size of the model being trained, which the datamodule reads from it when training starts)."""
     from zoo.data.folders import ImageFolderDataModule
+    from zoo.data.shards import is_shard_source
 
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         return ImageFolderDataModule.from_tensors(data[0], data[1], **options)
+    if is_shard_source(data):  # prepared shards (zoo prepare): a folder or s3://
+        from zoo.data.streaming import StreamingImages
+
+        return StreamingImages(str(data), **options)
     if isinstance(data, (str, Path)):
         return ImageFolderDataModule(path=data, **options)
     raise InvalidValueError(
@@ -208,6 +213,12 @@ def _train_data(data: Any, **options: Any) -> Any:
 
 def _eval_data(data: Any, model: Any, batch_size: int = 500) -> Any:
     from zoo.data.folders import ImageFolderDataModule
+    from zoo.data.shards import is_shard_source
+
+    if is_shard_source(data):
+        from zoo.data.streaming import StreamingImages
+
+        return StreamingImages.for_evaluation(str(data), model.class_names, batch_size=batch_size)
 
     return ImageFolderDataModule.for_evaluation(data, model.class_names, batch_size=batch_size)
 

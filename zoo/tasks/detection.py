@@ -254,8 +254,13 @@ def _train_data(data: Any, **options: Any) -> Any:
     from pathlib import Path
 
     from zoo.data.coco import CocoDetection
+    from zoo.data.shards import is_shard_source
     from zoo.errors import InvalidValueError
 
+    if is_shard_source(data):  # prepared shards (zoo prepare): a folder or s3://
+        from zoo.data.streaming import StreamingImages
+
+        return StreamingImages(str(data), **options)
     if isinstance(data, (str, Path)):
         return CocoDetection(str(data), **options)
     raise InvalidValueError(
@@ -265,7 +270,12 @@ def _train_data(data: Any, **options: Any) -> Any:
 
 def _eval_data(data: Any, model: Any, batch_size: int = 64) -> Any:
     from zoo.data.coco import CocoDetection
+    from zoo.data.shards import is_shard_source
 
+    if is_shard_source(data):
+        from zoo.data.streaming import StreamingImages
+
+        return StreamingImages.for_evaluation(str(data), model.class_names, batch_size=batch_size)
     size, in_chans = model.input_size[-1], model.input_size[0]
     return CocoDetection.for_evaluation(data, model.class_names, size=size, in_chans=in_chans, batch_size=batch_size)
 
