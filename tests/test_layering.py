@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers", "zoo.plugins"),
     ("zoo.pretrained",),
     ("zoo.tasks",),
-    ("zoo.finetuning", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention", "zoo.detect", "zoo.backbones"),
+    ("zoo.finetuning", "zoo.finetune_defaults", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention", "zoo.detect", "zoo.backbones"),
     ("zoo.explainers", "zoo.visualise"),  # zoo.explain (Captum) and its pictures: above zoo.attention, which it calls
     ("zoo",),  # the facade, zoo/__init__.py
     ("zoo.cli",),

@@ -100,11 +100,18 @@ def export(model: Any, path: str, format: str = "onnx", **kwargs: Any):
 
 
 def finetune(
-    source: Any, data: Any, num_classes: int | None = None, strategy: str = "full", max_epochs: int = 10, **options: Any
+    source: Any,
+    data: Any,
+    num_classes: int | None = None,
+    strategy: str = "full",
+    max_epochs: int | None = None,
+    **options: Any,
 ):
     """Fine-tune weights on your images (a folder of class sub-folders, a ``path,label`` CSV, tensors or a
     datamodule) with a strategy of the course: ``linear_probe``, ``full``, ``freeze_unfreeze``, ``gradual``,
-    ``layer_decay``. Returns the model in eval mode with its best validation weights (``zoo.finetuning``)."""
+    ``layer_decay``. Returns the model in eval mode with its best validation weights (``zoo.finetuning``).
+    Without ``max_epochs``, a step budget suited to the data's size (early stopping on); ``lr="auto"`` (default):
+    Lightning's LR range test."""
     from zoo.finetuning import finetune as _finetune
 
     return _finetune(source, data, num_classes, strategy, max_epochs, **options)

@@ -33,11 +33,12 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.callbacks import BaseFinetuning, ModelCheckpoint
 from torch import nn
 
-from zoo.callbacks import use_best_weights
+from zoo.callbacks import KeepBestEarlyStopping, use_best_weights
 from zoo.errors import InvalidValueError, UnknownArgumentError, ZooError
+from zoo.finetune_defaults import MIN_EPOCHS, FinetuneDefaults
 from zoo.layers.network import split_stages
 from zoo.tasks.inputs import check_choices, check_numbers
 
@@ -121,8 +122,9 @@ def finetune(
     data: Any,
     num_classes: int | None = None,
     strategy: str = "full",
-    max_epochs: int = 10,
+    max_epochs: int | None = None,
     *,
+    lr: float | str = "auto",
     unfreeze_epoch: int = 1,
     epochs_per_stage: int = 1,
     seed: int = 0,
@@ -138,20 +140,29 @@ def finetune(
         num_classes: default: the classes found in the data. The head is replaced for them (kept when the
             data has exactly the model's classes).
         strategy: see the module doc; ``unfreeze_epoch`` / ``epochs_per_stage`` tune two of them.
-        max_epochs, seed: the run's length and seed.
+        max_epochs: the run's length; default: a budget of optimizer steps suited to the data's size, with
+            early stopping (:mod:`zoo.finetune_defaults`).
+        lr: the learning rate; ``"auto"`` (default): Lightning's LR range test on the data.
+        seed: the run's seed.
         trainer: more ``lightning.Trainer`` arguments (``accelerator``, ``devices``, ``precision``...).
         **options: data options (``batch_size``, ``val_fraction``, ``num_workers``, ``augment``, ``strict``,
             ``cache``, ``classes``) and task options (``lr``, ``optimizer``, ``weight_decay``, ``scheduler``,
             ``warmup_epochs``, ``layer_decay``, ``backbone_lr_factor``, ``label_smoothing``, ``mixup``, ``in_chans``...).
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from zoo.pretrained import resolve
     from zoo.task_descriptions import get_task
     from zoo.tasks.base import ZooTask
 
+    if max_epochs is not None:
+        check_numbers(max_epochs=(max_epochs, int, 1, None, "the number of passes over the training images"))
+    if lr != "auto":
+        check_numbers(lr=(lr, float, 0, None, 'e.g. 1e-3, or "auto" for the LR range test'))
+        if lr == 0:
+            raise InvalidValueError('lr must be > 0, got 0 (e.g. 1e-3, or "auto" for the LR range test)')
     callback = Finetuning(strategy, unfreeze_epoch=unfreeze_epoch, epochs_per_stage=epochs_per_stage)
-    record = source.as_record() if isinstance(source, ZooTask) else resolve(source)  # the caller's model stays as it was
+    record = (
+        source.as_record() if isinstance(source, ZooTask) else resolve(source)
+    )  # the caller's model stays as it was
     task = options.pop("task", None) or record.task
     description = get_task(task)
     data_options = {k: options.pop(k) for k in list(options) if k in DATA_OPTIONS}
@@ -164,15 +175,19 @@ def finetune(
         raise InvalidValueError(
             f"num_classes={classes} but the data has {len(names)} classes ({', '.join(names[:5])}...)"
         )
-    task_options = {**strategy_options(strategy), **options}
+    task_options = {**strategy_options(strategy), **options, **({"lr": float(lr)} if lr != "auto" else {})}
     base_name = (source.weights_name if isinstance(source, ZooTask) else None) or str(source)
     L.seed_everything(seed, verbose=False)
     # the one path from weights to a model: a new head when the data's classes are not the weights' own
     model = ZooTask.from_record(record, task=task, num_classes=classes, class_names=names or None, **task_options)
     monitor, mode = description.monitor, description.mode
-    checkpoint = ModelCheckpoint(monitor=monitor, mode=mode, save_top_k=1, filename=description.checkpoint_filename)
+    checkpoint = LatestBest(monitor=monitor, mode=mode, save_top_k=1, filename=description.checkpoint_filename)
+    # what was not given is chosen when fit starts: the step budget (early stopping on) and the LR range test
+    chosen = FinetuneDefaults(lr=lr, budget=max_epochs is None)
+    # off unless the budget turns it on; a tie is no worse (min_delta < 0), as for the checkpoint
+    stopping = KeepBestEarlyStopping(monitor, patience=None, mode=mode, min_delta=-TIE)
     settings = dict(
-        max_epochs=max_epochs,
+        max_epochs=max_epochs or MIN_EPOCHS,
         accelerator="auto",
         devices=1,
         logger=False,
@@ -181,10 +196,10 @@ def finetune(
         num_sanity_val_steps=0,
     )
     settings.update(trainer or {})
-    settings["callbacks"] = [callback, checkpoint, *settings.get("callbacks", [])]
+    settings["callbacks"] = [callback, checkpoint, stopping, chosen, *settings.get("callbacks", [])]
     with tempfile.TemporaryDirectory(prefix="zoo-finetune-") as scratch:
         checkpoint.dirpath = checkpoint.dirpath or scratch  # the best epoch's weights, gone after the run
-        run = L.Trainer(**settings)
+        run = L.Trainer(**{"default_root_dir": scratch, **settings})  # the LR range test's checkpoint too
         model.train()
         started = time.perf_counter()
         run.fit(model, datamodule=datamodule)
@@ -196,6 +211,21 @@ def finetune(
     BaseFinetuning.make_trainable(model.net)  # handed back whole: nothing left frozen (validate froze it again)
     model.weights_name = f"{model.hparams.model_name}.finetuned"
     return model.eval()
+
+
+TIE = 1e-7  # scores closer than this are equal
+
+
+class LatestBest(ModelCheckpoint):
+    """The best checkpoint, a tie going to the later epoch: on a small validation set accuracy moves in steps of
+    1/N, so a strict comparison keeps the first epoch to reach a score and the training after it is lost."""
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is not None and self.save_top_k == 1 and self.best_k_models:
+            held = self.best_k_models[self.kth_best_model_path]
+            if abs(float(current) - float(held)) <= TIE:  # every process decides alike, as Lightning's check does
+                return bool(trainer.strategy.reduce_boolean_decision(True, all=True))
+        return super().check_monitor_top_k(trainer, current)
 
 
 def finetuned_metrics(
@@ -211,10 +241,16 @@ def finetuned_metrics(
         monitor: val.get(monitor),
         "val_loss": val.get("val_loss"),
         "val_samples": len(datamodule.val_dataloader().dataset),
+        **({"val_classes_without_images": empty} if (empty := getattr(datamodule, "val_empty_classes", [])) else {}),
         "finetuned_from": source,
         "strategy": strategy,
         "epochs": trainer.current_epoch,
         "best_epoch": _best_epoch(best) or trainer.current_epoch,
+        **(
+            {"finetune_plan": plans[0]}
+            if (plans := [c.plan for c in trainer.callbacks if isinstance(c, FinetuneDefaults)])
+            else {}
+        ),
         "wall_time_s": round(wall, 1),
         "hardware": hardware(),
         "license": (model.card_metrics or {}).get("license", "apache-2.0"),

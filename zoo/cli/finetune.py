@@ -22,9 +22,15 @@ Fine-tune trained weights on your images (a folder of class sub-folders, or a CS
   --data PATH            folder of <class>/<image> (optionally train/ val/ test/), or a .csv of path,label
   -o, --output DIR       write the best validation weights there (weights, config, metrics, card)
   --strategy S           linear_probe | full | freeze_unfreeze | gradual | layer_decay (default full)
+  --task T               another task than the weights' own: multilabel, regression, angle-regression
+  --lr LR                learning rate, or auto (default): Lightning's LR range test on your data
   --unfreeze_epoch K     freeze_unfreeze: epoch at which the backbone starts learning (default 1)
   --epochs_per_stage K   gradual: epochs between two unfrozen stages (default 1)
   --overwrite            replace an existing weight folder at DIR
+
+Without --trainer.max_epochs the run gets a budget of optimizer steps suited to the data's size, with
+early stopping on the task's validation metric (best weights kept); the choices are printed and the
+card's metrics.json records them (finetune_plan).
 
 Every zoo fit option works too: --trainer.max_epochs 10, --model.lr 3e-4, --model.layer_decay 0.7,
 --data.batch_size 64, --data.val_fraction 0.1, --config recipe.yaml ... (zoo fit --help lists them).
@@ -61,15 +67,18 @@ def cmd_finetune(argv: list[str]) -> None:
     output = _take(argv, "-o", "--output")
     overwrite = bool(_take(argv, "--overwrite", flag=True))
     strategy = _take(argv, "--strategy") or "full"
+    task = _take(argv, "--task")
     from zoo.finetuning import Finetuning, strategy_options
 
     Finetuning(strategy)  # a one-line error for an unknown strategy, before any loading
     unfreeze, per_stage = _take(argv, "--unfreeze_epoch"), _take(argv, "--epochs_per_stage")
+    lr = _lr_option(_take(argv, "--lr"), argv)
+    budget = not _given(argv, "trainer", "max_epochs")
     from zoo import pretrained
     from zoo.task_descriptions import get_task
 
     record = pretrained.resolve(source)
-    description = get_task(record.task)
+    description = get_task(task or record.task)  # --task: another task from a classifier's weights (multilabel)
     description.require("finetune", record.name)
     if output:
         from zoo.cards import check_target
@@ -83,19 +92,64 @@ def cmd_finetune(argv: list[str]) -> None:
         f"--model.pretrained={source}",
         *(f"--model.{key}={value}" for key, value in strategy_options(strategy).items()),
         *_data_args(description, data),
-        "--trainer.max_epochs=10",
+        # the budget's early stopping watches the task's metric; a tie is no worse (as for zoo.finetune)
+        f"--early_stopping.monitor={description.monitor}",
+        f"--early_stopping.mode={description.mode}",
+        "--early_stopping.min_delta=-1e-07",
+        *([f"--model.lr={lr}"] if lr != "auto" else []),
         *argv,  # the user's own flags (and --config) after the defaults, so they win
         # the strategy after them: a recipe's own trainer.callbacks list must not replace it
         "--trainer.callbacks+=zoo.finetuning.Finetuning",
         f"--trainer.callbacks.strategy={strategy}",
         *([f"--trainer.callbacks.unfreeze_epoch={unfreeze}"] if unfreeze else []),
         *([f"--trainer.callbacks.epochs_per_stage={per_stage}"] if per_stage else []),
+        "--trainer.callbacks+=zoo.finetune_defaults.FinetuneDefaults",
+        f"--trainer.callbacks.lr={lr}",
+        f"--trainer.callbacks.budget={str(budget).lower()}",
     ]
     from zoo.cli.recipe import run_lightning
 
     cli = run_lightning(args)
     if output and cli.trainer.is_global_zero:
         print(export_finetuned(cli, Path(output).expanduser(), source, strategy, overwrite))
+
+
+def _given(argv: list[str], section: str, key: str) -> bool:
+    """Whether the command line or its ``--config`` recipe(s) set ``section.key`` (``model.lr``)."""
+    import yaml
+
+    flag = f"--{section}.{key}"
+    if any(
+        item == flag or item.startswith(flag + "=") or item.startswith(f"--{section}.init_args.{key}") for item in argv
+    ):
+        return True
+    for index, item in enumerate(argv):
+        path = (
+            item.split("=", 1)[1]
+            if item.startswith("--config=")
+            else (argv[index + 1] if item == "--config" and index + 1 < len(argv) else None)
+        )
+        if path and Path(path).is_file():
+            recipe = yaml.safe_load(Path(path).read_text()) or {}
+            part = recipe.get(section) or {}
+            if isinstance(part, dict) and (key in part or key in (part.get("init_args") or {})):
+                return True
+    return False
+
+
+def _lr_option(value: str | None, argv: list[str]) -> str:
+    """``--lr``: ``auto`` (default, unless --model.lr or the recipe sets the rate) or a positive number."""
+    if value is None:
+        return "given" if _given(argv, "model", "lr") else "auto"
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0:
+        raise ZooError(f"--lr must be a positive number or auto, got {value!r}")
+    return repr(number)
 
 
 def _data_args(description: Any, data: str) -> list[str]:

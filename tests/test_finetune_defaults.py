@@ -1,0 +1,128 @@
+"""What zoo.finetune chooses when not told: the step budget (numbers worked by hand), the rate of the LR range
+test's curve, the rate the optimizer really used, early stopping on with the best weights kept, ties to the
+later epoch, and the plan printed and written to the card (API and CLI)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+
+import zoo
+from zoo import finetune_defaults as defaults
+from zoo.callbacks import KeepBestEarlyStopping
+from zoo.finetuning import LatestBest
+
+
+def test_budget_worked_by_hand() -> None:
+    # 80 images, batch 32: ceil(80/32) = 3 steps an epoch; 600 / 3 = 200 epochs, capped at 100; patience 100 // 4
+    small = defaults.budget(80, 32)
+    assert (small["max_epochs"], small["steps"], small["patience"]) == (100, 300, 25)
+    # 800 images: 25 steps an epoch, 600 / 25 = 24 epochs; patience max(10, 24 // 4) = 10
+    middle = defaults.budget(800, 32)
+    assert (middle["max_epochs"], middle["steps"], middle["patience"]) == (24, 600, 10)
+    # 60,000 images: 1,875 steps an epoch, the floor of 10 epochs
+    assert defaults.budget(60_000, 32)["max_epochs"] == 10
+    assert "3 step(s) an epoch" in small["why"] and "100 epochs (300 steps)" in small["why"]
+
+
+def test_rate_from_the_range_test_curve() -> None:
+    lrs = [1e-5 * (1e5) ** (i / 99) for i in range(100)]
+    # a curve falling to its lowest at index 70, rising after; the first points (warm-up of the smoothing) lower
+    losses = [0.1 if i < 10 else 2.0 - 1.5 * math.exp(-(((i - 70) / 15) ** 2)) for i in range(100)]
+    rate = defaults.lowest_loss_rate(lrs, losses)
+    assert rate["lowest_loss_lr"] == pytest.approx(lrs[70], rel=1e-2)
+    assert rate["lr"] == pytest.approx(lrs[70] / defaults.LR_DIVISOR, rel=1e-2)
+    diverged = [float("nan")] * 100
+    assert defaults.lowest_loss_rate(lrs, diverged)["lr"] == 1e-3
+    low = [2.0] * 10 + [1.0] + [2.0] * 89  # lowest at 1e-5 · 10^(50/99): clipped up to the floor
+    assert defaults.lowest_loss_rate(lrs, low)["lr"] == defaults.LR_FLOOR
+
+
+class RecordRates(L.Callback):
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.rates.append(max(group.get("initial_lr", group["lr"]) for group in trainer.optimizers[0].param_groups))
+
+
+def _tensors(n_per_class: int = 12):
+    from zoo.data.fashion_mnist import load_split
+
+    images, labels = load_split("test")
+    picked = torch.cat([(labels == c).nonzero().flatten()[:n_per_class] for c in (0, 1, 7)])
+    return images[picked].unsqueeze(1), torch.tensor([0] * n_per_class + [1] * n_per_class + [2] * n_per_class)
+
+
+def test_defaults_choose_print_use_and_record(fmnist_root, capsys, monkeypatch) -> None:
+    record = RecordRates()
+    model = zoo.finetune(
+        "lenet5.fmnist", _tensors(), classes=["top", "trouser", "sneaker"], trainer={"callbacks": [record]}
+    )
+    plan = model.card_metrics["finetune_plan"]
+    printed = capsys.readouterr().out
+    # 36 images, 20% held out per class: 3 × 10 = 30 train, batch 32 → 1 step an epoch → 100 epochs
+    assert plan["max_epochs"] == 100 and plan["early_stopping_patience"] == 25
+    assert "LR range test" in plan["lr_from"] and defaults.LR_FLOOR <= plan["lr"] <= defaults.LR_CEIL
+    assert plan["lr"] == pytest.approx(min(defaults.LR_CEIL, plan["lowest_loss_lr"] / defaults.LR_DIVISOR), rel=1e-2)
+    assert "fine-tuning: max_epochs 100 (30 training images" in printed and f"lr {plan['lr']:g}" in printed
+    # the optimizer's rate is the chosen one, from the first training step (the range test's steps not counted)
+    assert record.rates and all(rate == pytest.approx(plan["lr"]) for rate in record.rates)
+    assert 1 <= model.card_metrics["best_epoch"] <= model.card_metrics["epochs"] <= 100
+
+
+def test_a_given_rate_and_length_are_kept_without_a_range_test(fmnist_root, monkeypatch, capsys) -> None:
+    import lightning.pytorch.tuner.lr_finder as finder
+
+    monkeypatch.setattr(finder, "_lr_find", lambda *a, **k: pytest.fail("the range test ran for a given rate"))
+    record = RecordRates()
+    model = zoo.finetune("lenet5.fmnist", _tensors(4), lr=0.05, max_epochs=2, trainer={"callbacks": [record]})
+    plan = model.card_metrics["finetune_plan"]
+    assert plan == {"max_epochs": 2, "max_epochs_from": "given", "lr": 0.05, "lr_from": "given"}
+    assert record.rates == [pytest.approx(0.05)] * 2
+    assert "max_epochs 2 (given); lr 0.05 (given)" in capsys.readouterr().out
+    for bad in ("fast", -1.0, 0):
+        with pytest.raises(zoo.errors.InvalidValueError, match="lr must be"):
+            zoo.finetune("lenet5.fmnist", _tensors(4), lr=bad)
+
+
+def test_ties_go_to_the_later_epoch() -> None:
+    checkpoint = LatestBest(monitor="val_acc", mode="max", save_top_k=1)
+    checkpoint.best_k_models = {"epoch=0.ckpt": torch.tensor(0.75)}
+    checkpoint.kth_best_model_path = "epoch=0.ckpt"
+    one = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision))
+    assert checkpoint.check_monitor_top_k(one, torch.tensor(0.75))
+    assert checkpoint.check_monitor_top_k(one, torch.tensor(0.80))
+    assert not checkpoint.check_monitor_top_k(one, torch.tensor(0.70))
+    stopper = KeepBestEarlyStopping("val_acc", patience=3, mode="max", min_delta=-1e-7)
+    stopper.best_score = torch.tensor(0.75)
+    assert stopper._evaluate_stopping_criteria(torch.tensor(0.75))[0] is False and stopper.wait_count == 0
+
+
+def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsys) -> None:
+    from PIL import Image
+
+    from zoo.cli import main
+    from zoo.cli.finetune import _lr_option
+
+    images, labels = _tensors(5)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (tmp_path / "pics" / f"c{int(label)}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[0].numpy()).save(tmp_path / "pics" / f"c{int(label)}" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    main(["finetune", "--model", "lenet5.fmnist", "--data", "pics", "-o", "out", "--trainer.max_epochs", "1"])
+    plan = json.loads((tmp_path / "out" / "metrics.json").read_text())["finetune_plan"]
+    assert plan["max_epochs"] == 1 and plan["max_epochs_from"] == "given" and "LR range test" in plan["lr_from"]
+    assert "fine-tuning: max_epochs 1 (given); lr" in capsys.readouterr().out
+    assert _lr_option("3e-3", []) == "0.003" and _lr_option(None, ["--model.lr", "0.1"]) == "given"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  init_args:\n    lr: 0.2\n")
+    assert _lr_option(None, ["--config", str(recipe)]) == "given" and _lr_option(None, []) == "auto"
+    with pytest.raises(zoo.errors.ZooError, match="--lr must be a positive number or auto"):
+        _lr_option("fast", [])

@@ -1,0 +1,139 @@
+"""What ``zoo.finetune`` chooses when it is not told: the run's length and its learning rate.
+
+* **Length.** With ``max_epochs`` not given, the run gets a budget of optimizer steps rather than a fixed
+  number of epochs: ``STEP_BUDGET`` steps, as epochs (at least ``MIN_EPOCHS``, at most ``MAX_EPOCHS``),
+  with early stopping after ``patience`` validations without improvement, keeping the best validation
+  weights. A small set (80 images, batch 32: 3 steps an epoch) gets ``MAX_EPOCHS`` epochs; a large one
+  ``MIN_EPOCHS``. The numbers come from the runs of ``experiments/finetune_defaults.py``
+  (``docs/finetune_defaults.json``).
+* **Learning rate.** ``lr="auto"`` runs Lightning's LR range test (``Tuner.lr_find``: the rate grows
+  exponentially from ``1e-5`` to ``1`` over ``LR_STEPS`` training steps, the weights restored after) and
+  takes the rate of the lowest smoothed loss divided by ``LR_DIVISOR`` (Lightning's own suggestion, the
+  steepest descent, lands at 1e-4 or below on small sets: its first points are noise), clipped to ``[LR_FLOOR, LR_CEIL]``.
+  A number is used as given.
+
+:func:`plan` returns the choices with the reasons, printed by the run and kept in ``metrics.json``
+(``finetune_plan``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from zoo.callbacks import KeepBestEarlyStopping
+
+STEP_BUDGET = 600  # optimizer steps a fine-tuning run without max_epochs aims at
+MIN_EPOCHS, MAX_EPOCHS = 10, 100
+LR_STEPS, LR_MIN, LR_MAX = 100, 1e-5, 1.0  # the range test
+# the rate of the lowest (smoothed) loss is divided by this: the best grid rate sat 10-35× below it on every
+# set measured (docs/finetune_defaults.json); 3 (fastai's valley region) cost LeNet 5-24 points on them
+LR_DIVISOR = 30.0
+SKIP_BEGIN = 10  # the first points of the smoothed curve are its warm-up, not the loss
+LR_FLOOR, LR_CEIL = 1e-4, 0.1
+
+
+def train_count(datamodule: Any) -> int | None:
+    """Training images of a zoo datamodule before its setup (None when it does not say)."""
+    splits = getattr(datamodule, "splits", None) or {}
+    if splits.get("train"):
+        return len(splits["train"])
+    tensors = getattr(datamodule, "_tensors", None) or {}
+    if "train" in tensors:
+        return len(tensors["train"][1])
+    count = getattr(datamodule, "train_count", None)
+    return count() if callable(count) else None
+
+
+def budget(images: int | None, batch_size: int) -> dict[str, Any]:
+    """``max_epochs`` and early-stopping ``patience`` for ``images`` training images (see the module doc)."""
+    if not images:
+        return {"max_epochs": MIN_EPOCHS, "patience": None, "why": "the datamodule does not say its size"}
+    per_epoch = math.ceil(images / batch_size)
+    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(STEP_BUDGET / per_epoch)))
+    patience = max(10, epochs // 4)
+    why = (
+        f"{images} training images, batch {batch_size}: {per_epoch} step(s) an epoch; a budget of {STEP_BUDGET} "
+        f"steps in {MIN_EPOCHS}..{MAX_EPOCHS} epochs gives {epochs} epochs ({epochs * per_epoch} steps), "
+        f"stopping after {patience} epochs without improvement (best validation weights kept)"
+    )
+    return {"max_epochs": epochs, "patience": patience, "steps": epochs * per_epoch, "why": why}
+
+
+def lowest_loss_rate(lrs: list[float], losses: list[float]) -> dict[str, Any]:
+    """The rate chosen from an LR range test's curve (see the module doc), with the reason."""
+    usable = [(loss, rate) for loss, rate in list(zip(losses, lrs))[SKIP_BEGIN:] if math.isfinite(loss)]
+    if not usable:
+        return {"lr": 1e-3, "why": "the LR range test's loss was never finite; 1e-3 used"}
+    lowest = min(usable)[1]
+    lr = min(LR_CEIL, max(LR_FLOOR, lowest / LR_DIVISOR))
+    why = (
+        f"LR range test ({len(lrs)} steps, {LR_MIN:g} to {LR_MAX:g}): lowest smoothed loss at {lowest:.3g}, "
+        f"/ {LR_DIVISOR:g} within [{LR_FLOOR:g}, {LR_CEIL:g}]"
+    )
+    return {"lr": float(f"{lr:.3g}"), "lowest_loss_lr": float(f"{lowest:.3g}"), "why": why}
+
+
+class FinetuneDefaults(Callback):
+    """Choose what was not given when ``fit`` starts: ``max_epochs`` from the step budget (and the patience of
+    the trainer's :class:`~zoo.callbacks.KeepBestEarlyStopping`, turned on), ``lr`` from the LR range test.
+
+    ``zoo.finetune`` and ``zoo finetune`` add it; after fit, ``plan`` holds the choices and their reasons
+    (the card's ``finetune_plan``).
+
+    Args:
+        lr: ``"auto"`` (the range test) or the rate given (kept, recorded).
+        budget: choose ``max_epochs`` (``False``: the trainer's is kept, recorded as given).
+    """
+
+    def __init__(self, lr: float | str = "auto", budget: bool = True) -> None:
+        super().__init__()
+        self.lr, self.budget = lr, budget
+        self.plan: dict[str, Any] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if self.budget:
+            data = trainer.datamodule
+            batch = getattr(getattr(data, "hparams", None), "batch_size", None) or 32
+            length = budget(train_count(data), batch)
+            trainer.fit_loop.max_epochs = length["max_epochs"]
+            for stopper in trainer.callbacks:
+                if isinstance(stopper, KeepBestEarlyStopping) and not stopper.enabled and length["patience"]:
+                    stopper.enabled, stopper.patience = True, length["patience"]
+        else:
+            length = {"max_epochs": trainer.max_epochs, "patience": None, "why": "given"}
+        self.plan = {"max_epochs": length["max_epochs"], "max_epochs_from": length["why"]}
+        if length.get("patience"):
+            self.plan["early_stopping_patience"] = length["patience"]
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.lr == "auto" and not trainer.fit_loop.restarting:  # a resumed run keeps its checkpoint's rate
+            from lightning.pytorch.tuner.lr_finder import _lr_find
+            from lightning.pytorch.utilities.seed import isolate_rng
+
+            epochs = trainer.fit_loop.max_epochs
+            trainer.fit_loop.max_epochs = 10_000  # a small set has few batches an epoch: the test spans many
+            try:
+                with isolate_rng():
+                    finder = _lr_find(
+                        trainer, pl_module, min_lr=LR_MIN, max_lr=LR_MAX, num_training=LR_STEPS, update_attr=False
+                    )
+            finally:
+                trainer.fit_loop.max_epochs = epochs
+            rate = lowest_loss_rate(finder.results["lr"], finder.results["loss"])
+            pl_module.hparams.lr = rate["lr"]
+            trainer.strategy.setup_optimizers(trainer)  # every group and the schedule at the chosen rate
+        else:
+            rate = {"lr": float(pl_module.hparams.lr), "why": "given"}
+        self.plan.update({k if k != "why" else "lr_from": v for k, v in rate.items()})
+        if trainer.is_global_zero:
+            print(
+                f"fine-tuning: max_epochs {self.plan['max_epochs']} ({self.plan['max_epochs_from']}); "
+                f"lr {rate['lr']:g} ({rate['why']})",
+                flush=True,
+            )
