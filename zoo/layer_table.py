@@ -125,10 +125,17 @@ def count_flops(net: nn.Module, input_size: tuple[int, ...]) -> int:
     torch.backends.mha.set_fastpath_enabled(False)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    # a parameter handed to a submodule as its input (timm's attention-pool latent) would make the counter's
+    # module tracker hook a gradient it cannot find under no_grad: no parameter asks for one while counting
+    trainable = [p for p in net.parameters() if p.requires_grad]
     try:  # attention through the math kernel too: its matmuls are counted (the fused CPU kernel's are not)
+        for param in trainable:
+            param.requires_grad_(False)
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             net(torch.zeros(1, *input_size))
     finally:
+        for param in trainable:
+            param.requires_grad_(True)
         net.train(was_training)
         torch.backends.mha.set_fastpath_enabled(fastpath)
     return counter.get_total_flops()

@@ -177,7 +177,9 @@ class TimmNetwork(Network):
 
     @property
     def num_features(self) -> int:
-        return self.model.num_features
+        """The width of the embedding the classifier reads (timm's ``head_hidden_size``: a pre-logits layer's
+        width where there is one, else its ``num_features``)."""
+        return getattr(self.model, "head_hidden_size", None) or self.model.num_features
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:
