@@ -10,7 +10,8 @@
 Images are prepared to the model's input (its ``transforms()``: channels, resize, crop) and kept as
 uint8 tensors: each file is decoded once, by worker processes, when the data is set up (``cache``), or
 once per epoch when the decoded set would not fit in memory. Training batches then get a random shift
-and a horizontal flip. An unreadable image is skipped with a warning that names it (``strict=True``:
+and a horizontal flip (networks under 64 px), or a random-resized crop of the image cached a little larger
+than the crop, a flip and optionally TrivialAugment/RandAugment (64 px and more; :mod:`zoo.data.photo_augment`). An unreadable image is skipped with a warning that names it (``strict=True``:
 an error); the class counts are logged, with a warning when they are imbalanced.
 """
 
@@ -32,6 +33,7 @@ from zoo.data.checks import check_classes, check_tensors, empty_validation
 from zoo.data.fashion_mnist import TensorImageDataset, passthrough
 from zoo.data.image_modes import colour_files, grey_model_warning, to_8bit
 from zoo.data.labelled_files import VAL_NAMES, scan_csv, scan_folder, split_per_class
+from zoo.data.photo_augment import cache_side, cache_steps, check_augment, is_photo, train_augment
 from zoo.errors import DatasetNotFoundError, InvalidValueError, ZooError
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         val_fraction: share of each class held out for validation when there is no ``val/`` folder.
         split_seed: seed of that split.
         batch_size, num_workers: DataLoader settings (workers decode the files).
-        augment: random shift (padding 1/14 of the side) and horizontal flip on training images.
+        augment: training augmentation by the model's size (:mod:`zoo.data.photo_augment`): below 64 px a
+            random shift and flip; from 64 px a random-resized crop and flip (``"trivialaugment"`` or
+            ``"randaugment"`` add that policy); ``False``: none.
         strict: an unreadable image is an error instead of a warning and a skip.
         cache: keep the decoded images in memory (default: when they fit in 2 GB).
     """
@@ -100,11 +104,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         split_seed: int = 0,
         batch_size: int = 32,
         num_workers: int | None = None,
-        augment: bool = True,
+        augment: bool | str = True,
         strict: bool = False,
         cache: bool | None = None,
     ) -> None:
         super().__init__()
+        check_augment(augment)
         if not 0 <= val_fraction < 1:
             raise InvalidValueError(f"val_fraction must be in [0, 1), got {val_fraction!r} (e.g. 0.2)")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -226,11 +231,14 @@ class ImageFolderDataModule(L.LightningDataModule):
                     colour = int((images.amax(1) - images.amin(1)).flatten(1).amax(1).gt(2).sum())
                     if colour:
                         warnings.warn(grey_model_warning(colour, len(images)), stacklevel=2)
-                images = _resize_tensor(images, size)
+                photo = split == "train" and self.hparams.augment and is_photo(size)
+                images = _resize_tensor(images, (size[0], cache_side(size), cache_side(size)) if photo else size)
                 self.datasets[split] = TensorImageDataset(
                     images, labels, self._augment(size) if split == "train" else None
                 )
             return
+        from torchvision.transforms import v2
+
         self.prepare = self._prepare(size)
         if size[0] == 1:  # a grey model: colour files are turned grey, said once
             files = [f for f, _ in self.splits.get("train", [])]
@@ -245,11 +253,13 @@ class ImageFolderDataModule(L.LightningDataModule):
             if not items:  # val_fraction=0: no validation split
                 continue
             augment = self._augment(size) if split == "train" else None
+            # a photo network's training images are kept a little larger than its crop (random-resized crops)
+            prepare = v2.Compose([to_8bit, *cache_steps(size)]) if augment and is_photo(size) else self.prepare
             if cache:
-                images, labels = self._decode(items)
+                images, labels = self._decode(items, prepare)
                 self.datasets[split] = TensorImageDataset(images, labels, augment)
             else:  # decoded every epoch: the unreadable files are found and left out now
-                self.datasets[split] = FileImageDataset(self._readable(items), self.prepare, augment)
+                self.datasets[split] = FileImageDataset(self._readable(items), prepare, augment)
 
     def _input_size(self) -> tuple[int, int, int]:
         if self.hparams.input_size is not None:
@@ -273,16 +283,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         return v2.Compose([to_8bit, *steps])  # 16-bit, palette, CMYK, alpha: scaled to 8 bits first
 
     def _augment(self, size: tuple[int, int, int]):
-        if not self.hparams.augment:
-            return None
-        from torchvision.transforms import v2
+        return train_augment(size, self.hparams.augment)
 
-        return v2.Compose([v2.RandomCrop(size[1:], padding=max(1, size[1] // 14)), v2.RandomHorizontalFlip()])
-
-    def _decode(self, items: list[tuple[Path, int]]) -> tuple[Tensor, Tensor]:
+    def _decode(self, items: list[tuple[Path, int]], prepare: Callable[[Any], Tensor]) -> tuple[Tensor, Tensor]:
         """Every file decoded once (worker processes), unreadable ones skipped and named (or an error)."""
         loader = DataLoader(
-            DecodedFiles([f for f, _ in items], self.prepare),
+            DecodedFiles([f for f, _ in items], prepare),
             batch_size=64,
             num_workers=self._workers(),
             collate_fn=passthrough,
