@@ -22,7 +22,11 @@ from zoo.layers.preprocessing import eval_transforms
 from zoo.registry import build_net, get_entry, get_weights, list_weights
 
 SHIPPED = [name for name in list_weights() if name.endswith(".fmnist")]
-TORCHVISION = [name for name in list_weights() if get_weights(name).origin == "torchvision"]
+TORCHVISION = [  # the classifiers' ImageNet files; segmentation weights resize without a crop (test_segmentation.py)
+    name
+    for name in list_weights()
+    if get_weights(name).origin == "torchvision" and get_entry(name.split(".")[0]).task == "classification"
+]
 
 
 def _net(name: str, **kwargs):

@@ -207,3 +207,33 @@ def test_dilated_resnet_equals_torchvisions() -> None:
         assert torch.allclose(ours(x), theirs(x), atol=1e-5, rtol=0)
     assert [info["reduction"] for info in ours.feature_info] == [2, 4, 8, 8, 8]
     assert ours.layer4[1].conv2.dilation == (4, 4) and ours.layer4[0].conv2.dilation == (2, 2)
+
+
+def test_torchvision_segmentation_preprocessing_and_a_fresh_head(tmp_path) -> None:
+    import torchvision
+    from PIL import Image
+
+    from zoo.registry import get_weights
+
+    theirs = torchvision.models.segmentation.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1
+    assert get_weights("fcn_resnet50.tv_coco_voc").url == theirs.url
+    model = zoo.load("fcn_resnet50.tv_coco_voc", file=_tv_file(tmp_path), num_classes=3, class_names=["a", "b", "c"])
+    image = Image.fromarray(torch.randint(0, 256, (600, 600, 3), dtype=torch.uint8).numpy())  # square: no stretch
+    ours = model.preprocess(model.transforms()(image)[None])[0]
+    assert torch.allclose(ours, theirs.transforms()(image), atol=1e-6)
+    wide = model.transforms()(Image.fromarray(torch.zeros(300, 800, 3, dtype=torch.uint8).numpy()))
+    assert wide.shape == (3, 520, 520)  # no crop: every pixel of the file is segmented
+    # other classes: new class rows, the learned background row kept
+    state = torch.load(tmp_path / "fcn.pth")
+    assert model.label_names == ["background", "a", "b", "c"]
+    assert torch.equal(model.net.classifier[4].background.weight, state["classifier.4.weight"][:1])
+    assert model.net.classifier[4].classes.weight.shape == (3, 512, 1, 1)
+
+
+def _tv_file(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, aux_loss=True)
+    torch.save(net.state_dict(), tmp_path / "fcn.pth")
+    return tmp_path / "fcn.pth"

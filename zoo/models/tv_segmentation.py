@@ -145,7 +145,8 @@ _VOC = dict(
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     class_names="pascal-voc",
-    resize=520,  # torchvision's transforms: the short side to 520, no crop
+    # evaluated at 520 px: torchvision resizes the short side to 520 and keeps the aspect ratio; the zoo resizes
+    # to 520×520 (no crop: every pixel of a file gets a class, mapped back to the file's own size)
     convert=from_torchvision,
 )
 WEIGHTS = weight_table(
