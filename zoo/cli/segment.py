@@ -19,13 +19,27 @@ import torch
 from zoo.cli.args import ArgumentParser
 from zoo.errors import ZooError
 
+# ten colours told apart easily (Tableau 10, its grey made yellow: the images are grey), then evenly spread hues
+DISTINCT = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (255, 221, 0),
+    (188, 189, 34),
+    (23, 190, 207),
+]
+
 
 def palette(count: int) -> list[tuple[int, int, int]]:
     """``count`` distinct colours, black first (the background)."""
     import colorsys
 
-    colours = [(0, 0, 0)]
-    for i in range(1, count):
+    colours = [(0, 0, 0), *DISTINCT[: max(0, count - 1)]]
+    for i in range(len(colours), count):
         r, g, b = colorsys.hsv_to_rgb(((i - 1) * 0.618034) % 1.0, 0.85, 1.0)
         colours.append((round(255 * r), round(255 * g), round(255 * b)))
     return colours
