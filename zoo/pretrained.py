@@ -200,6 +200,8 @@ def config_task_args(config: dict[str, Any], where: Path) -> tuple[str, dict[str
         class_names=config.get("class_names"),
         model_kwargs=dict(model_kwargs),
     )
+    if isinstance(config.get("task_options"), dict):  # a task's own saved settings (a multi-label model's thresholds)
+        args["task_options"] = dict(config["task_options"])
     return arch, args
 
 

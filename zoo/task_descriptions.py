@@ -77,6 +77,8 @@ class TaskDescription:
     default_datamodule: Callable[..., Any] | None = None  # (model, root, batch_size) -> the default test data
     aliases: tuple[str, ...] = field(default=())  # other names users type: ("multi-label",)
     model_index_scale: float = 100.0  # the model-index value is the first row's number times this (100: percent)
+    # `zoo classify`'s answer: (model, images, top_k) -> [(label, probability), ...] per image; None: the top-k
+    classify: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("max", "min"):
@@ -89,7 +91,11 @@ class TaskDescription:
 
     def result_line(self, result: dict[str, Any]) -> str:
         """``test top-1 91.55%, top-5 99.74%``: the test metrics of an evaluation, as ``zoo evaluate`` prints them."""
-        shown = [f"{s.label} {100 * result[s.key]:.2f}%" for s in self.test_metrics if result.get(s.key) is not None]
+        shown = [
+            f"{s.label} {100 * result[s.key]:.2f}%" if s.percent else f"{s.label} {result[s.key]:.4g}"
+            for s in self.test_metrics
+            if result.get(s.key) is not None
+        ]
         return "test " + ", ".join(shown)
 
     def better(self, new: float, old: float) -> bool:

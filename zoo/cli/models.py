@@ -261,7 +261,10 @@ def classify_files(weights: str, paths: list[str], top_k: int = 1) -> list[list[
     model = zoo.load(weights)
     model.description.require("classify", weights)
     prepare = model.transforms()
-    probs = model.predict_proba(torch.stack([prepare(read_image(path)) for path in paths]))
+    images = torch.stack([prepare(read_image(path)) for path in paths])
+    if model.description.classify is not None:  # the task's own answer: a multi-label model's labels above threshold
+        return model.description.classify(model, images, top_k)
+    probs = model.predict_proba(images)
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [
         [(model.class_names[i], p) for i, p in zip(indices.tolist(), values.tolist())]
@@ -281,7 +284,9 @@ def cmd_classify(argv: list[str]) -> None:
     files = image_files(args.images)
     for path, top in zip(files, classify_files(args.weights, files, args.top_k)):
         table.add_row(
-            Path(path).name, " / ".join(name for name, _ in top), " / ".join(f"{100 * p:.1f}%" for _, p in top)
+            Path(path).name,
+            " / ".join(name for name, _ in top) or "(no label above its threshold)",
+            " / ".join(f"{100 * p:.1f}%" for _, p in top),
         )
     _console().print(table)
 

@@ -208,6 +208,17 @@ WEIGHTS = weight_table(
         "resnet20.fmnist": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist_restart.yaml"),
         # the source of the README's transfer experiment: trained on classes 0-4 only
         "resnet20.fmnist_0to4": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist_0to4.yaml"),
+        # issue 44's demos of the other output kinds: multi-label garments in a scene (from resnet20.fmnist and from
+        # scratch at the same budget) and the angle of a rotated garment as (sin θ, cos θ); their cards say the task
+        "resnet20.fmnist_scene_tags": dict(
+            dataset="fashion_mnist_scene_tags", recipe="recipes/resnet20_fmnist_scene_tags.yaml"
+        ),
+        "resnet20.fmnist_scene_tags_scratch": dict(
+            dataset="fashion_mnist_scene_tags", recipe="recipes/resnet20_fmnist_scene_tags.yaml"
+        ),
+        "resnet20.fmnist_rotation": dict(
+            dataset="fashion_mnist_rotations", recipe="recipes/resnet20_fmnist_rotation.yaml"
+        ),
     }
 )
 _NAMES = dict(family="resnet", weights=WEIGHTS)

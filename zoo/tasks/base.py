@@ -233,11 +233,14 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
             raise ZooError(f"{record.name} would be a {wanted} model; load it with zoo.load, not {cls.__name__}")
         klass = cls if cls.task else get_task(wanted).module
         args = {**record.task_args, **options}
+        saved_options = args.pop("task_options", None) or {}  # config.json's task_options: the head's own settings
         if wanted != record.task and "num_classes" not in options:
             args.pop("num_classes", None)  # another task's head: its own default size (a regressor's 1 output)
         fresh = fresh_head_needed(record, wanted, args.get("num_classes"), options.get("class_names"))
         if fresh and "class_names" not in options:
             args["class_names"] = None  # the published names belong to the published head
+        if not fresh:
+            args = {**saved_options, **args}
         model = klass.from_registry(record.arch, **args)
         model.load_record(record, fresh_head=fresh)
         model.weights_name, model.weights_source, model.card_metrics = record.name, record.source, dict(record.metrics)
@@ -266,6 +269,8 @@ class ZooTask(InputChecks, Publishing, TrainingLog, L.LightningModule):
         exactly as from ``model.save_pretrained(folder)`` then ``zoo.load(folder)``."""
         config = self.model_config(self.weights_name or self.hparams.model_name)
         args = {key: config[key] for key in ("num_classes", "in_chans", "mean", "std", "class_names", "model_kwargs")}
+        if "task_options" in config:
+            args["task_options"] = dict(config["task_options"])
         return pretrained.Pretrained(
             self.hparams.model_name,
             args,

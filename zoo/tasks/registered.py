@@ -4,4 +4,4 @@
 ``zoo/tasks/`` (its LightningModule and its :class:`~zoo.task_descriptions.TaskDescription`) and one line here.
 """
 
-from zoo.tasks import classification, detection, segmentation  # noqa: F401  each registers its description
+from zoo.tasks import classification, detection, multilabel, regression, segmentation  # noqa: F401  each registers
