@@ -210,3 +210,32 @@ def test_readme_table_is_the_recorded_measurement() -> None:
     for name, row in record["results"].items():
         for method in METHODS:
             assert row[method] > row["random"], (name, method)
+
+
+def test_dream_raises_its_class_and_keeps_pixels_in_range() -> None:
+    from zoo.visualise import dream
+
+    model = zoo.load(str(ROOT / "model_cards" / "lenet5.fmnist"))
+    images, _ = dream(model, [7, 9], steps=40)
+    assert images.shape == (2, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+    start = (0.1 + 0.05 * torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    with torch.no_grad():
+        before, after = model(start).softmax(1), model(images).softmax(1)
+    assert (after[[0, 1], [7, 9]] > before[[0, 1], [7, 9]]).all() and after[[0, 1], [7, 9]].min() > 0.5
+    channel_images, scores = dream(model, layer="features.s2", channels=[0, 1], steps=10)
+    assert channel_images.shape == (2, 1, 28, 28) and torch.isfinite(scores).all()
+
+
+def test_commands_write_their_pictures(tmp_path) -> None:
+    from zoo.cli import main
+
+    weights, sample = str(ROOT / "model_cards" / "lenet5.fmnist"), str(ROOT / "samples")
+    one = sorted((ROOT / "samples").glob("*.png"))[0]
+    main(["explain", weights, sample, "-o", str(tmp_path / "e.png"), "--method", "saliency"])
+    main(["filters", weights, "-o", str(tmp_path / "f.png")])
+    main(["activations", weights, str(one), "--layer", "features.s4", "-o", str(tmp_path / "a.png")])
+    main(["dream", weights, "--class", "Sneaker", "bag", "--steps", "5", "-o", str(tmp_path / "d.png")])
+    for name in ("e", "f", "a", "d"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):
+        main(["dream", weights, "--class", "Sneakers", "-o", str(tmp_path / "x.png")])

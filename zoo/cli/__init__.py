@@ -13,6 +13,7 @@ import sys
 
 from zoo.cli import (  # light at import time: heavy libraries load inside the commands
     craft,
+    explain,
     export,
     finetune,
     hub,
@@ -38,6 +39,10 @@ EXTRA_COMMANDS = {
     "pull": hub.cmd_pull,
     "export": export.cmd_export,
     "attention": predict.cmd_attention,
+    "explain": explain.cmd_explain,
+    "filters": explain.cmd_filters,
+    "activations": explain.cmd_activations,
+    "dream": explain.cmd_dream,
     "finetune": finetune.cmd_finetune,
     "detect": predict.cmd_detect,
     "push": hub.cmd_push,
@@ -68,6 +73,10 @@ Models and weights:
   detect     boxes of a detector, drawn into a PNG (zoo detect MODEL scenes/*.png -o found.png)
   segment    per-pixel classes, drawn with a legend or as index PNGs (zoo segment MODEL scenes/ -o masks.png)
   attention  where a ViT/Swin looks, as a PNG (zoo attention MODEL samples/*.png -o att.png)
+  explain    where the evidence for a class lies (zoo explain MODEL samples/ -o explain.png --method gradcam)
+  filters    the first layer's filters as a grid (zoo filters MODEL -o filters.png)
+  activations  one layer's feature maps for an image (zoo activations MODEL image.png --layer layer1 -o act.png)
+  dream      the input a class likes best, by gradient ascent (zoo dream MODEL --class Sneaker -o dream.png)
   pull       download weights for offline use (zoo pull resnet18.tv_in1k hf-hub:org/name)
   push       upload a weight folder to the Hugging Face Hub (zoo push model_cards/lenet5.fmnist --repo org/name)
 
