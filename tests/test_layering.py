@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 LAYERS: list[tuple[str, ...]] = [
     ("zoo.errors", "zoo._version", "zoo.destinations"),
     ("zoo.registry", "zoo.catalog", "zoo.files", "zoo.layers", "zoo.data", "zoo.layer_table", "zoo.plots", "zoo.task_descriptions"),
+    ("zoo.energy",),  # the codecarbon callback, read by cards, fit and finetune
     ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers", "zoo.plugins"),
     ("zoo.pretrained",),
     ("zoo.tasks",),

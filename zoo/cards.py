@@ -104,6 +104,8 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     description = get_task(task)
     from huggingface_hub import EvalResult, ModelCardData
 
+    from zoo.energy import co2_eq_emissions
+
     headline = description.card_rows[0].key  # the first row: the model-index result
     kind, label = description.model_index
     results = []
@@ -129,6 +131,7 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         metrics=[kind],
         model_name=name if results else None,
         eval_results=results or None,
+        co2_eq_emissions=co2_eq_emissions(metrics),  # measured runs only (zoo.energy); None is left out
     )
     lines = ["---", card_data.to_yaml().rstrip(), "---", "", f"# {name}", ""]
     if metrics.get("finetuned_from"):

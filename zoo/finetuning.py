@@ -149,6 +149,7 @@ def finetune(
             ``cache``, ``classes``) and task options (``lr``, ``optimizer``, ``weight_decay``, ``scheduler``,
             ``warmup_epochs``, ``layer_decay``, ``backbone_lr_factor``, ``label_smoothing``, ``mixup``, ``in_chans``...).
     """
+    from zoo.energy import with_energy_tracker
     from zoo.pretrained import resolve
     from zoo.task_descriptions import get_task
     from zoo.tasks.base import ZooTask
@@ -197,6 +198,7 @@ def finetune(
     )
     settings.update(trainer or {})
     settings["callbacks"] = [callback, checkpoint, stopping, chosen, *settings.get("callbacks", [])]
+    settings["callbacks"] = with_energy_tracker(settings["callbacks"], training_type="fine-tuning")  # zoo.energy
     with tempfile.TemporaryDirectory(prefix="zoo-finetune-") as scratch:
         checkpoint.dirpath = checkpoint.dirpath or scratch  # the best epoch's weights, gone after the run
         run = L.Trainer(**{"default_root_dir": scratch, **settings})  # the LR range test's checkpoint too
@@ -232,6 +234,7 @@ def finetuned_metrics(
     trainer: L.Trainer, model: Any, datamodule: Any, source: str, strategy: str, best: str | None, wall: float
 ) -> dict[str, Any]:
     """``metrics.json`` of fine-tuned weights: validated again (best weights loaded), with their origin."""
+    from zoo.energy import energy_of
     from zoo.loggers import hardware
 
     val = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
@@ -253,6 +256,7 @@ def finetuned_metrics(
         ),
         "wall_time_s": round(wall, 1),
         "hardware": hardware(),
+        **energy_of(trainer),  # codecarbon's energy and CO2 of the fit (zoo.energy)
         "license": (model.card_metrics or {}).get("license", "apache-2.0"),
         "date": time.strftime("%Y-%m-%d"),
     }

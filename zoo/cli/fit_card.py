@@ -126,6 +126,7 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep
     is higher; otherwise the new card is written to ``<run folder>/cards/<name>`` and the old one stays.
     """
     from zoo.cards import card_score, format_score
+    from zoo.energy import energy_of
     from zoo.loggers import hardware
     from zoo.registry import get_weights
 
@@ -154,6 +155,7 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep
         "best_epoch": int(match.group(1)) + 1 if match else trainer.current_epoch,
         "wall_time_s": round(wall_time, 1),
         "hardware": hardware(),
+        **energy_of(trainer),  # codecarbon's energy and CO2 of the fit (zoo.energy)
         "precision": str(trainer.precision),
         "devices": trainer.num_devices,
         "recipe": str(recipes[-1].relative if hasattr(recipes[-1], "relative") else recipes[-1]) if recipes else None,

@@ -40,6 +40,7 @@ def _make_cli_class():
     from lightning.pytorch.cli import LightningCLI
 
     from zoo.callbacks import KeepBestEarlyStopping, TestReport, TrainingHistograms
+    from zoo.energy import EnergyTracker
 
     class ZooCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -56,6 +57,8 @@ def _make_cli_class():
             parser.add_lightning_class_args(KeepBestEarlyStopping, "early_stopping")
             parser.add_lightning_class_args(TrainingHistograms, "histograms")
             parser.add_lightning_class_args(TestReport, "test_report")
+            # energy and CO2 of fit, codecarbon offline: --energy.country DEU (default $ZOO_CO2_COUNTRY, else FRA)
+            parser.add_lightning_class_args(EnergyTracker, "energy")
             parser.add_argument(
                 "--card.name",
                 type=str | None,

@@ -92,7 +92,9 @@ def _budget(metrics: dict[str, Any]) -> str:
     runs = budget_chain(metrics)  # a weight trained in stages (a warm restart from earlier weights): each one
     epochs = " + ".join(str(run.get("epochs", "?")) for run in runs)
     minutes = " + ".join(f"{(run.get('wall_time_s') or 0) / 60:.0f}" for run in runs)
-    return f"{epochs} | {minutes} min | {metrics['hardware'].split(';')[0]}"
+    from zoo.energy import energy_cell  # the run's energy and CO2 where its card measured them
+
+    return f"{epochs} | {minutes} min{energy_cell(metrics)} | {metrics['hardware'].split(';')[0]}"
 
 
 def budget_markdown() -> str:
