@@ -101,11 +101,11 @@ class EnergyTracker(Callback):
             return None
         hardware = ", ".join(part for part in (self.hardware["cpu"], self.hardware["gpu"]) if part)
         return dict(
-            energy_kwh=round(self.totals["energy_kwh"], 6),
-            emissions_g=round(1000 * self.totals["emissions_kg"], 3),
-            cpu_energy_kwh=round(self.totals["cpu_energy_kwh"], 6),
-            gpu_energy_kwh=round(self.totals["gpu_energy_kwh"], 6),
-            ram_energy_kwh=round(self.totals["ram_energy_kwh"], 6),
+            energy_kwh=_significant(self.totals["energy_kwh"]),
+            emissions_g=_significant(1000 * self.totals["emissions_kg"]),
+            cpu_energy_kwh=_significant(self.totals["cpu_energy_kwh"]),
+            gpu_energy_kwh=_significant(self.totals["gpu_energy_kwh"]),
+            ram_energy_kwh=_significant(self.totals["ram_energy_kwh"]),
             duration_s=round(self.totals["duration_s"], 1),
             country=self.country,
             location=self.hardware["country"],
@@ -113,6 +113,11 @@ class EnergyTracker(Callback):
             training_type=self.training_type,
             source="codecarbon (offline, process tracking)",
         )
+
+
+def _significant(value: float, digits: int = 4) -> float:
+    """``value`` to ``digits`` significant figures (a one-minute run emits milligrams, a long one kilograms)."""
+    return float(f"{value:.{digits}g}")
 
 
 def start_tracker(country: str, measure_power_secs: float = 15):
