@@ -154,8 +154,9 @@ def _lr_option(value: str | None, argv: list[str]) -> str:
 
 def _data_args(description: Any, data: str) -> list[str]:
     """The ``--data`` flags of the task's own datamodule (its description's ``data_class``/``data_arg``)."""
-    description.datamodule(data)  # the data checked now, in one line, before any weights load or training
-    return [f"--data={description.data_class}", f"--data.{description.data_arg}={data}"]
+    built = description.datamodule(data)  # the data checked now, in one line, before any weights load or training
+    data_class, data_arg = getattr(built, "recipe_data", (description.data_class, description.data_arg))  # shards
+    return [f"--data={data_class}", f"--data.{data_arg}={data}"]
 
 
 def export_finetuned(cli: Any, folder: Path, source: str, strategy: str, overwrite: bool) -> Path:

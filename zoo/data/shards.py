@@ -168,12 +168,10 @@ class SampleWriter:
         self._prepare = None
 
     def _prepared(self, image: Any) -> Any:
-        if self._prepare is None:
-            from torchvision.transforms import v2
+        if self._prepare is None:  # the folder datamodule's preparation (channels, 8 bits, size)
+            from zoo.data.folders import ImageFolderDataModule
 
-            from zoo.layers.preprocessing import eval_transforms
-
-            self._prepare = v2.Compose(eval_transforms(self.size).transforms[:-1])
+            self._prepare = ImageFolderDataModule(input_size=self.size)._prepare(self.size)
         import torch
 
         return self._prepare(image).as_subclass(torch.Tensor).numpy()

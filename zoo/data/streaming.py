@@ -108,7 +108,8 @@ class StreamingImages(L.LightningDataModule):
     Args:
         input_dir: the ``--out`` of ``zoo prepare``: a folder or ``s3://bucket/prefix``.
         batch_size, num_workers: loader settings (per process); workers read and decode in parallel.
-        augment: classification: the folder datamodule's training augmentation; detection: none (as COCO).
+        augment: classification: the folder datamodule's training augmentation (``True``, ``False``,
+            ``"trivialaugment"``, ``"randaugment"``); detection: none (as COCO).
         shuffle: training order shuffled every epoch (chunks, then samples within a window).
         input_size: ``(C, H, W)`` to deliver; default: the model being trained's, else the stored size.
         cache_dir: where remote chunks are kept while read (default: LitData's cache folder).
@@ -123,7 +124,7 @@ class StreamingImages(L.LightningDataModule):
         input_dir: str,
         batch_size: int = 32,
         num_workers: int | None = None,
-        augment: bool = True,
+        augment: bool | str = True,
         shuffle: bool = True,
         input_size: tuple[int, int, int] | None = None,
         cache_dir: str | None = None,
@@ -172,7 +173,6 @@ class StreamingImages(L.LightningDataModule):
 
         allow_http_endpoints()
         size = self._input_size()
-        prepare, augment = self._transforms(size)
         encoded = self.meta["image"] == "encoded"
         for split in self.meta["splits"]:
             train = split == "train"
@@ -184,7 +184,7 @@ class StreamingImages(L.LightningDataModule):
                     drop_last=None if train else False,  # every evaluation sample once; training: equal batches
                     seed=self.hparams.seed,
                     max_cache_size=self.hparams.max_cache_size,
-                    transform=ShardItem(self.task, encoded, size, prepare, augment if train else None),
+                    transform=ShardItem(self.task, encoded, *self._transforms(size, train)),
                 )
 
     def _input_size(self) -> tuple[int, int, int]:
@@ -197,15 +197,26 @@ class StreamingImages(L.LightningDataModule):
             return tuple(self.meta["input_size"])
         raise ZooError("StreamingImages needs input_size=(C, H, W), or a zoo model being trained to take it from")
 
-    def _transforms(self, size: tuple[int, int, int]) -> tuple[Any, Any]:
-        """The folder datamodule's own preparation (the model's preprocessing) and training augmentation."""
+    def _transforms(self, size: tuple[int, int, int], train: bool) -> tuple[tuple[int, int, int], Any, Any]:
+        """``(size before augmentation, preparation of a file, augmentation)``: the folder datamodule's own.
+
+        Evaluation images get the model's preprocessing; training images of a photo network (64 px and more)
+        are kept a little larger than the crop, then random-resized-cropped and flipped; smaller networks'
+        are shifted and flipped (:mod:`zoo.data.photo_augment`)."""
         if self.task != "classification":
-            return None, None
+            return size, None, None
+        from torchvision.transforms import v2
+
         from zoo.data.folders import ImageFolderDataModule
+        from zoo.data.image_modes import to_8bit
+        from zoo.data.photo_augment import cache_side, cache_steps, is_photo, train_augment
 
         folder = ImageFolderDataModule(input_size=size, augment=self.hparams.augment)
-        folder.trainer = getattr(self, "trainer", None)
-        return folder._prepare(size), folder._augment(size)
+        folder.trainer = getattr(self, "trainer", None)  # the model's own preprocessing, when one is training
+        augment = train_augment(size, self.hparams.augment) if train else None
+        if augment is not None and is_photo(size):
+            return (size[0], cache_side(size), cache_side(size)), v2.Compose([to_8bit, *cache_steps(size)]), augment
+        return size, folder._prepare(size), augment
 
     def _workers(self) -> int:
         if self.hparams.num_workers is not None:
