@@ -7,6 +7,7 @@ weights' statistics. ``check_numbers`` / ``check_choices`` give the one-line err
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -80,18 +81,19 @@ class InputChecks:
         name = self.weights_name or self.hparams.model_name
         if x.dtype == torch.bool or x.is_complex():
             raise InputValueError(f"{name} takes image pixels as floats in [0, 1] or integers 0-255, got {x.dtype}")
+        extremes = torch.aminmax(x)  # one pass over the batch: NaN and ±inf show in its extremes
         if not x.is_floating_point():
-            low, high = int(x.min()), int(x.max())
+            low, high = int(extremes.min), int(extremes.max)
             if low < 0 or high > 255:
                 raise InputValueError(
                     f"{name} reads integer images as 0-255 pixels, got values from {low} to {high}; "
                     "give uint8 images, or floats in [0, 1]"
                 )
             return
-        if not torch.isfinite(x).all():
+        low, high = float(extremes.min), float(extremes.max)
+        if not math.isfinite(low) or not math.isfinite(high):
             bad = int((~torch.isfinite(x)).sum())
             raise InputValueError(f"{name} got {bad} NaN or infinite pixel values; check how the images were loaded")
-        low, high = float(x.min()), float(x.max())
         if low < -1e-3 or high > 1 + 1e-3:
             hint = "divide by 255" if high > 1.5 and low >= 0 else "do not normalise them: the model does it itself"
             raise InputValueError(
