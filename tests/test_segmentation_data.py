@@ -153,7 +153,7 @@ def test_finetune_and_segment_from_the_cli(pairs, start, tmp_path, capsys) -> No
     picture = Image.open(drawn)
     assert picture.mode == "RGB" and picture.height > 3 * 64 * 4  # 3 rows of 4 images at 4×, and the legend
     written = np.asarray(Image.open(index / "scene03.png"))
-    image = torch.as_tensor(np.asarray(Image.open(folder / "images" / "scene03.png")))[None]
+    image = torch.as_tensor(np.asarray(Image.open(folder / "images" / "scene03.png")).copy())[None]
     assert np.array_equal(written, model.predict([image])[0].numpy())
     # the index PNGs are a mask folder again
     (index.parent / "again").mkdir()
