@@ -139,6 +139,23 @@ def test_load_timm_repo_through_the_zoo_cache_equals_timms_own_loading(hub_env, 
     assert model.preprocessing == {"resize": 168, "interpolation": "bicubic"}  # 160 / 0.95, timm's crop
 
 
+def test_recipe_pretrained_and_create_pretrained_start_from_timms_weights(hub_env, tmp_path) -> None:
+    from zoo.tasks.classification import ImageClassifier
+
+    _, reference = serve_timm_repo(tmp_path, "test_efficientnet", "r160_in1k", seed=4)
+    # a recipe's model: pretrained= timm's weights, a fresh 3-class head, everything below it timm's
+    model = ImageClassifier(
+        model_name="timm/test_efficientnet", pretrained="timm/test_efficientnet.r160_in1k", num_classes=3
+    )
+    ours, theirs = model.net.state_dict(), reference.state_dict()
+    assert ours["classifier.weight"].shape == (3, theirs["classifier.weight"].shape[1])
+    assert all(torch.equal(ours[k], v) for k, v in theirs.items() if not k.startswith("classifier."))
+    assert model.preprocessing == {"resize": 168, "interpolation": "bicubic"} and model.hparams.pretrained is None
+    same = zoo.create("timm/test_efficientnet", pretrained=True)  # timm-style: its first tag
+    assert same.weights_name == "timm/test_efficientnet.r160_in1k"
+    assert all(torch.equal(same.net.state_dict()[k], v) for k, v in theirs.items())
+
+
 def test_timm_repo_offline_from_the_cache_and_refused_when_not_cached(hub_env, tmp_path, monkeypatch) -> None:
     from huggingface_hub import constants
 
