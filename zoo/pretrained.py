@@ -419,7 +419,7 @@ def load_net_state(
     net.load_state_dict(state)
     if fresh:
         log.info(
-            "%s: pretrained backbone loaded; new %s-class head %s (the weights' head has %s classes)",
+            "%s: pretrained backbone loaded; new %s-class head %s (the weights have %s classes)",
             arch,
             num_classes,
             ", ".join(fresh),
