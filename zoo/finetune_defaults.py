@@ -116,15 +116,16 @@ class FinetuneDefaults(Callback):
             from lightning.pytorch.tuner.lr_finder import _lr_find
             from lightning.pytorch.utilities.seed import isolate_rng
 
-            epochs = trainer.fit_loop.max_epochs
+            epochs, every = trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch
             trainer.fit_loop.max_epochs = 10_000  # a small set has few batches an epoch: the test spans many
+            trainer.check_val_every_n_epoch = 10_000  # and no validation between them: only the training loss counts
             try:
                 with isolate_rng():
                     finder = _lr_find(
                         trainer, pl_module, min_lr=LR_MIN, max_lr=LR_MAX, num_training=LR_STEPS, update_attr=False
                     )
             finally:
-                trainer.fit_loop.max_epochs = epochs
+                trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch = epochs, every
             rate = lowest_loss_rate(finder.results["lr"], finder.results["loss"])
             pl_module.hparams.lr = rate["lr"]
             trainer.strategy.setup_optimizers(trainer)  # every group and the schedule at the chosen rate

@@ -48,6 +48,8 @@ class CocoDetection(L.LightningDataModule):
     left out, both are the model's being trained (its ``input_size``), as the folder datamodule does, or
     ``detr_lite``'s 64 px grey when no model is training.
     Categories become classes 0..K-1 in the order of their ids; their names are the class names.
+    ``augment``: box-aware flips, scale jitter and photometric noise on training images
+    (:mod:`zoo.data.box_augment`).
     """
 
     dataset_name = "coco_json"
@@ -65,6 +67,7 @@ class CocoDetection(L.LightningDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.1,
         split_seed: int = 0,
+        augment: bool = True,
     ) -> None:
         super().__init__()
         if not 0 <= val_fraction < 1:
@@ -95,7 +98,7 @@ class CocoDetection(L.LightningDataModule):
     @classmethod
     def for_evaluation(cls, path: str | os.PathLike, classes: list[str], **kwargs: Any) -> CocoDetection:
         """A COCO file or folder as a model's test set: its categories must be the model's classes."""
-        data = cls(str(path), val_fraction=0.0, **kwargs)
+        data = cls(str(path), val_fraction=0.0, augment=False, **kwargs)
         if data.class_names != list(classes):
             raise ZooError(
                 f"the categories of {data.files['train'][0]} ({', '.join(data.class_names)}) are not the model's "
@@ -125,7 +128,18 @@ class CocoDetection(L.LightningDataModule):
             held = min(len(train) - 1, max(1, round(len(train) * hp.val_fraction)))
             found["train"], found["val"] = Subset(train, sorted(order[held:])), Subset(train, sorted(order[:held]))
         found.setdefault("val", train)  # val_fraction 0: validated on the training images
+        if hp.get("augment", True):
+            from zoo.data.box_augment import BoxAugmented
+
+            found["train"] = BoxAugmented(found["train"])
         self.datasets = found
+
+    def train_count(self) -> int:
+        """Training images, before setup (the step budget of :mod:`zoo.finetune_defaults` reads it)."""
+        listed = len(_read_coco(self.files["train"][0])["images"])
+        if "val" in self.files or not self.hparams.val_fraction:
+            return listed
+        return listed - min(listed - 1, max(1, round(listed * self.hparams.val_fraction)))
 
     def _input_size(self) -> tuple[int, int]:
         """(side, channels) the images are prepared at: as given, else the model's being trained."""
