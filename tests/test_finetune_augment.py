@@ -73,3 +73,26 @@ def test_tensors_for_a_photo_network_are_cached_larger_too() -> None:
     assert tuple(data.datasets["val"].images.shape[1:]) == (3, 64, 64)
     batch, _ = next(iter(data.train_dataloader()))
     assert batch.shape[1:] == (3, 64, 64)
+
+
+def test_large_jpegs_decode_at_reduced_size_with_the_same_result(tmp_path: Path) -> None:
+    from zoo.data.image_modes import DecodeAtLeast
+
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (75, 100, 3)), np.ones((16, 16, 1))).astype(np.uint8)  # 1200 × 1600
+    Image.fromarray(smooth).save(tmp_path / "big.jpg", quality=95)
+    with Image.open(tmp_path / "big.jpg") as image:
+        reduced = DecodeAtLeast(short=232)(image)
+        reduced.load()
+        assert reduced.size == (400, 300)  # 1/4 scale: the smallest still ≥ 232 on the short side (1/8: 150)
+    steps = v2.Compose([v2.Resize(232, antialias=True), v2.CenterCrop(224), v2.PILToTensor()])
+    with Image.open(tmp_path / "big.jpg") as image:
+        full = steps(image.convert("RGB")).float()
+    with Image.open(tmp_path / "big.jpg") as image:
+        fast = steps(DecodeAtLeast(short=232)(image).convert("RGB")).float()
+    assert full.shape == fast.shape == (3, 224, 224)
+    assert (full - fast).abs().mean() < 3.0  # grey levels out of 255
+    png = tmp_path / "big.png"
+    Image.fromarray(smooth).save(png)
+    with Image.open(png) as image:
+        assert DecodeAtLeast(short=232)(image).size == (1600, 1200)  # only JPEGs are drafted

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.checks import check_classes, check_tensors, empty_validation
 from zoo.data.fashion_mnist import TensorImageDataset, passthrough
-from zoo.data.image_modes import colour_files, grey_model_warning, to_8bit
+from zoo.data.image_modes import DecodeAtLeast, colour_files, grey_model_warning, to_8bit
 from zoo.data.labelled_files import VAL_NAMES, scan_csv, scan_folder, split_per_class
 from zoo.data.photo_augment import cache_side, cache_steps, check_augment, is_photo, train_augment
 from zoo.errors import DatasetNotFoundError, InvalidValueError, ZooError
@@ -254,7 +254,10 @@ class ImageFolderDataModule(L.LightningDataModule):
                 continue
             augment = self._augment(size) if split == "train" else None
             # a photo network's training images are kept a little larger than its crop (random-resized crops)
-            prepare = v2.Compose([to_8bit, *cache_steps(size)]) if augment and is_photo(size) else self.prepare
+            if augment and is_photo(size):
+                prepare = v2.Compose([DecodeAtLeast(short=cache_side(size)), to_8bit, *cache_steps(size)])
+            else:
+                prepare = self.prepare
             if cache:
                 images, labels = self._decode(items, prepare)
                 self.datasets[split] = TensorImageDataset(images, labels, augment)
@@ -280,7 +283,9 @@ class ImageFolderDataModule(L.LightningDataModule):
         module = getattr(getattr(self, "trainer", None), "lightning_module", None)
         preprocessing = getattr(module, "preprocessing", {}) if module is not None else {}
         steps = eval_transforms(size, **preprocessing).transforms[:-1]  # everything but the float conversion
-        return v2.Compose([to_8bit, *steps])  # 16-bit, palette, CMYK, alpha: scaled to 8 bits first
+        resize = preprocessing.get("resize")  # a JPEG is decoded at the smallest scale the resize still needs
+        draft = DecodeAtLeast(short=resize) if resize else DecodeAtLeast(size=(size[2], size[1]))
+        return v2.Compose([draft, to_8bit, *steps])  # 16-bit, palette, CMYK, alpha: scaled to 8 bits first
 
     def _augment(self, size: tuple[int, int, int]):
         return train_augment(size, self.hparams.augment)

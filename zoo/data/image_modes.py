@@ -91,3 +91,25 @@ def grey_model_warning(colour: int, checked: int) -> str:
         f"{colour} of {checked} images checked are colour but the model takes grey images: they are converted "
         "to grey (luma); pass in_chans=3 (zoo finetune: --model.in_chans 3) to keep the colour"
     )
+
+
+def reduced_jpeg(image: Any, width: int, height: int) -> Any:
+    """A JPEG decoded at the smallest DCT scale (1/2, 1/4, 1/8) still at least ``width`` × ``height``
+    (PIL's ``draft``): a 4000-px photo for a 224-px network decodes at 1/8 the work. Other formats as they are."""
+    if getattr(image, "format", None) == "JPEG" and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
+        image.draft(image.mode if image.mode in ("RGB", "L") else "RGB", (width, height))
+    return image
+
+
+class DecodeAtLeast:
+    """``reduced_jpeg`` for a target whose short side is ``short`` (aspect kept) or which is ``size`` exactly."""
+
+    def __init__(self, short: int | None = None, size: tuple[int, int] | None = None) -> None:
+        self.short, self.size = short, size
+
+    def __call__(self, image: Any) -> Any:
+        width, height = image.size
+        if self.short is not None:
+            scale = self.short / min(width, height)
+            return reduced_jpeg(image, int(np.ceil(width * scale)), int(np.ceil(height * scale)))
+        return reduced_jpeg(image, *(self.size or (width, height)))
