@@ -46,7 +46,10 @@ def tags() -> Path:
     small = FashionMNISTSceneTags(input_size=(1, 28, 28))
     small.setup("test")
     predicted = model.predict_labels(small.datasets["test"].images[:8].float() / 255)
-    fig, axes = plots.new_figure(12, 3.6, ncols=8)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 6.4), layout="constrained")
+    axes = fig.subplots(2, 4).flatten()
     short = {"T-shirt/top": "T-shirt", "Ankle boot": "boot"}
     for k, axis in enumerate(axes):
         axis.imshow(images[k, 0], cmap="gray")
@@ -56,11 +59,12 @@ def tags() -> Path:
         right = set(found) == set(truth)
         axis.set_title(
             "true: " + ", ".join(truth) + "\nfound: " + (", ".join(found) or "none"),
-            fontsize=7,
+            fontsize=8,
             color="black" if right else "#c44e52",
         )
     fig.suptitle(
-        "resnet20.fmnist_scene_tags on the first 8 test scenes (64 px shown, 28 px seen); red: not the exact set"
+        "resnet20.fmnist_scene_tags on the first 8 test scenes (64 px shown, 28 px seen)\n"
+        "red: the garments found are not exactly the true set"
     )
     return plots.save(fig, OUT / "scene_tags.png")
 

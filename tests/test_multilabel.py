@@ -181,3 +181,34 @@ def test_cli_finetune_with_task_and_classify_prints_every_label_above_its_thresh
 
     answers = classify_files(str(tmp_path / "fixed"), [str(tags_csv / "scene0.png")], top_k=5)
     assert [name for name, _ in answers[0]] == [model.class_names[0]]  # every label above threshold, not the top 5
+
+
+# ---- the shipped demo: "which garments are in this scene", re-measured on the 1,000 fixed test scenes ----------
+SHIPPED = ("resnet20.fmnist_scene_tags", "resnet20.fmnist_scene_tags_scratch")
+AP_FLOOR = 0.80  # issue 44: macro AP ≥ 0.80 from resnet20.fmnist, ahead of scratch at the same budget
+
+
+def _card(name: str) -> tuple[dict, dict]:
+    from zoo.files import bundled_cards_dir
+
+    folder = bundled_cards_dir() / name
+    return json.loads((folder / "config.json").read_text()), json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_scene_tags_remeasured_match_their_card(name: str, fmnist_root) -> None:
+    config, metrics = _card(name)
+    assert config["task"] == "zoo-multi-label-image-classification" and config["class_names"] == list(CLASS_NAMES)
+    assert list(metrics["thresholds"].values()) == pytest.approx(config["task_options"]["thresholds"], abs=1e-4)
+    model = zoo.load(name)
+    result = evaluate(model, root=fmnist_root)  # the task's default data: the 1,000 test scenes at 28 px
+    assert result["test_samples"] == metrics["test_samples"] == 1_000
+    assert abs(result["test_ap"] - metrics["test_ap"]) <= 1e-3, (result["test_ap"], metrics["test_ap"])
+    assert abs(result["test_f1"] - metrics["test_f1"]) <= 1e-3, (result["test_f1"], metrics["test_f1"])
+    assert np.mean(list(metrics["ap_per_class"].values())) == pytest.approx(metrics["test_ap"], abs=1e-3)
+
+
+def test_shipped_scene_tags_from_the_classifier_beat_scratch_and_the_floor() -> None:
+    pretrained, scratch = (_card(name)[1] for name in SHIPPED)
+    assert pretrained["training"] == {**scratch["training"], "pretrained": "resnet20.fmnist"}  # the same budget
+    assert pretrained["test_ap"] >= AP_FLOOR and pretrained["test_ap"] > scratch["test_ap"]

@@ -70,10 +70,10 @@ def test_rotate_turns_counter_clockwise_like_torchvision() -> None:
 
 @pytest.fixture(scope="module")
 def angle_run(fmnist_root):
-    """resnet20.fmnist started as an angle model, one short epoch on 1,500 rotated garments, tested on 500."""
+    """resnet20.fmnist started as an angle model, one short epoch on 1,000 rotated garments, tested on 500."""
     L.seed_everything(0)
     model = zoo.load("resnet20.fmnist", task="angle-regression", optimizer="adamw", lr=0.003)
-    data = FashionMNISTRotations(train_images=1500, val_images=300, test_images=500, batch_size=100)
+    data = FashionMNISTRotations(train_images=1000, val_images=200, test_images=500, batch_size=100)
     trainer = _trainer(max_epochs=1)
     model.train()
     trainer.fit(model, datamodule=data)
@@ -145,3 +145,38 @@ def test_value_regression_with_l1_and_tanh_bounded_outputs(tmp_path, fmnist_root
     assert result["test_mae"] == pytest.approx(float((predicted - targets).abs().mean()), abs=1e-5)
     assert result["test_r2"] == pytest.approx(r2_score(targets.numpy(), predicted.numpy()), abs=1e-4)
     assert result["test_samples"] == 300
+
+
+# ---- the shipped demo: the angle of a turned garment ---------------------------------------------------------
+SHIPPED = "resnet20.fmnist_rotation"
+
+
+def _card() -> tuple[dict, dict]:
+    from zoo.files import bundled_cards_dir
+
+    folder = bundled_cards_dir() / SHIPPED
+    return json.loads((folder / "config.json").read_text()), json.loads((folder / "metrics.json").read_text())
+
+
+def test_shipped_rotation_card_is_consistent_and_a_small_sample_agrees(fmnist_root) -> None:
+    config, metrics = _card()
+    assert config["task"] == "zoo-image-angle-regression" and metrics["test_samples"] == 10_000
+    per_class = metrics["angle_error_per_class"]
+    assert list(per_class) == list(FashionMNISTRotations.group_names)
+    assert sum(per_class.values()) / 10 == pytest.approx(metrics["test_angle_error"], abs=1e-2)  # 1,000 per class
+    assert metrics["test_median_angle_error"] <= metrics["test_angle_error"]  # a long tail of turned-around garments
+    model = zoo.load(SHIPPED)
+    small = evaluate(model, FashionMNISTRotations(test_images=1_000))
+    assert small["test_samples"] == 1_000
+    assert abs(small["test_angle_error"] - metrics["test_angle_error"]) < max(3.0, 0.3 * metrics["test_angle_error"])
+
+
+@pytest.mark.slow
+def test_shipped_rotation_remeasured_on_the_10000_test_garments(fmnist_root) -> None:
+    _, metrics = _card()
+    model = zoo.load(SHIPPED)
+    result = evaluate(model, root=fmnist_root)  # the task's default data: every test garment at its fixed angle
+    assert result["test_samples"] == 10_000
+    assert abs(result["test_angle_error"] - metrics["test_angle_error"]) <= 1e-2
+    assert model.median_angle_error == pytest.approx(metrics["test_median_angle_error"], abs=1e-2)
+    assert model.angle_error_per_class == pytest.approx(metrics["angle_error_per_class"], abs=1e-2)
