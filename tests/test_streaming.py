@@ -140,6 +140,13 @@ def test_prepare_refuses_existing_output_and_resumes_an_unfinished_one(photos: P
     prepare_shards(photos, out, size=28, channels=1, resume=True, progress=False)
     assert {p: p.stat().st_mtime_ns for p in (out / "train").iterdir()} == train_chunks, "the finished split kept"
     assert read_meta(out)["splits"]["val"] == VAL and (out / "val" / "index.json").is_file()
+    broken = tmp_path / "broken"
+    for k, png in enumerate(sorted((photos / "val").rglob("*.png"))[:4]):
+        (broken / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
+        (broken / f"c{k % 2}" / png.name).write_bytes(png.read_bytes())
+    (broken / "c1" / "broken.png").write_text("not an image")
+    with pytest.raises(ZooError, match=r"broken\.png could not be read as an image"):
+        prepare_shards(broken, tmp_path / "out_broken", size=28, channels=1, val_fraction=0.0, progress=False)
 
 
 def test_csv_and_coco_folders(photos: Path, tmp_path: Path) -> None:

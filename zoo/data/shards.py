@@ -182,6 +182,10 @@ class SampleWriter:
 
         file = item[0]
         raw = Path(file).read_bytes()
+        try:
+            Image.open(io.BytesIO(raw)).verify()
+        except (OSError, ValueError, SyntaxError):
+            raise ValueError(f"zoo-unreadable {file}") from None  # named in one line by _optimize_split
         sample: dict[str, Any] = {"id": item[-1]}
         if self.task == "classification":
             with Image.open(io.BytesIO(raw)) as image:
@@ -316,6 +320,8 @@ def _optimize_split(
                 bar.refresh()
 
         threading.Thread(target=follow, daemon=True).start()
+    import re
+
     try:
         litdata.optimize(
             fn=SampleWriter(task, size, counter),
@@ -328,6 +334,13 @@ def _optimize_split(
             reorder_files=False,
             verbose=False,
         )
+    except RuntimeError as error:  # a worker's error comes back as the text of its traceback
+        unreadable = re.search(r"zoo-unreadable (.+?\.\w+)", str(error))
+        if unreadable is None:
+            raise
+        raise ZooError(
+            f"{unreadable.group(1)} could not be read as an image; fix or remove it, then zoo prepare again with --resume"
+        ) from None
     finally:
         stop.set()
         if bar is not None:
