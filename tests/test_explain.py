@@ -191,10 +191,10 @@ def _check_faithful(name: str, count: int, methods=METHODS, steps: int = 16) -> 
     occlusion must always be above."""
     model = zoo.load(str(ROOT / "model_cards" / name))
     drops = faithfulness(model, _test_images(count), methods, steps=steps)
-    recorded = _recorded()[name]
+    recorded = _recorded().get(name)  # None: not measured yet (the README says so)
     for method in methods:
         beats = drops[method] > drops["random"]
-        clear = abs(recorded[method] - recorded["random"]) > 0.02  # a recorded tie may go either way
+        clear = recorded is not None and abs(recorded[method] - recorded["random"]) > 0.02  # a tie may go either way
         assert not clear or beats == (recorded[method] > recorded["random"]), (
             f"{name}: {method} {drops[method]:.3f} vs random {drops['random']:.3f}; recorded {recorded[method]:.3f} "
             f"vs {recorded['random']:.3f}"
@@ -218,13 +218,16 @@ def test_deletion_on_every_shipped_classifier(name: str) -> None:
 
 def test_readme_table_is_the_recorded_measurement() -> None:
     record = json.loads((ROOT / "docs" / "explain_faithfulness.json").read_text())
-    assert record["images"] >= 200 and sorted(record["results"]) == _shipped()
+    readme = (ROOT / "README.md").read_text()
+    assert record["images"] >= 200 and set(record["results"]) <= set(_shipped())
+    for name in set(_shipped()) - set(record["results"]):
+        assert f"`{name}` is not in the table yet" in readme, f"{name}: measure it or say so in the README"
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("faith", ROOT / "experiments" / "explain_faithfulness.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.markdown(record["results"]) in (ROOT / "README.md").read_text()
+    assert module.markdown(record["results"]) in readme
     for name, row in record["results"].items():
         for method in ALWAYS_FAITHFUL:
             assert row[method] > row["random"], (name, method)
