@@ -147,6 +147,7 @@ def test_finetune_a_classifier_on_a_tags_csv(tags_csv) -> None:
     assert tuned.class_names == sorted(tuned.class_names) and tuned.hparams.num_classes == len(tuned.class_names)
     assert "val_ap" in tuned.card_metrics and 0 <= tuned.card_metrics["val_ap"] <= 1
     data = MultiLabelDataModule(tags_csv / "tags.csv", input_size=(1, 28, 28))
+    assert data.train_count == 49  # 61 rows, 12 held out: what the step budget of zoo.finetune reads
     data.setup()
     assert data.datasets["train"].targets.sum(1).min() == 0 or data.datasets["val"].targets.sum(1).min() == 0
 

@@ -178,6 +178,12 @@ class MultiLabelDataModule(_TagsBase):
             if val:
                 self._files["val"] = ([files[i] for i in val], targets[val])
 
+    @property
+    def train_count(self) -> int | None:
+        """How many training images (``zoo.finetune``'s step budget reads it)."""
+        part = self._files.get("train") or self._tensors.get("train")
+        return len(part[1]) if part else None
+
     def _split(self, count: int) -> tuple[list[int], list[int]]:
         order = torch.randperm(count, generator=torch.Generator().manual_seed(self.hparams.split_seed)).tolist()
         held = min(count - 1, round(self.hparams.val_fraction * count)) if self.hparams.val_fraction else 0
