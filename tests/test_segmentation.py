@@ -237,3 +237,20 @@ def _tv_file(tmp_path):
     net = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, aux_loss=True)
     torch.save(net.state_dict(), tmp_path / "fcn.pth")
     return tmp_path / "fcn.pth"
+
+
+def test_readme_numbers_are_the_cards() -> None:
+    """The README's segmentation table quotes each card's metrics.json (mIoU, pixel accuracy, epochs)."""
+    import re
+    from pathlib import Path
+
+    from zoo.files import bundled_cards_dir, read_json
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| `(fpn_resnet20\.\w+)` \| [^|]+ \| ([\d.]+) \| ([\d.]+)% \| (\d+) \|", readme, re.M)
+    trained = {n for n in zoo.list_weights() if n.startswith("fpn_resnet20.") and (bundled_cards_dir() / n).is_dir()}
+    assert "fpn_resnet20.fmnist_scenes" in trained and {name for name, *_ in rows} == trained
+    for name, miou, accuracy, epochs in rows:
+        metrics = read_json(bundled_cards_dir() / name / "metrics.json")
+        assert miou == f"{metrics['test_miou']:.3f}" and accuracy == f"{100 * metrics['test_pixel_acc']:.2f}"
+        assert int(epochs) == metrics["epochs"]

@@ -103,7 +103,17 @@ class FPN(Network):
         return [*encoder, ("decoder", [self.lateral, self.merge]), ("head", [self.classifier])]
 
 
-WEIGHTS = weight_table({})
+WEIGHTS = weight_table(
+    {
+        # the two runs of issue 39 at the same budget: the encoder from resnet20.fmnist, and from random weights
+        "fpn_resnet20.fmnist_scenes": dict(
+            dataset="fashion_mnist_scenes", recipe="recipes/fpn_resnet20_fmnist_scenes.yaml"
+        ),
+        "fpn_resnet20.fmnist_scenes_scratch": dict(
+            dataset="fashion_mnist_scenes", recipe="recipes/fpn_resnet20_fmnist_scenes_scratch.yaml"
+        ),
+    }
+)
 _NAMES = dict(family="fpn", weights=WEIGHTS, paper=PAPER, task="segmentation")
 
 
