@@ -160,7 +160,7 @@ def test_the_sample_scenes_are_the_first_fixed_test_scenes(fmnist_root) -> None:
     """``samples/scenes`` (the README's `zoo detect` / `zoo evaluate --data` example) is a COCO folder of
     the first 6 of the 1,000 fixed test scenes, pixels and boxes."""
     folder = Path(__file__).resolve().parents[1] / "samples" / "scenes"
-    samples = CocoDetection(str(folder / "annotations.json"), val_fraction=0.0)
+    samples = CocoDetection(str(folder / "annotations.json"), val_fraction=0.0, augment=False)  # the files as they are
     samples.setup()
     test = FashionMNISTScenes(test_scenes=6).render("test")
     assert len(samples.datasets["train"]) == 6 and samples.class_names == FashionMNISTScenes.class_names
@@ -174,7 +174,7 @@ def test_coco_files_round_trip_and_bad_ones_are_named(tmp_path: Path, fmnist_roo
     scenes = FashionMNISTScenes(train_scenes=6, val_scenes=2, test_scenes=2, augment=False)
     scenes.setup()
     path = write_coco(scenes.datasets["train"], tmp_path / "coco", scenes.class_names)
-    data = CocoDetection(str(path), str(tmp_path / "coco"), size=64, val_fraction=0.0)
+    data = CocoDetection(str(path), str(tmp_path / "coco"), size=64, val_fraction=0.0, augment=False)
     data.setup()
     assert data.class_names == scenes.class_names and data.num_classes == 10
     image, target = data.datasets["train"][0]
@@ -186,7 +186,7 @@ def test_coco_files_round_trip_and_bad_ones_are_named(tmp_path: Path, fmnist_roo
     (tmp_path / "bad.json").write_text(json.dumps({"images": []}))
     with pytest.raises(ZooError, match="has no 'annotations' list"):
         CocoDetection(str(tmp_path / "bad.json"), str(tmp_path))
-    held = CocoDetection(str(path), val_fraction=0.5)  # no val_json: half of the images held out, none in both
+    held = CocoDetection(str(path), val_fraction=0.5, augment=False)  # no val_json: half of the images held out, none in both
     held.setup()
     train_ids, val_ids = set(held.datasets["train"].indices), set(held.datasets["val"].indices)
     assert len(val_ids) == 3 and not train_ids & val_ids and len(train_ids | val_ids) == 6

@@ -12,15 +12,12 @@ together (torchvision v2 on a ``tv_tensors.Mask``).
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.fashion_mnist import CLASS_NAMES
-from zoo.data.scenes import _iou
-from zoo.errors import InvalidValueError
+from zoo.data.scenes import FashionMNISTScenes, _iou
 
 
 def paste(canvas: Tensor, mask: Tensor, patch: Tensor, label: int, x0: int, y0: int) -> None:
@@ -91,60 +88,17 @@ class MaskDataset(Dataset):
         return image, mask
 
 
-class FashionMNISTSceneMasks(L.LightningDataModule):
+class FashionMNISTSceneMasks(FashionMNISTScenes):
     """Fashion-MNIST scenes with exact masks (see the module doc): 10 classes + background.
 
     Args: those of :class:`~zoo.data.scenes.FashionMNISTScenes` (the same scenes for the same seed and sizes).
     """
 
-    dataset_name = "fashion_mnist_scenes"
-    class_names = list(CLASS_NAMES)
-    num_classes = 10
-    in_chans = 1
-
-    def __init__(
-        self,
-        size: int = 64,
-        max_objects: int = 4,
-        min_scale: int = 14,
-        max_scale: int = 28,
-        train_scenes: int = 10_000,
-        val_scenes: int = 1_000,
-        test_scenes: int = 1_000,
-        seed: int = 0,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        augment: bool = True,
-        fresh_train_scenes: bool = False,
-        root: str | None = None,
-    ) -> None:
-        super().__init__()
-        if not 0 < min_scale <= max_scale <= size:
-            raise InvalidValueError(f"need 0 < min_scale ≤ max_scale ≤ size, got {min_scale}, {max_scale}, {size}")
-        if max_objects < 1:
-            raise InvalidValueError(f"max_objects must be ≥ 1, got {max_objects}")
-        self.save_hyperparameters()
-        self.datasets: dict[str, MaskDataset] = {}
-
     def render(self, split: str, epoch: int = 0) -> MaskDataset:
-        """The scenes of a split, seeded as :meth:`zoo.data.scenes.FashionMNISTScenes.render` seeds them."""
-        from zoo.data.fashion_mnist import load_split
-
-        hp = self.hparams
-        images, labels = load_split("test" if split == "test" else "train", hp.root, download=False)
-        if split != "test":  # the last 5,000 training images are the validation scenes' pool
-            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.seed))
-            keep = order[:-5000] if split == "train" else order[-5000:]
-            images, labels = images[keep], labels[keep]
-        count = {"train": hp.train_scenes, "val": hp.val_scenes, "test": hp.test_scenes}[split]
-        offset = {"train": 0, "val": 1, "test": 2}[split]
-        generator = torch.Generator().manual_seed(hp.seed * 3 + offset + 1_000_003 * epoch)
-        scenes = [
-            make_masked_scene(images, labels, generator, hp.size, hp.max_objects, (hp.min_scale, hp.max_scale))
-            for _ in range(count)
-        ]
+        """The scenes of a split with their masks, drawn as :class:`~zoo.data.scenes.FashionMNISTScenes` draws them."""
+        scenes = self.draw(split, epoch, make_masked_scene)
         stacked, masks = torch.stack([s[0] for s in scenes]), torch.stack([s[1] for s in scenes])
-        return MaskDataset(stacked, masks, flip=hp.augment and split == "train")
+        return MaskDataset(stacked, masks, flip=self.hparams.augment and split == "train")
 
     def setup(self, stage: str | None = None) -> None:
         splits = ("test",) if stage == "test" else ("train", "val", "test")
@@ -157,20 +111,3 @@ class FashionMNISTSceneMasks(L.LightningDataModule):
             self.datasets[split] = self.render(split)
         hp = self.hparams
         return DataLoader(self.datasets[split], batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        if self.hparams.fresh_train_scenes and self.trainer is not None:
-            if self.trainer.reload_dataloaders_every_n_epochs != 1:
-                raise InvalidValueError(
-                    "fresh_train_scenes needs a new training loader every epoch: "
-                    "add --trainer.reload_dataloaders_every_n_epochs 1"
-                )
-            if self.trainer.current_epoch:  # epoch 0 trains on the scenes setup() rendered
-                self.datasets["train"] = self.render("train", self.trainer.current_epoch)
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

@@ -142,6 +142,15 @@ class FashionMNISTScenes(L.LightningDataModule):
         self.datasets: dict[str, SceneDataset] = {}
 
     def render(self, split: str, epoch: int = 0) -> SceneDataset:
+        hp = self.hparams
+        scenes = self.draw(split, epoch, make_scene)
+        stacked = torch.stack([image for image, _, _ in scenes])
+        targets = [{"boxes": boxes, "labels": classes} for _, boxes, classes in scenes]
+        return SceneDataset(stacked, targets, flip=hp.augment and split == "train")
+
+    def draw(self, split: str, epoch: int, maker) -> list:
+        """The scenes of a split made by ``maker`` (:func:`make_scene`, or a subclass's), each from the same
+        images and seeds: a subclass drawing masks gets the very scenes the detector sees."""
         from zoo.data.fashion_mnist import load_split
 
         hp = self.hparams
@@ -153,13 +162,10 @@ class FashionMNISTScenes(L.LightningDataModule):
         count = {"train": hp.train_scenes, "val": hp.val_scenes, "test": hp.test_scenes}[split]
         offset = {"train": 0, "val": 1, "test": 2}[split]
         generator = torch.Generator().manual_seed(hp.seed * 3 + offset + 1_000_003 * epoch)
-        scenes = [
-            make_scene(images, labels, generator, hp.size, hp.max_objects, (hp.min_scale, hp.max_scale))
+        return [
+            maker(images, labels, generator, hp.size, hp.max_objects, (hp.min_scale, hp.max_scale))
             for _ in range(count)
         ]
-        stacked = torch.stack([image for image, _, _ in scenes])
-        targets = [{"boxes": boxes, "labels": classes} for _, boxes, classes in scenes]
-        return SceneDataset(stacked, targets, flip=hp.augment and split == "train")
 
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "val", "test"):
