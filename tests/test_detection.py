@@ -186,7 +186,9 @@ def test_coco_files_round_trip_and_bad_ones_are_named(tmp_path: Path, fmnist_roo
     (tmp_path / "bad.json").write_text(json.dumps({"images": []}))
     with pytest.raises(ZooError, match="has no 'annotations' list"):
         CocoDetection(str(tmp_path / "bad.json"), str(tmp_path))
-    held = CocoDetection(str(path), val_fraction=0.5, augment=False)  # no val_json: half of the images held out, none in both
+    held = CocoDetection(
+        str(path), val_fraction=0.5, augment=False
+    )  # no val_json: half of the images held out, none in both
     held.setup()
     train_ids, val_ids = set(held.datasets["train"].indices), set(held.datasets["val"].indices)
     assert len(val_ids) == 3 and not train_ids & val_ids and len(train_ids | val_ids) == 6

@@ -17,12 +17,30 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 # lowest first; a name covers the module and everything below it (``zoo.models`` → ``zoo.models.resnet``)
 LAYERS: list[tuple[str, ...]] = [
     ("zoo.errors", "zoo._version", "zoo.destinations"),
-    ("zoo.registry", "zoo.catalog", "zoo.files", "zoo.layers", "zoo.data", "zoo.layer_table", "zoo.plots", "zoo.task_descriptions"),
+    (
+        "zoo.registry",
+        "zoo.catalog",
+        "zoo.files",
+        "zoo.layers",
+        "zoo.data",
+        "zoo.layer_table",
+        "zoo.plots",
+        "zoo.task_descriptions",
+    ),
     ("zoo.energy",),  # the codecarbon callback, read by cards, fit and finetune
     ("zoo.models", "zoo.hub", "zoo.cards", "zoo.callbacks", "zoo.loggers", "zoo.plugins"),
     ("zoo.pretrained",),
     ("zoo.tasks",),
-    ("zoo.finetuning", "zoo.finetune_defaults", "zoo.exporting", "zoo.evaluate", "zoo.predict", "zoo.attention", "zoo.detect", "zoo.backbones"),
+    (
+        "zoo.finetuning",
+        "zoo.finetune_defaults",
+        "zoo.exporting",
+        "zoo.evaluate",
+        "zoo.predict",
+        "zoo.attention",
+        "zoo.detect",
+        "zoo.backbones",
+    ),
     ("zoo.explainers", "zoo.visualise"),  # zoo.explain (Captum) and its pictures: above zoo.attention, which it calls
     ("zoo",),  # the facade, zoo/__init__.py
     ("zoo.cli",),

@@ -58,9 +58,8 @@ def metadata(model: Any, input_dtype: str = "float32") -> dict[str, str]:
         "zoo.architecture": model.hparams.model_name,
         "zoo.class_names": json.dumps(list(model.class_names)),
         "zoo.input_size": json.dumps(list(model.input_size)),
-        "zoo.input": (
-            "uint8 pixels 0-255" if input_dtype == "uint8" else "float32 pixels in [0, 1]"
-        ) + ", shape (batch, C, H, W); normalisation is inside the graph",
+        "zoo.input": ("uint8 pixels 0-255" if input_dtype == "uint8" else "float32 pixels in [0, 1]")
+        + ", shape (batch, C, H, W); normalisation is inside the graph",
         "zoo.preprocessing": json.dumps(model.preprocessing or {"resize_to_input": True}),
         "zoo.weights_sha256": sha256,
     }

@@ -20,6 +20,6 @@ from zoo.models import (  # each registers its builders
     vit,
 )
 
-FAMILIES = (lenet, alexnet, vgg, googlenet, resnet, efficientnet, vit, swin, detr)
+FAMILIES = (lenet, alexnet, vgg, googlenet, resnet, efficientnet, vit, swin, detr, fpn, tv_segmentation)
 
 from zoo.models import timm_family  # noqa: E402,F401  timm/<name>: resolved on lookup, timm imported then

@@ -26,9 +26,8 @@ layers of 8 heads, 10 queries.
 
 from __future__ import annotations
 
-import warnings
-
 import math
+import warnings
 from typing import Any
 
 import torch
