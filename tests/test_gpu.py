@@ -58,7 +58,7 @@ TASKS = sorted({get_entry(name).task for name in MODELS})
 
 
 def synthetic(task: str, input_size: tuple[int, ...], classes: int, count: int = 2 * BATCH) -> DataLoader:
-    """Batches of the task's kind: random pixels in [0, 1] with labels, or with boxes for detection."""
+    """Batches of the task's kind: random pixels in [0, 1] with labels, boxes (detection) or masks (segmentation)."""
     g = torch.Generator().manual_seed(0)
     images = torch.rand(count, *input_size, generator=g)
     if task == "classification":
@@ -73,6 +73,9 @@ def synthetic(task: str, input_size: tuple[int, ...], classes: int, count: int =
             boxes = torch.cat([corner, corner + size], dim=1)
             targets.append({"boxes": boxes, "labels": torch.randint(0, classes, (k,), generator=g)})
         return DataLoader(list(zip(images, targets)), batch_size=BATCH, collate_fn=collate_detection)
+    if task == "segmentation":  # a label per pixel: 0 the background, 1..classes the classes
+        masks = torch.randint(0, classes + 1, (count, *input_size[1:]), generator=g)
+        return DataLoader(TensorDataset(images, masks), batch_size=BATCH)
     raise AssertionError(f"task {task!r} has no synthetic batches here: add them to synthetic() in tests/test_gpu.py")
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from zoo.cli.args import ArgumentParser
 from zoo.errors import ZooError
+
+if TYPE_CHECKING:  # torch loads when the command runs, so `import zoo.cli` (and `zoo list`) stays light
+    import torch
 
 # ten colours told apart easily (Tableau 10, its grey made yellow: the images are grey), then evenly spread hues
 DISTINCT = [
@@ -50,6 +51,8 @@ def segment_files(
 ) -> tuple[Any, list[tuple[str, torch.Tensor, torch.Tensor]], list[str]]:
     """(the model, per readable file ``(path, image at the model's size, label map at the file's size)``,
     the unreadable files)."""
+    import torch
+
     from zoo.data.images import ImageFiles, find_images
 
     if isinstance(source, (str, Path)):
@@ -76,6 +79,7 @@ def segment_files(
 def draw(images: torch.Tensor, maps: list[torch.Tensor], names: list[str], out: str | Path, scale: int = 4) -> Path:
     """The images ``(N, C, H, W)`` in [0, 1], ``scale``× larger, their label maps over them (background clear),
     in a grid with a legend of the classes found, as one PNG."""
+    import torch
     import torch.nn.functional as F
     from PIL import Image, ImageDraw
     from torchvision.utils import draw_segmentation_masks, make_grid
@@ -112,6 +116,7 @@ def draw(images: torch.Tensor, maps: list[torch.Tensor], names: list[str], out: 
 
 def write_index_png(labels: torch.Tensor, path: Path, colours: list[tuple[int, int, int]]) -> None:
     """A label map as a palette PNG: pixel values are the classes, the palette colours them."""
+    import torch
     from PIL import Image
 
     image = Image.fromarray(labels.to(torch.uint8).numpy(), mode="P")
@@ -120,6 +125,8 @@ def write_index_png(labels: torch.Tensor, path: Path, colours: list[tuple[int, i
 
 
 def cmd_segment(argv: list[str]) -> None:
+    import torch
+
     parser = ArgumentParser(
         prog="zoo segment",
         description="Segment image files: each pixel's class (0: background), in each file's own pixels.",

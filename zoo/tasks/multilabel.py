@@ -29,15 +29,16 @@ GRID = torch.linspace(0.02, 0.98, 49)  # the thresholds tried per class on the v
 def best_thresholds(probs: Tensor, targets: Tensor) -> Tensor:
     """Per class, the threshold of :data:`GRID` with the best F1 on these outputs (0.5 for a class without
     positives); ties go to the middle of the best run, away from the edges."""
-    chosen = torch.full((probs.shape[1],), 0.5)
-    predicted = probs[None] >= GRID[:, None, None]  # (thresholds, N, K)
+    grid = GRID.to(probs.device)
+    chosen = torch.full((probs.shape[1],), 0.5, device=probs.device)
+    predicted = probs[None] >= grid[:, None, None]  # (thresholds, N, K)
     positive = targets.bool()[None]
     tp = (predicted & positive).sum(1).float()
     f1 = 2 * tp / (predicted.sum(1) + positive.sum(1)).clamp_min(1)  # (thresholds, K)
     for k in range(probs.shape[1]):
         if positive[0, :, k].any():
             best = (f1[:, k] >= f1[:, k].max() - 1e-9).nonzero().flatten()
-            chosen[k] = GRID[best[len(best) // 2]]
+            chosen[k] = grid[best[len(best) // 2]]
     return chosen
 
 
