@@ -25,20 +25,18 @@ class Detection:
     scores: list[float]
 
 
-def detect_files(
-    source: Any, paths: list[str | Path], *, threshold: float = 0.5, out: str | Path | None = None, scale: int = 4
-) -> tuple[list[Detection], list[str]]:
-    """(detections per readable file, unreadable files); ``out``: also a PNG grid with the boxes drawn."""
+def model_and_files(source: Any, paths: list[str | Path], command: str) -> tuple[Any, list[tuple], list[str]]:
+    """The model for ``zoo <command>`` (loaded if a name or path; refused in one line if the command does not
+    apply to its task) and the image files under ``paths`` read by its ``transforms()``: ``(model, [(path,
+    (height, width) of the file, prepared image)...], unreadable files)``. Shared by detect and segment."""
     from zoo.data.images import ImageFiles, find_images
 
-    if not 0.0 <= threshold <= 1.0:
-        raise ZooError(f"threshold {threshold} is not a score: give one between 0 and 1 (default 0.5)")
     if isinstance(source, (str, Path)):
         from zoo.tasks.factory import load
 
         source = load(source)
     model = source.eval()
-    model.description.require("detect", model.weights_name or model.hparams.model_name)
+    model.description.require(command, model.weights_name or model.hparams.model_name)
     files = find_images(paths)
     if not files:
         raise ZooError(f"no image files under {', '.join(map(str, paths))}; give image files or folders of them")
@@ -49,6 +47,17 @@ def detect_files(
     bad = [str(files[i]) for i, item in items if item is None]
     if not good:
         raise ZooError("none of the images could be read; check the files")
+    return model, good, bad
+
+
+def detect_files(
+    source: Any, paths: list[str | Path], *, threshold: float = 0.5, out: str | Path | None = None, scale: int = 4
+) -> tuple[list[Detection], list[str]]:
+    """(detections per readable file, unreadable files); ``out``: also a PNG grid with the boxes drawn."""
+
+    if not 0.0 <= threshold <= 1.0:
+        raise ZooError(f"threshold {threshold} is not a score: give one between 0 and 1 (default 0.5)")
+    model, good, bad = model_and_files(source, paths, "detect")
     images = torch.stack([image for _, _, image in good])
     sizes = [size for _, size, _ in good]
     found = model.predict(images, threshold=threshold, sizes=sizes)

@@ -53,24 +53,9 @@ def segment_files(
     the unreadable files)."""
     import torch
 
-    from zoo.data.images import ImageFiles, find_images
+    from zoo.detect import model_and_files
 
-    if isinstance(source, (str, Path)):
-        from zoo.tasks.factory import load
-
-        source = load(source)
-    model = source.eval()
-    model.description.require("segment", model.weights_name or model.hparams.model_name)
-    files = find_images(paths)
-    if not files:
-        raise ZooError(f"no image files under {', '.join(map(str, paths))}; give image files or folders of them")
-    transform = model.transforms()
-    dataset = ImageFiles(files, lambda image: (image.size[::-1], transform(image)))  # PIL's size is (w, h)
-    items = [dataset[i] for i in range(len(files))]
-    good = [(files[i], *item) for i, item in items if item is not None]
-    bad = [str(files[i]) for i, item in items if item is None]
-    if not good:
-        raise ZooError("none of the images could be read; check the files")
+    model, good, bad = model_and_files(source, paths, "segment")
     images = torch.stack([image for _, _, image in good])
     maps = model.predict(images, sizes=[size for _, size, _ in good])
     return model, [(str(p), image, m.cpu()) for (p, _, image), m in zip(good, maps)], bad
