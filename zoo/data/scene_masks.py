@@ -13,21 +13,10 @@ together (torchvision v2 on a ``tv_tensors.Mask``).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.scenes import FashionMNISTScenes, _iou
-
-
-def paste(canvas: Tensor, mask: Tensor, patch: Tensor, label: int, x0: int, y0: int) -> None:
-    """Paste ``patch`` (h, w) uint8 at (x0, y0), in place: its non-zero pixels over the canvas, and class
-    ``label + 1`` over the mask at the same pixels."""
-    h, w = patch.shape
-    region, labels = canvas[y0 : y0 + h, x0 : x0 + w], mask[y0 : y0 + h, x0 : x0 + w]
-    drawn = patch > 0
-    region[drawn] = patch[drawn]
-    labels[drawn] = label + 1
+from zoo.data.scenes import FashionMNISTScenes, make_scene, paste  # noqa: F401  paste: the mask's rule
 
 
 def make_masked_scene(
@@ -35,34 +24,12 @@ def make_masked_scene(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One scene: ``(image (1, size, size) uint8, mask (size, size) int64, boxes, labels)``.
 
-    The random draws are :func:`zoo.data.scenes.make_scene`'s, in the same order, so a seed gives the
-    same scene as the detection data does.
+    :func:`zoo.data.scenes.make_scene` draws it, writing the mask as it pastes, so a seed gives the same
+    scene as the detection data does.
     """
-    canvas = torch.zeros(size, size, dtype=torch.uint8)
     mask = torch.zeros(size, size, dtype=torch.long)
-    count = int(torch.randint(1, max_objects + 1, (1,), generator=generator))
-    boxes, classes = [], []
-    for _ in range(count):
-        for _attempt in range(100):
-            index = int(torch.randint(len(garments), (1,), generator=generator))
-            side = int(torch.randint(scales[0], scales[1] + 1, (1,), generator=generator))
-            x0 = int(torch.randint(0, size - side + 1, (1,), generator=generator))
-            y0 = int(torch.randint(0, size - side + 1, (1,), generator=generator))
-            patch = F.interpolate(
-                garments[index][None, None].float(), size=(side, side), mode="bilinear", antialias=True
-            )
-            patch = patch[0, 0].round().clamp(0, 255).to(torch.uint8)
-            rows, cols = (patch > 20).any(1).nonzero().flatten(), (patch > 20).any(0).nonzero().flatten()
-            if not len(rows):
-                continue
-            box = torch.tensor([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1], dtype=torch.float)
-            if boxes and float(_iou(box, torch.stack(boxes)).max()) > 0.2:
-                continue
-            paste(canvas, mask, patch, int(labels[index]), x0, y0)
-            boxes.append(box)
-            classes.append(int(labels[index]))
-            break
-    return canvas[None], mask, torch.stack(boxes), torch.tensor(classes, dtype=torch.long)
+    image, boxes, classes = make_scene(garments, labels, generator, size, max_objects, scales, mask=mask)
+    return image, mask, boxes, classes
 
 
 class MaskDataset(Dataset):

@@ -25,10 +25,27 @@ from zoo.data.fashion_mnist import CLASS_NAMES
 from zoo.errors import InvalidValueError
 
 
+def paste(canvas: Tensor, mask: Tensor | None, patch: Tensor, label: int, x0: int, y0: int) -> None:
+    """Paste ``patch`` (h, w) uint8 at (x0, y0), in place: its non-zero pixels over the canvas (the later
+    garment on top), and, given a ``mask``, class ``label + 1`` over the mask at the same pixels."""
+    h, w = patch.shape
+    drawn = patch > 0
+    canvas[y0 : y0 + h, x0 : x0 + w][drawn] = patch[drawn]
+    if mask is not None:
+        mask[y0 : y0 + h, x0 : x0 + w][drawn] = label + 1
+
+
 def make_scene(
-    garments: Tensor, labels: Tensor, generator: torch.Generator, size: int, max_objects: int, scales: tuple[int, int]
+    garments: Tensor,
+    labels: Tensor,
+    generator: torch.Generator,
+    size: int,
+    max_objects: int,
+    scales: tuple[int, int],
+    mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One scene from a pool of ``garments`` (N, 28, 28) uint8: ``(image (1, size, size), boxes, labels)``."""
+    """One scene from a pool of ``garments`` (N, 28, 28) uint8: ``(image (1, size, size), boxes, labels)``;
+    given a ``(size, size)`` ``mask`` of zeros, every pixel a garment wrote gets its class + 1 there."""
     canvas = torch.zeros(size, size, dtype=torch.uint8)
     count = int(torch.randint(1, max_objects + 1, (1,), generator=generator))
     boxes, classes = [], []
@@ -48,8 +65,7 @@ def make_scene(
             box = torch.tensor([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1], dtype=torch.float)
             if boxes and float(_iou(box, torch.stack(boxes)).max()) > 0.2:
                 continue
-            region = canvas[y0 : y0 + side, x0 : x0 + side]
-            canvas[y0 : y0 + side, x0 : x0 + side] = torch.where(patch > 0, patch, region)  # the later one on top
+            paste(canvas, mask, patch, int(labels[index]), x0, y0)
             boxes.append(box)
             classes.append(int(labels[index]))
             break
