@@ -1,20 +1,34 @@
-"""The README's generated parts stay generated: the registry table (`zoo list --markdown`), the budget
-table, the detection table and the recipe-comparison table.
+"""The documentation's generated parts stay generated: the registry table (`zoo list --markdown`), the budget
+table, the detection table, the recipe-comparison table, the fine-tuning defaults and the transfer experiment,
+each on whichever page holds its markers (README.md or a page of docs/).
 
-``python tests/test_readme.py`` rewrites them all (and the catalog and the export-support table) from the
-registry and the cards, after a card or an entry changes."""
+``python tests/test_readme.py`` rewrites them all (and the catalog and the export-support table) where they
+are, from the registry, the cards and the experiments' JSON, after a card, an entry or a run changes."""
 
 from __future__ import annotations
 
+import json
 import re
-from pathlib import Path
+import sys
 
 import pytest
+from docs_text import README, blocks, pages_with
 
 from zoo.cli.tables import budget_markdown, detection_markdown, registry_markdown, sweep_markdown
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 SWEEPS = README.parent / "docs" / "recipe_sweeps.json"
+EXPERIMENTS = README.parent / "experiments"
+
+
+def _experiment_table(script: str, results: str):
+    """The table an experiment script prints (its ``table()``) from the JSON of its runs in docs/."""
+
+    def generate() -> str:
+        sys.path.insert(0, str(EXPERIMENTS))
+        module = __import__(script)
+        return module.table(json.loads((README.parent / "docs" / results).read_text()))
+
+    return generate
 
 
 TABLES = [  # (marker, generator, what it is): the blocks this file checks and regenerate() rewrites
@@ -22,16 +36,21 @@ TABLES = [  # (marker, generator, what it is): the blocks this file checks and r
     ("budget", budget_markdown, "zoo.cli.tables.budget_markdown()"),
     ("detection", detection_markdown, "zoo.cli.tables.detection_markdown()"),
     ("sweeps", lambda: sweep_markdown(SWEEPS), "zoo.cli.tables.sweep_markdown('docs/recipe_sweeps.json')"),
+    (
+        "transfer",
+        _experiment_table("transfer_fmnist", "transfer.json"),
+        "experiments/transfer_fmnist.py's table() of docs/transfer.json",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("marker", "generate", "how"), TABLES)
 def test_generated_tables_are_current(marker: str, generate, how: str) -> None:
-    match = re.search(rf"<!-- {marker}:start -->\n(.*?)\n<!-- {marker}:end -->", README.read_text(), re.S)
-    assert match, f"README lacks the {marker} table markers"
-    assert match.group(1).strip() == generate().strip(), (
-        f"README's {marker} table is stale: run python tests/test_readme.py ({how})"
-    )
+    generated = generate().strip()
+    for page, text in blocks(marker):
+        assert text.strip() == generated, (
+            f"{page.name}'s {marker} table is stale: run python tests/test_readme.py ({how})"
+        )
 
 
 def test_readme_opens_with_the_two_commands() -> None:
@@ -60,9 +79,7 @@ def test_detection_table_reads_the_detector_cards(monkeypatch) -> None:
 
 
 def regenerate() -> None:
-    """Rewrite the catalog and every generated block of the README from the registry and the cards."""
-    import sys
-
+    """Rewrite the catalog and every generated block, on whichever page holds it, from the registry and the cards."""
     import zoo.catalog
     import zoo.models  # noqa: F401  (registers the families the catalog lists)
 
@@ -70,12 +87,14 @@ def regenerate() -> None:
     from test_export import support_markdown
 
     zoo.catalog.write()
-    blocks = {marker: generate() for marker, generate, _ in TABLES} | {"export": support_markdown()}
-    text = README.read_text()
-    for marker, block in blocks.items():
+    tables = {marker: generate() for marker, generate, _ in TABLES} | {"export": support_markdown()}
+    for marker, generated in tables.items():
         pattern = rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)"
-        text = re.sub(pattern, lambda m, b=block: m.group(1) + b.strip() + m.group(2), text, flags=re.S)
-    README.write_text(text)
+        for page in pages_with(marker):
+            text = page.read_text()
+            page.write_text(
+                re.sub(pattern, lambda m, b=generated: m.group(1) + b.strip() + m.group(2), text, flags=re.S)
+            )
 
 
 if __name__ == "__main__":

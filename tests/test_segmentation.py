@@ -242,11 +242,12 @@ def _tv_file(tmp_path):
 def test_readme_numbers_are_the_cards() -> None:
     """The README's segmentation table quotes each card's metrics.json (mIoU, pixel accuracy, epochs)."""
     import re
-    from pathlib import Path
+
+    from docs_text import docs_text
 
     from zoo.files import bundled_cards_dir, read_json
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = docs_text()  # the README and every docs/ page
     rows = re.findall(r"^\| `(fpn_resnet20\.\w+)` \| [^|]+ \| ([\d.]+) \| ([\d.]+)% \| (\d+) \|", readme, re.M)
     trained = {n for n in zoo.list_weights() if n.startswith("fpn_resnet20.") and (bundled_cards_dir() / n).is_dir()}
     assert "fpn_resnet20.fmnist_scenes" in trained and {name for name, *_ in rows} == trained
