@@ -1,4 +1,4 @@
-"""The README's pictures for issue 44 (GoogLeNet, multi-label, angles), drawn from the registry and shipped weights.
+"""The docs' pictures for issue 44 (GoogLeNet, multi-label, angles), drawn from the registry and shipped weights.
 
 python docs/figures_outputs.py googlenet   # docs/img/googlenet_parts.png: parameters vs multiply-adds by part
 python docs/figures_outputs.py tags        # docs/img/scene_tags.png: test scenes, true and predicted garments

@@ -1,4 +1,4 @@
-"""The README's detection example: the shipped detector on noisy scenes, zero-shot and fine-tuned on a few hundred.
+"""The detection fine-tuning example (docs/detection.md): the shipped detector on noisy scenes, zero-shot and fine-tuned on a few hundred.
 
 Scenes of Fashion-MNIST garments (:class:`~zoo.data.scenes.FashionMNISTScenes`, 64 px) with Gaussian pixel
 noise σ = 0.15 (on [0, 1] pixels), written as COCO folders (:func:`~zoo.data.coco.write_coco`): ``train``

@@ -1,5 +1,5 @@
-"""The README's generated tables, from the registry and the shipped cards (``tests/test_readme.py``
-fails when the README's copy is stale):
+"""The documentation's generated tables (README.md and docs/models.md, docs/research-notes.md, docs/detection.md),
+from the registry and the shipped cards (``tests/test_readme.py`` fails when a page's copy is stale):
 
 * :func:`registry_markdown`: every model, its parameters and FLOPs, its weights' headline score
   (also ``zoo list --markdown``);
@@ -86,7 +86,7 @@ def trained_cards(task: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _budget(metrics: dict[str, Any]) -> str:
-    """The epochs, training time and machine columns of the README's tables."""
+    """The epochs, training time and machine columns of the documentation's tables."""
     from zoo.cards import budget_chain
 
     runs = budget_chain(metrics)  # a weight trained in stages (a warm restart from earlier weights): each one
@@ -99,7 +99,7 @@ def _budget(metrics: dict[str, Any]) -> str:
 
 def budget_markdown() -> str:
     """The Fashion-MNIST weights trained here: accuracy, budget (epochs, time, hardware) and the published
-    reference for their size, read from the cards' metrics.json (README's "weights and their budget")."""
+    reference for their size, read from the cards' metrics.json (docs/models.md's "weights and their budget")."""
     lines = [
         "| weights | test top-1 | params | epochs | training time | measured on | published for the size |",
         "|---|---:|---:|---:|---:|---|---|",
@@ -115,7 +115,7 @@ def budget_markdown() -> str:
 
 
 def sweep_markdown(path: Any) -> str:
-    """The short runs that chose a recipe's settings (README's "choosing the recipes"), one row per run,
+    """The short runs that chose a recipe's settings (docs/research-notes.md's "choosing the recipes"), one row per run,
     from ``path``: a JSON list of the runs' own ``metrics.json`` numbers with the setting each one tried."""
     import json
 
@@ -133,7 +133,7 @@ def sweep_markdown(path: Any) -> str:
 
 def detection_markdown() -> str:
     """The detection weights trained here: mAP on the fixed test scenes, where the backbone started and the
-    budget, read from the cards (README's "with and without the pretrained backbone")."""
+    budget, read from the cards (docs/detection.md's "with and without the pretrained backbone")."""
     from zoo.cards import backbone_start
 
     lines = [

@@ -137,7 +137,7 @@ def train_augmentation(size: int = 28, padding: int = 2, random_erasing: float =
     """Random shift (pad + crop) and horizontal flip on uint8 tensors: clothes are left/right symmetric.
 
     ``padding`` 0 leaves the flip alone: the lightest augmentation, which suits networks too small to
-    use shifted copies (LeNet-5: see the README's comparison of settings).
+    use shifted copies (LeNet-5: see docs/research-notes.md's comparison of settings).
 
     ``random_erasing`` > 0 then blanks a random rectangle (2-33% of the image, aspect 0.3-3.3) with that
     probability (Zhong et al. 2017, Random Erasing Data Augmentation), filled with 0 (the background).

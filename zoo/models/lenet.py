@@ -130,7 +130,7 @@ WEIGHTS = weight_table(
     {
         "lenet5.fmnist": dict(dataset="fashion_mnist", recipe="recipes/lenet5_fmnist.yaml"),
         "lenet5_relu.fmnist": dict(dataset="fashion_mnist", recipe="recipes/lenet5_relu_fmnist.yaml"),
-        # the source of the README's transfer experiment: trained on classes 0-4 only
+        # the source of the transfer experiment (docs/transfer.md): trained on classes 0-4 only
         "lenet5_relu.fmnist_0to4": dict(dataset="fashion_mnist", recipe="recipes/lenet5_relu_fmnist_0to4.yaml"),
     }
 )

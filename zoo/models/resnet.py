@@ -206,7 +206,7 @@ WEIGHTS = weight_table(
         "resnet101.tv2_in1k": dict(url=_TV_URL + "resnet101-cd907fc2.pth", old_tags=("tv_in1k",), **_TV2),
         "resnet152.tv2_in1k": dict(url=_TV_URL + "resnet152-f82ba261.pth", old_tags=("tv_in1k",), **_TV2),
         "resnet20.fmnist": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist_restart.yaml"),
-        # the source of the README's transfer experiment: trained on classes 0-4 only
+        # the source of the transfer experiment (docs/transfer.md): trained on classes 0-4 only
         "resnet20.fmnist_0to4": dict(dataset="fashion_mnist", recipe="recipes/resnet20_fmnist_0to4.yaml"),
         # issue 44's demos of the other output kinds: multi-label garments in a scene (from resnet20.fmnist and from
         # scratch at the same budget) and the angle of a rotated garment as (sin θ, cos θ); their cards say the task
