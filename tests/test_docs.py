@@ -72,3 +72,16 @@ def test_readme_is_a_front_page() -> None:
     lines = README.read_text().splitlines()
     assert len(lines) <= 300, f"README.md has {len(lines)} lines: move the depth into a docs/ page"
     assert "[start:tour]" in README.read_text(), "docs/index.md includes the README's tour by its snippet markers"
+
+
+def test_ci_builds_the_site_and_the_workflow_runs_ci() -> None:
+    """GitHub runs the project's own CI script on every push and pull request, and that script builds the site
+    strictly (a broken link or docstring fails CI) before the tests."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert {"push", "pull_request"} <= set(triggers)
+    runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    assert any(run.strip() == "bash .ci/run" for run in runs)
+    script = (ROOT / ".ci" / "run").read_text()
+    assert '".[dev,docs]"' in script
+    assert script.index("mkdocs build --strict") < script.index("pytest -q")
