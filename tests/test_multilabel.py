@@ -184,6 +184,39 @@ def test_cli_finetune_with_task_and_classify_prints_every_label_above_its_thresh
     assert [name for name, _ in answers[0]] == [model.class_names[0]]  # every label above threshold, not the top 5
 
 
+def test_cli_evaluate_export_push_a_tags_model(tiny_run, tags_csv, tmp_path, hub_env, capsys) -> None:
+    """zoo evaluate on a tags CSV (its macro AP recomputed with scikit-learn), zoo export (ONNX gives the same
+    outputs), zoo push (the pulled model keeps its thresholds)."""
+    import re
+
+    import onnxruntime as ort
+
+    from zoo.cli import main
+
+    model, _, _ = tiny_run
+    folder = model.save_pretrained(tmp_path / "tags", name="resnet20.tags")
+    rows = [line.split(",") for line in (tags_csv / "tags.csv").read_text().splitlines()[1:]]
+    x = torch.stack([model.transforms()(Image.open(tags_csv / path)) for path, _ in rows])
+    targets = np.array([[name in cell.split(";") for name in CLASS_NAMES] for _, cell in rows], dtype=int)
+    with torch.no_grad():
+        probs = model.eval()(x).sigmoid().numpy()
+    present = targets.sum(0) > 0  # a class no scene shows has no average precision
+    expected = np.mean([average_precision_score(targets[:, k], probs[:, k]) for k in np.flatnonzero(present)])
+    capsys.readouterr()
+    main(["evaluate", str(folder), "--data", str(tags_csv / "tags.csv")])
+    printed = capsys.readouterr().out
+    assert float(re.search(r"macro AP ([0-9.]+)", printed).group(1)) == pytest.approx(expected, abs=2e-3), printed
+    main(["export", str(folder), "-o", str(tmp_path / "tags.onnx")])
+    session = ort.InferenceSession(str(tmp_path / "tags.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        assert np.allclose(session.run(None, {"pixels": x.numpy()})[0], model(x).numpy(), atol=1e-4)
+    main(["push", str(folder), "--repo", "org/tags-cli"])
+    pulled = zoo.load("hf-hub:org/tags-cli")
+    assert isinstance(pulled, MultiLabelClassifier) and torch.allclose(pulled.thresholds, model.thresholds, atol=1e-4)
+    with torch.no_grad():
+        assert torch.allclose(pulled(x), model(x), atol=1e-6)
+
+
 # ---- the shipped demo: "which garments are in this scene", re-measured on the 1,000 fixed test scenes ----------
 SHIPPED = ("resnet20.fmnist_scene_tags", "resnet20.fmnist_scene_tags_scratch")
 AP_FLOOR = 0.80  # issue 44: macro AP ≥ 0.80 from resnet20.fmnist, ahead of scratch at the same budget
@@ -207,6 +240,13 @@ def test_shipped_scene_tags_remeasured_match_their_card(name: str, fmnist_root) 
     assert abs(result["test_ap"] - metrics["test_ap"]) <= 1e-3, (result["test_ap"], metrics["test_ap"])
     assert abs(result["test_f1"] - metrics["test_f1"]) <= 1e-3, (result["test_f1"], metrics["test_f1"])
     assert np.mean(list(metrics["ap_per_class"].values())) == pytest.approx(metrics["test_ap"], abs=1e-3)
+    # independently: scikit-learn's average precision on the model's outputs for the same 1,000 scenes
+    scenes = FashionMNISTSceneTags(input_size=(1, 28, 28))
+    scenes.setup("test")
+    probs, targets = _outputs(model, scenes)
+    per_class = [average_precision_score(targets[:, k], probs[:, k]) for k in range(10)]
+    assert metrics["test_ap"] == pytest.approx(np.mean(per_class), abs=1e-3)
+    assert list(metrics["ap_per_class"].values()) == pytest.approx(per_class, abs=1e-3)
 
 
 def test_shipped_scene_tags_from_the_classifier_beat_scratch_and_the_floor() -> None:

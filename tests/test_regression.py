@@ -9,6 +9,7 @@ import json
 import math
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -180,3 +181,42 @@ def test_shipped_rotation_remeasured_on_the_10000_test_garments(fmnist_root) -> 
     assert abs(result["test_angle_error"] - metrics["test_angle_error"]) <= 1e-2
     assert model.median_angle_error == pytest.approx(metrics["test_median_angle_error"], abs=1e-2)
     assert model.angle_error_per_class == pytest.approx(metrics["angle_error_per_class"], abs=1e-2)
+
+
+def _remeasured_by_hand(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped model's angular errors on the first ``count`` test garments at the test set's fixed angles, the
+    garments turned by torchvision (not the zoo's rotate) and the angle read back with numpy's atan2; and classes."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from zoo.data.fashion_mnist import load_split
+
+    data = FashionMNISTRotations(test_images=count)
+    data.setup("test")
+    angles = data.datasets["test"].tensors[1].numpy()  # the data: each garment's angle
+    images, classes = load_split("test")
+    turned = torch.stack(
+        [
+            TF.rotate(image[None], float(a), interpolation=TF.InterpolationMode.BILINEAR)
+            for image, a in zip(images, angles)
+        ]
+    )
+    with torch.no_grad():
+        out = zoo.load(SHIPPED).eval()(turned.float() / 255).numpy()
+    difference = np.abs(np.degrees(np.arctan2(out[:, 0], out[:, 1])) - angles) % 360
+    return np.minimum(difference, 360 - difference), classes[:count].numpy()
+
+
+def test_shipped_rotation_independent_recomputation_on_1000_garments(fmnist_root) -> None:
+    errors, _ = _remeasured_by_hand(1_000)
+    measured = evaluate(zoo.load(SHIPPED), FashionMNISTRotations(test_images=1_000))
+    assert measured["test_angle_error"] == pytest.approx(errors.mean(), abs=0.05)
+
+
+@pytest.mark.slow
+def test_shipped_rotation_card_matches_an_independent_recomputation(fmnist_root) -> None:
+    _, metrics = _card()
+    errors, classes = _remeasured_by_hand(10_000)
+    assert metrics["test_angle_error"] == pytest.approx(errors.mean(), abs=0.05)
+    assert metrics["test_median_angle_error"] == pytest.approx(np.sort(errors)[4_999], abs=0.05)  # torch's lower median
+    per_class = {name: errors[classes == k].mean() for k, name in enumerate(FashionMNISTRotations.group_names)}
+    assert metrics["angle_error_per_class"] == pytest.approx(per_class, abs=0.1)

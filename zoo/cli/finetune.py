@@ -14,12 +14,15 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-USAGE = """usage: zoo finetune --model SOURCE --data PATH [-o DIR] [--strategy S] [zoo fit options...]
+USAGE = """usage: zoo finetune [--model] SOURCE --data PATH [-o DIR] [--strategy S] [zoo fit options...]
 
 Fine-tune trained weights on your images (a folder of class sub-folders, or a CSV of path,label).
 
   --model SOURCE         weights to start from: arch.tag, a weight folder or file, hf-hub:org/name
-  --data PATH            folder of <class>/<image> (optionally train/ val/ test/), or a .csv of path,label
+                         (or SOURCE first, without --model)
+  --data PATH            folder of <class>/<image> (optionally train/ val/ test/), or a .csv of path,label;
+                         --task multilabel: path,labels (';'-separated); --task regression: path,<number>...
+                         (one output per column); --task angle-regression: path,angle (degrees)
   -o, --output DIR       write the best validation weights there (weights, config, metrics, card)
   --strategy S           linear_probe | full | freeze_unfreeze | gradual | layer_decay (default full)
   --task T               another task than the weights' own: multilabel, regression, angle-regression
@@ -62,6 +65,8 @@ def cmd_finetune(argv: list[str]) -> None:
         print(USAGE)
         return
     source, data = _take(argv, "--model"), _take(argv, "--data")
+    if source is None and argv and not argv[0].startswith("-"):  # zoo finetune WEIGHTS --data ...
+        source = argv.pop(0)
     if source is None or data is None:
         raise ZooError("zoo finetune needs --model SOURCE and --data PATH; see zoo finetune --help")
     output = _take(argv, "-o", "--output")

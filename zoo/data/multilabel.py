@@ -224,24 +224,26 @@ class MultiLabelDataModule(_TagsBase):
             )
         for split, (files, targets) in self._files.items():
             self.datasets[split] = TensorTags(
-                self._decode(files, size), targets, self._flip() if split == "train" else None
+                decode_files(files, size), targets, self._flip() if split == "train" else None
             )
 
-    def _decode(self, files: list[Path], size: tuple[int, int, int]) -> Tensor:
-        from PIL import Image, UnidentifiedImageError
-        from torchvision.transforms import v2
 
-        from zoo.layers.preprocessing import eval_transforms
+def decode_files(files: Sequence[Path], size: tuple[int, int, int]) -> Tensor:
+    """Image files as uint8 ``(N, C, H, W)`` at the model's channels and size; one line for an unreadable file."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import v2
 
-        steps = v2.Compose(eval_transforms(size).transforms[:-1])  # to the model's channels and size, uint8
-        images = []
-        for file in files:
-            try:
-                with Image.open(file) as image:
-                    images.append(steps(image.convert("RGB" if size[0] == 3 else "L")))
-            except (OSError, UnidentifiedImageError) as error:
-                raise ZooError(f"cannot read {file} ({error}); fix it or remove its row") from None
-        return torch.stack(images)
+    from zoo.layers.preprocessing import eval_transforms
+
+    steps = v2.Compose(eval_transforms(size).transforms[:-1])  # to the model's channels and size, uint8
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                images.append(steps(image.convert("RGB" if size[0] == 3 else "L")))
+        except (OSError, UnidentifiedImageError) as error:
+            raise ZooError(f"cannot read {file} ({error}); fix it or remove its row") from None
+    return torch.stack(images)
 
 
 class FashionMNISTSceneTags(_TagsBase):

@@ -233,24 +233,51 @@ class AngleRegressor(ImageRegressor):
 
 
 # ---- the tasks' descriptions ----------------------------------------------------------------------------
-def _train_data(data: Any, **options: Any) -> Any:
-    """``(images, targets)`` tensors: targets ``(N,)``/``(N, K)`` numbers, or angles in degrees for an angle model."""
-    from zoo.data.rotations import TensorRegressionData
+def _train_data(data: Any, angles: bool = False, **options: Any) -> Any:
+    """A ``path,<target>`` CSV (:mod:`zoo.data.targets_csv`), or ``(images, targets)`` tensors: targets
+    ``(N,)``/``(N, K)`` numbers, or angles in degrees for an angle model."""
+    from pathlib import Path
 
-    options = {k: v for k, v in options.items() if k in ("classes", "val_fraction", "split_seed", "batch_size")}
+    from zoo.data.rotations import TensorRegressionData
+    from zoo.data.targets_csv import ANGLE_OUTPUTS, AngleDataModule, RegressionDataModule
+
+    keep = ("val_fraction", "split_seed", "batch_size")
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        options = {k: v for k, v in options.items() if k in (*keep, "classes")}
+        if angles and data[1].ndim == 1:
+            options["classes"] = list(ANGLE_OUTPUTS)  # one angle per image, two outputs (sin θ, cos θ)
         return TensorRegressionData(data[0], data[1], **options)
+    if isinstance(data, (str, Path)):
+        options = {k: v for k, v in options.items() if k in keep}
+        return (AngleDataModule if angles else RegressionDataModule)(data, **options)
     raise InvalidValueError(
-        f"regression data is (images, targets) tensors or a LightningDataModule, got {type(data).__name__}"
+        f"regression data is a CSV of path,<target> rows, (images, targets) tensors or a LightningDataModule, "
+        f"got {type(data).__name__}"
     )
 
 
-def _eval_data(data: Any, model: Any, batch_size: int = 500) -> Any:
-    from zoo.data.rotations import TensorRegressionData
+def _eval_data(data: Any, model: Any, batch_size: int = 500, angles: bool = False) -> Any:
+    from pathlib import Path
 
+    from zoo.data.rotations import TensorRegressionData
+    from zoo.data.targets_csv import AngleDataModule, RegressionDataModule
+
+    if isinstance(data, (str, Path)):
+        return (AngleDataModule if angles else RegressionDataModule).for_evaluation(data, model, batch_size)
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise InvalidValueError("regression test data is (images, targets) tensors or a LightningDataModule")
+        raise InvalidValueError(
+            "regression test data is a CSV of path,<target> rows, (images, targets) tensors or a LightningDataModule"
+        )
     return TensorRegressionData(data[0], data[1], batch_size=batch_size, test=True)
+
+
+def _angle_train_data(data: Any, **options: Any) -> Any:
+    """A ``path,angle`` CSV (degrees) or ``(images, angles)`` tensors."""
+    return _train_data(data, angles=True, **options)
+
+
+def _angle_eval_data(data: Any, model: Any, batch_size: int = 500) -> Any:
+    return _eval_data(data, model, batch_size, angles=True)
 
 
 def _default_rotations(model: Any, root: str | None = None, batch_size: int = 500) -> Any:
@@ -285,10 +312,11 @@ REGRESSION = register_task(
             Score("val_mae", "best validation MAE", percent=False),
         ),
         test_metrics=(Score("test_mae", "MAE", percent=False), Score("test_r2", "R²", percent=False)),
-        data=("(images, targets) tensors",),
+        data=("CSV of path,<target>... (numbers)", "(images, targets) tensors"),
         commands=_COMMANDS,
         usage="values = model.predict(images)  # images: float (N, {shape}) in [0, 1]",
-        data_class="zoo.data.rotations.TensorRegressionData",
+        data_class="zoo.data.targets_csv.RegressionDataModule",
+        data_arg="path",
         datamodule=_train_data,
         eval_datamodule=_eval_data,
         default_datamodule=_no_default,
@@ -320,12 +348,13 @@ ANGLE_REGRESSION = register_task(
             Score("test_mae", "MAE (sin, cos)", percent=False),
             Score("test_r2", "R² (sin, cos)", percent=False),
         ),
-        data=("(images, angles in degrees) tensors", "Fashion-MNIST rotations"),
+        data=("CSV of path,angle (degrees)", "(images, angles in degrees) tensors", "Fashion-MNIST rotations"),
         commands=_COMMANDS,
         usage="degrees = model.predict_angle(images)  # images: float (N, {shape}) in [0, 1]",
-        data_class="zoo.data.rotations.FashionMNISTRotations",
-        datamodule=_train_data,
-        eval_datamodule=_eval_data,
+        data_class="zoo.data.targets_csv.AngleDataModule",
+        data_arg="path",
+        datamodule=_angle_train_data,
+        eval_datamodule=_angle_eval_data,
         default_datamodule=_default_rotations,
         aliases=("angle",),
     )
