@@ -177,6 +177,7 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"| epochs (best at) | {metrics.get('epochs', '?')} ({metrics.get('best_epoch', '?')}) |",
         f"| training wall time | {metrics.get('wall_time_s', 0) / 60:.1f} min on {metrics.get('hardware', '?')} |",
         *([_start_line(metrics["started_from"])] if isinstance(metrics.get("started_from"), dict) else []),
+        *_precision_rows(metrics, description.score),
         f"| weights sha256 | `{metrics.get('sha256', '')}` |",
         "",
         "## Use",
@@ -207,6 +208,65 @@ def render_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         lines += ["| | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
         lines += [f"| **{short[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(confusion)]
     return "\n".join(lines) + "\n"
+
+
+FLOAT32 = "32-true"  # Lightning's name of the precision zoo evaluate, zoo.load and predict_proba run in
+
+
+def measured_precision(metrics: dict[str, Any]) -> str:
+    """The precision a card's test and validation numbers were measured in: ``test_precision``, or, on a card
+    written before that was recorded, the training run's (its Trainer tested in it)."""
+    return str(metrics.get("test_precision") or metrics.get("precision") or FLOAT32)
+
+
+def is_float32(precision: str | None) -> bool:
+    return str(precision) in (FLOAT32, "32", "32-true")
+
+
+def _precision_rows(metrics: dict[str, Any], score: Score) -> list[str]:
+    """The card's precision row, where the run trained or measured in anything but float32: which one the
+    numbers above are, and what the other measurement gave."""
+    trained, measured = metrics.get("precision"), measured_precision(metrics)
+    if is_float32(trained) and is_float32(measured):
+        return []
+    if not is_float32(measured):
+        return [
+            f"| precision | measured in {measured}, as trained; `zoo evaluate` measures in float32 and may "
+            "differ by a few images |"
+        ]
+    earlier = metrics.get("earlier_measurement") or {}
+    before = earlier.get(score.key)
+    under = f"; measured in {earlier['precision']} its test {score.label} was {score.cell(before)}" if before else ""
+    return [f"| precision | measured in float32, as `zoo evaluate` measures (trained in {trained}{under}) |"]
+
+
+def remeasured(metrics: dict[str, Any], measured: dict[str, Any], precision: str = FLOAT32) -> dict[str, Any]:
+    """``metrics`` with the numbers of a new measurement (``measured``: the task's ``card_test_metrics`` and
+    ``card_test_details``) in ``precision``; the numbers it replaces are kept under ``earlier_measurement``
+    with the precision they were measured in. The weights, their sha256 and the run's settings stay."""
+    earlier = {key: metrics[key] for key in measured if key in metrics and metrics[key] != measured[key]}
+    new = {**metrics, **measured, "test_precision": str(precision)}
+    if earlier and measured_precision(metrics) != str(precision):
+        new["earlier_measurement"] = {"precision": measured_precision(metrics), **earlier}
+    return new
+
+
+def rewrite_measurement(folder: str | Path, measured: dict[str, Any], precision: str = FLOAT32) -> dict[str, Any]:
+    """Write a new measurement of a weight folder's own weights into its ``metrics.json`` and re-render its
+    card (:func:`remeasured`, :func:`render_card`); the weight file is not touched. Refused in one line if the
+    weights are not the ones the card names (a measurement of other weights must not land on this card)."""
+    from zoo.files import read_json
+
+    folder = Path(folder)
+    config, metrics = read_json(folder / CONFIG_FILE), read_json(folder / METRICS_FILE)
+    if sha256_file(folder / WEIGHTS_FILE) != metrics.get("sha256"):
+        raise ZooError(f"{folder / WEIGHTS_FILE} is not the file {folder / METRICS_FILE} describes; restore it first")
+    metrics = remeasured(metrics, measured, precision)
+    for name, text in ((METRICS_FILE, json.dumps(metrics, indent=2) + "\n"), (CARD_FILE, render_card(config, metrics))):
+        staging = folder / f".{name}.tmp"
+        staging.write_text(text)
+        os.replace(staging, folder / name)
+    return metrics
 
 
 def _setting(value: Any) -> str:

@@ -49,12 +49,26 @@ def evaluate_detector(
     return evaluate(model, datamodule, root=root, batch_size=batch_size)
 
 
-def _quiet_trainer():
-    """One CPU process, no logs, checkpoints, progress bar or summary: a measurement, not a run."""
+def measure_for_card(model: Any, datamodule: Any, **limits: Any) -> dict[str, Any]:
+    """What a weight card reports of ``model`` (its task's ``card_test_metrics`` and ``card_test_details``):
+    ``Trainer.test`` and ``validate`` on ``datamodule`` in float32, as :func:`evaluate` and ``zoo evaluate``
+    measure, on the device the model is on, whatever precision it was trained in. ``limits``: the run's
+    ``limit_test_batches``/``limit_val_batches``, if any."""
+    accelerator = {"cuda": "gpu", "mps": "mps"}.get(model.device.type, "cpu")
+    trainer = _quiet_trainer(accelerator, **limits)
+    test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    val = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
+    return {**model.card_test_metrics(test, val), **model.card_test_details()}
+
+
+def _quiet_trainer(accelerator: str = "cpu", **options: Any):
+    """One process in float32, no logs, checkpoints, progress bar or summary: a measurement, not a run."""
     import lightning as L
 
     return L.Trainer(
-        accelerator="cpu",
+        **options,
+        accelerator=accelerator,
+        precision="32-true",
         devices=1,
         logger=False,
         enable_checkpointing=False,

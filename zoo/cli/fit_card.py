@@ -125,7 +125,7 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep
     With ``keep_better`` an existing card there is replaced only when this run's score (:func:`zoo.cards.card_score`)
     is higher; otherwise the new card is written to ``<run folder>/cards/<name>`` and the old one stays.
     """
-    from zoo.cards import card_score, format_score
+    from zoo.cards import FLOAT32, card_score, format_score, is_float32
     from zoo.energy import energy_of
     from zoo.loggers import hardware
     from zoo.registry import get_weights
@@ -136,10 +136,18 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep
     from zoo.callbacks import use_best_weights
 
     use_best_weights(trainer, model, best)
-    test = trainer.test(model, datamodule=data, verbose=False)[0]
-    val = trainer.validate(model, datamodule=data, verbose=False)[0]
+    if is_float32(trainer.precision) or trainer.world_size > 1:  # several processes test together, as trained
+        test = trainer.test(model, datamodule=data, verbose=False)[0]
+        val = trainer.validate(model, datamodule=data, verbose=False)[0]
+        measured, measured_in = {**model.card_test_metrics(test, val), **model.card_test_details()}, trainer.precision
+    else:  # trained in bf16/fp16: the card's numbers as zoo evaluate measures them, in float32
+        from zoo.evaluate import measure_for_card
+
+        limits = {key: getattr(trainer, key) for key in ("limit_test_batches", "limit_val_batches")}
+        measured, measured_in = measure_for_card(model, data, **limits), FLOAT32
     if not trainer.is_global_zero:
         return None
+    details = model.card_test_details()
     match = re.search(r"epoch=(\d+)", Path(best).name) if best else None
     recipes = cli.config.fit.get("config") or []
     try:
@@ -150,19 +158,20 @@ def export_card(cli: Any, name: str, output_dir: Path, wall_time: float, *, keep
     metrics = {
         "name": name,
         "dataset": getattr(data, "dataset_name", type(data).__name__),
-        **model.card_test_metrics(test, val),  # the task's numbers: accuracy, or mAP
+        **{k: v for k, v in measured.items() if k not in details},  # the task's numbers: accuracy, or mAP
         "epochs": trainer.current_epoch,
         "best_epoch": int(match.group(1)) + 1 if match else trainer.current_epoch,
         "wall_time_s": round(wall_time, 1),
         "hardware": hardware(),
         **energy_of(trainer),  # codecarbon's energy and CO2 of the fit (zoo.energy)
         "precision": str(trainer.precision),
+        "test_precision": str(measured_in),
         "devices": trainer.num_devices,
         "recipe": str(recipes[-1].relative if hasattr(recipes[-1], "relative") else recipes[-1]) if recipes else None,
         "seed": cli.config.fit.get("seed_everything"),
         "license": license_,
         "date": time.strftime("%Y-%m-%d"),
-        **model.card_test_details(),
+        **{k: v for k, v in measured.items() if k in details},  # a confusion matrix, AP per class
     }
     subset = getattr(getattr(data, "hparams", None), "get", lambda key: None)("classes")
     if subset:  # trained and measured on some classes only (Fashion-MNIST 0-4 for the transfer experiment)
