@@ -7,6 +7,7 @@ torchvision turned (not the zoo's own rotation).
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -259,3 +260,27 @@ def test_cli_finetune_evaluate_export_push_an_angle_model(angles_csv, tmp_path, 
     main(["push", str(out), "--repo", "org/angles-cli"])
     pulled = zoo.load("hf-hub:org/angles-cli")
     assert isinstance(pulled, AngleRegressor) and np.allclose(_outputs(pulled, x), _outputs(model, x), atol=1e-6)
+
+
+def test_zoo_fit_the_rotation_recipe_writes_a_card_measured_by_hand(tmp_path, monkeypatch, fmnist_root) -> None:
+    """The shipped demo's recipe through `zoo fit` in a small form; the card's numbers recomputed from its weights."""
+    from pathlib import Path
+
+    from zoo.data.rotations import FashionMNISTRotations
+
+    monkeypatch.chdir(tmp_path)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "resnet20_fmnist_rotation.yaml"
+    small = ["--data.init_args.train_images=256", "--data.init_args.val_images=64", "--data.init_args.test_images=96"]
+    quiet = ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    main(["fit", "--config", str(recipe), *small, *quiet, "--card.output_dir", str(tmp_path / "cards")])
+    folder = tmp_path / "cards" / ROTATION
+    metrics = json.loads((folder / "metrics.json").read_text())
+    data = FashionMNISTRotations(test_images=96)
+    data.setup("test")
+    images, degrees, classes = data.datasets["test"].tensors
+    errors = _angle_errors(_outputs(zoo.load(folder), images.float() / 255), degrees.numpy())
+    assert metrics["test_samples"] == 96
+    assert metrics["test_angle_error"] == pytest.approx(errors.mean(), abs=1e-2)
+    assert metrics["test_median_angle_error"] == pytest.approx(np.sort(errors)[47], abs=1e-2)
+    by_class = {name: errors[classes.numpy() == k].mean() for k, name in enumerate(data.group_names)}
+    assert metrics["angle_error_per_class"] == pytest.approx(by_class, abs=1e-2)
