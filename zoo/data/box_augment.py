@@ -48,20 +48,15 @@ def box_transform(sigma: float = NOISE) -> Any:
     ), PixelNoise(sigma)
 
 
-class BoxAugmented(Dataset):
-    """``dataset``'s ``(uint8 image, {"boxes": xyxy pixels, "labels"})`` items, augmented box-aware each draw."""
+class BoxAugment:
+    """One training draw on ``(uint8 image, {"boxes": xyxy pixels, "labels"})``: pixels and boxes moved alike."""
 
-    def __init__(self, dataset: Dataset, sigma: float = NOISE) -> None:
-        self.dataset = dataset
+    def __init__(self, sigma: float = NOISE) -> None:
         self.geometric, self.noise = box_transform(sigma)
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def __call__(self, image: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         from torchvision import tv_tensors
 
-        image, target = self.dataset[index]
         image = tv_tensors.Image(image)
         boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
         image, moved = self.geometric(image, {"boxes": boxes, "labels": target["labels"]})
@@ -70,3 +65,17 @@ class BoxAugmented(Dataset):
             "boxes": moved["boxes"].as_subclass(Tensor).float(),
             "labels": moved["labels"],
         }
+
+
+class BoxAugmented(Dataset):
+    """``dataset``'s ``(uint8 image, {"boxes": xyxy pixels, "labels"})`` items, augmented box-aware each draw."""
+
+    def __init__(self, dataset: Dataset, sigma: float = NOISE) -> None:
+        self.dataset = dataset
+        self.augment = BoxAugment(sigma)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.augment(*self.dataset[index])

@@ -185,7 +185,8 @@ class ObjectDetector(ZooTask):
     def _evaluate(self, batch: Any, metric: Any, stage: str) -> None:
         images, targets = batch
         outputs = self(images)
-        terms = self.criterion(outputs, self._normalised(targets, tuple(images.shape[-2:])))
+        # no collective per step: the processes' evaluation batch counts may differ (each image scored once)
+        terms = self.criterion(outputs, self._normalised(targets, tuple(images.shape[-2:])), synchronise=False)
         self.log(f"{stage}_loss", self.criterion.total(terms), prog_bar=True, sync_dist=True, batch_size=len(targets))
         if stage == "val":  # every unweighted term too: val_loss_ce, val_loss_bbox_0...
             self.log_dict({f"val_{k}": v for k, v in terms.items()}, sync_dist=True, batch_size=len(targets))

@@ -93,10 +93,17 @@ class SetCriterion(nn.Module):
         loss_giou = (1 - giou).sum() / num_boxes
         return {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
 
-    def forward(self, outputs: dict, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    def forward(self, outputs: dict, targets: list[dict[str, Tensor]], synchronise: bool = True) -> dict[str, Tensor]:
         """Unweighted terms: ``loss_ce``, ``loss_bbox``, ``loss_giou`` of the last layer, then ``loss_ce_0``...
-        of each auxiliary layer, for targets with normalised cx, cy, w, h boxes."""
-        num_boxes = average_num_boxes(targets, outputs["pred_logits"].device)
+        of each auxiliary layer, for targets with normalised cx, cy, w, h boxes.
+
+        ``synchronise=False``: the boxes are counted on this process alone, with no collective call: for
+        evaluation, where processes may hold different numbers of batches (every image scored once, none
+        repeated to even them out) and a per-step ``all_reduce`` would wait for a batch that never comes."""
+        if synchronise:
+            num_boxes = average_num_boxes(targets, outputs["pred_logits"].device)
+        else:
+            num_boxes = max(1.0, float(sum(len(t["labels"]) for t in targets)))
         last = {k: v for k, v in outputs.items() if k != "aux_outputs"}
         terms = self.layer_losses(last, targets, num_boxes)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
