@@ -121,7 +121,7 @@ def export(
         if format == "onnx":
             onnx = _need("onnx")
             _need("onnxscript")
-            with _converter_messages() as messages:
+            with _converter_messages() as messages, _one_attention_layout():
                 program = torch.onnx.export(
                     graph,
                     (example,),
@@ -168,6 +168,22 @@ def check_opset(opset: Any) -> None:
             f"ONNX opset must be a whole number from 7 to {newest} (the installed onnx's newest), got {opset!r}; "
             f"{DEFAULT_OPSET}, the default, suits every zoo model"
         )
+
+
+def _one_attention_layout():
+    """Attention traced by its math kernel while the ONNX converter runs (``torch.nn.attention.sdpa_kernel``).
+
+    The converter traces the graph again with fake tensors after ``torch.export``: to decompose it, then to
+    insert type promotion. ``scaled_dot_product_attention`` with a mask computed in the graph (a relative-
+    position bias gathered from its table: timm's MaxViT, ViT-RelPos) gets the CPU flash kernel's output
+    layout, (B, L, H, D), in the decomposition and the math kernel's, (B, H, L, D), in the next trace; the
+    ``transpose → reshape`` after it, recorded as a view in the first, is refused in the second ("Cannot view
+    a tensor with shape ... and strides ..."; pytorch/pytorch#136543, #169732). One kernel in every trace
+    gives one layout; the ONNX graph does not depend on the kernel (the attention node itself is converted).
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 @contextlib.contextmanager
@@ -222,13 +238,18 @@ def check_onnx_for(path: str | Path, model: Any) -> None:
     """
     onnx = _need("onnx")
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ZooError(f"--onnx {path} is a folder; give the .onnx file written by zoo export SOURCE -o FILE.onnx")
     if not path.is_file():
         raise ZooError(f"no such ONNX file: {path}; write one with zoo export SOURCE -o FILE.onnx")
     try:
         meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     except Exception as err:  # protobuf's DecodeError and friends: not an ONNX file at all
+        from zoo.sources import describe
+
         raise ZooError(
-            f"{path} is not a readable ONNX file ({type(err).__name__}); give a file written by zoo export"
+            f"{path} is {describe(path)}, not a readable ONNX file ({type(err).__name__}); give a file written by "
+            "zoo export"
         ) from None
     name = str(model.weights_name or model.hparams.model_name)
     if "zoo.weights_sha256" not in meta:
