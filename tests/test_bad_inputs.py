@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_input_cases import ACCEPTED, API_CASES_MORE, CLI_CASES_MORE, write_fixture_files
+from bad_input_cases_kinds import API_CASES_KINDS, CLI_CASES_KINDS, HANDLED, write_kind_files
 
 import zoo
 from zoo.cli import main
@@ -59,6 +60,7 @@ def files(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.png").write_text("this is not a PNG")
     write_fixture_files(tmp_path)
+    write_kind_files(tmp_path)
     return tmp_path
 
 
@@ -161,6 +163,7 @@ API_CASES = [
         ["[0, 1]"],
     ),
     *API_CASES_MORE,
+    *API_CASES_KINDS,
 ]
 
 
@@ -266,6 +269,7 @@ CLI_CASES = [
     ),
     ("pull of a typo'd folder", ["pull", "./no/such/folder"], ["no such file or folder"]),
     *CLI_CASES_MORE,
+    *CLI_CASES_KINDS,
 ]
 
 
@@ -292,8 +296,25 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, words, files, capsys, monkey
     assert snapshot(files) == before, "a refused command leaves the files as they were"
 
 
+@pytest.mark.parametrize(("argv", "code", "words"), [c[1:] for c in HANDLED], ids=[c[0] for c in HANDLED])
+def test_cli_inputs_taken_as_stated(argv, code, words, files, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    before = snapshot(files)
+    try:
+        main([arg.replace("{files}", str(files)) for arg in argv])
+        exit_code = 0
+    except SystemExit as exit_:
+        exit_code = exit_.code
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert exit_code == code and "Traceback" not in text, (exit_code, text[-500:])
+    for word in words:
+        assert word.replace("{files}", str(files)) in text, (word, text[-500:])
+    assert snapshot(files) == before
+
+
 def test_the_table_has_at_least_100_cases() -> None:
-    assert len(API_CASES) + len(CLI_CASES) + len(ACCEPTED) + 2 >= 100  # + the two PIL cases below
+    assert len(API_CASES) + len(CLI_CASES) + len(ACCEPTED) + len(HANDLED) + 2 >= 100  # + the two PIL cases below
 
 
 X8 = (torch.rand(3, 1, 28, 28) * 255).round() / 255  # pixels that survive a uint8 round trip exactly

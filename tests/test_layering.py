@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 
 # lowest first; a name covers the module and everything below it (``zoo.models`` → ``zoo.models.resnet``)
 LAYERS: list[tuple[str, ...]] = [
-    ("zoo.errors", "zoo._version", "zoo.destinations"),
+    ("zoo.errors", "zoo._version", "zoo.destinations", "zoo.sources"),
     (
         "zoo.registry",
         "zoo.catalog",

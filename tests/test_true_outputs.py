@@ -94,3 +94,84 @@ def test_a_second_test_report_does_not_overwrite_the_first(tmp_path) -> None:
         report.on_test_epoch_start(trainer, module)
         report.on_test_end(trainer, module)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["confusion_matrix-2.png", "confusion_matrix.png"]
+
+
+def test_every_option_of_every_command_has_help(monkeypatch) -> None:
+    """Every zoo command's parser, caught as `zoo COMMAND --help` builds it: no option without a help text."""
+    import argparse
+
+    from zoo import cli
+
+    parsers: dict[str, argparse.ArgumentParser] = {}
+
+    def catch(self, args=None, namespace=None):
+        parsers[self.prog] = self
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", catch)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", catch)
+    for name, command in cli.EXTRA_COMMANDS.items():
+        if name != "finetune":  # its own usage text, checked below
+            with pytest.raises(SystemExit):
+                command(["--help"])
+    assert len(parsers) >= len(cli.EXTRA_COMMANDS) - 1  # finetune prints its own usage (checked below)
+    missing = [
+        f"{prog} {action.option_strings or action.dest}"
+        for prog, parser in parsers.items()
+        for action in parser._actions
+        if not action.help or action.help == argparse.SUPPRESS
+    ]
+    assert missing == []
+
+
+def test_finetune_help_describes_every_option(capsys) -> None:
+    main(["finetune", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--model", "--data", "--output", "--strategy", "--task", "--lr", "--overwrite"):
+        line = next(line for line in text.splitlines() if line.strip().startswith((option, f"-o, {option}")))
+        assert len(line.split(maxsplit=2)[-1]) > 15, line
+
+
+CHATTER = ("💡 Tip", "litlogger", "LeafSpec", "on_after_batch_transfer", "GPU available", "weights_only", ".lr_find_")
+TOOL_CHATTER = ("Loading `train_dataloader`", "`Trainer.fit` stopped", "You requested to overfit")
+
+
+def test_tools_print_their_answer_without_lightnings_chatter(tmp_path, capfd, fmnist_root) -> None:
+    recipe = str(REPO / "recipes" / "lenet5_fmnist.yaml")
+    with pytest.raises(SystemExit) as failed:  # 5 steps cannot overfit: exit 1, a verdict, nothing else
+        main(["overfit-batch", "--config", recipe, "--steps", "5", "-o", str(tmp_path / "o.png")])
+    assert failed.value.code == 1
+    main(["lr-find", "--config", recipe, "--num-training", "30", "-o", str(tmp_path / "lr.png")])
+    err = capfd.readouterr().err
+    for line in CHATTER + TOOL_CHATTER:
+        assert line not in err, (line, err)
+
+
+def test_training_keeps_its_run_lines_and_real_warnings() -> None:
+    import logging
+    import warnings
+
+    from zoo.cli.quiet import quiet_lightning
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    handler = Lines()
+    rank_zero.addHandler(handler)
+    for training in (True, False):
+        lines: list[str] = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with quiet_lightning(training=training):
+                rank_zero.warning("`Trainer.fit` stopped: `max_steps=5` reached.")
+                rank_zero.warning("💡 Tip: try litlogger")
+                warnings.warn("You requested to overfit but enabled train dataloader shuffling.", stacklevel=1)
+                warnings.warn("The dataloader does not have many workers", stacklevel=1)  # about the user's data
+        err = "\n".join(lines)
+        assert ("`Trainer.fit` stopped" in err) == training and "💡 Tip" not in err
+        shown = [str(w.message) for w in caught]
+        assert "The dataloader does not have many workers" in shown
+        assert any("You requested to overfit" in m for m in shown) == training
+    rank_zero.removeHandler(handler)

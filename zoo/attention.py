@@ -86,6 +86,10 @@ def swin_block_index(net: Any, block: int | None, size: Sequence[int]) -> int:
     """
     count = len(net.attention_blocks())
     if block is not None:
+        if isinstance(block, bool) or not isinstance(block, int) or not -count <= block < count:
+            raise InvalidValueError(
+                f"block {block!r} is out of range: this Swin has {count} blocks (0 to {count - 1}, or -1 for the last)"
+            )
         return block % count
     for index in range(count):
         rows, cols, _ = swin_grid(net, index, size)
@@ -136,7 +140,7 @@ def save_attention(
     source: Any, paths: Sequence[str | Path], out: str | Path, *, block: int | None = None, title: str | None = None
 ) -> Path:
     """Draw the attention of ``source`` (weights ``zoo.load`` takes, or a loaded model) on image files → PNG."""
-    from zoo.data.images import ImageFiles, find_images
+    from zoo.data.images import find_images, read_all
     from zoo.plots import attention_figure, save
 
     if isinstance(source, (str, Path)):
@@ -149,8 +153,7 @@ def save_attention(
     files = find_images(paths)
     if not files:
         raise ZooError(f"no image files under {', '.join(map(str, paths))}; give image files or folders of them")
-    dataset = ImageFiles(files, model.transforms())
-    images = torch.stack([dataset[i][1] for i in range(len(files))])
+    images = torch.stack(read_all(files, model.transforms()))
     net = model.net
     _attention_layers(model)  # a one-line error for a model without attention
     index, windows = None, None

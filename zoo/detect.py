@@ -29,7 +29,7 @@ def model_and_files(source: Any, paths: list[str | Path], command: str) -> tuple
     """The model for ``zoo <command>`` (loaded if a name or path; refused in one line if the command does not
     apply to its task) and the image files under ``paths`` read by its ``transforms()``: ``(model, [(path,
     (height, width) of the file, prepared image)...], unreadable files)``. Shared by detect and segment."""
-    from zoo.data.images import ImageFiles, find_images
+    from zoo.data.images import ImageFiles, find_images, unreadable_error
 
     if isinstance(source, (str, Path)):
         from zoo.tasks.factory import load
@@ -46,7 +46,7 @@ def model_and_files(source: Any, paths: list[str | Path], command: str) -> tuple
     good = [(files[i], *item) for i, item in items if item is not None]
     bad = [str(files[i]) for i, item in items if item is None]
     if not good:
-        raise ZooError("none of the images could be read; check the files")
+        raise unreadable_error(bad)
     return model, good, bad
 
 

@@ -142,14 +142,25 @@ def read_safetensors(path: Path, sha256: str | None = None) -> dict[str, Any]:
     try:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for bad headers and truncation
-        raise WeightsError(f"{path} is not a readable safetensors file ({err}); delete it and fetch it again") from None
+        from zoo.sources import describe
+
+        raise WeightsError(
+            f"{path} is {describe(path)}, not a readable safetensors file ({err}); check the path, or fetch a "
+            "damaged download again"
+        ) from None
 
 
-def read_pickle(path: Path) -> Any:
+READ_PICKLE_FIX = (
+    "expected a file written by torch.save (.pt/.pth/.bin/.ckpt); check the path, or fetch a damaged download again"
+)
+
+
+def read_pickle(path: Path, fix: str = READ_PICKLE_FIX) -> Any:
     """A ``torch.save`` file through ``torch.load(weights_only=True)``: tensors and containers only.
 
     The restricted unpickler refuses any global it does not know (``os.system``, a model class...)
-    before calling it, so a malicious file fails here without running anything.
+    before calling it, so a malicious file fails here without running anything. Any other file (a text
+    file, an image, a truncated download) is one :class:`WeightsError` line ending in ``fix``.
     """
     import argparse
     import pickle
@@ -163,9 +174,7 @@ def read_pickle(path: Path) -> Any:
     except pickle.UnpicklingError as err:
         named = re.search(r"GLOBAL ([\w.]+)", str(err))
         if not named and re.search(r"Unsupported operand|invalid load key|could not find MARK|truncated", str(err)):
-            raise WeightsError(
-                f"{path} is not a readable PyTorch file (its bytes are not a pickle); delete it and fetch it again"
-            ) from None
+            raise WeightsError(f"{path} is not a readable PyTorch file (its bytes are not a pickle); {fix}") from None
         reason = f"it would call {named.group(1)}" if named else "it holds objects that are not tensors"
         raise WeightsError(
             f"refused to load {path}: the pickle asks for more than tensors ({reason}); zoo reads "
@@ -173,7 +182,9 @@ def read_pickle(path: Path) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise WeightsError(f"{path} is not a readable PyTorch file ({first}); delete it and fetch it again") from None
+        raise WeightsError(f"{path} is not a readable PyTorch file ({first}); {fix}") from None
+    except Exception:  # text read as pickle opcodes: KeyError, IndexError, TypeError... from deep in the unpickler
+        raise WeightsError(f"{path} is not a readable PyTorch file (its bytes are not a pickle); {fix}") from None
 
 
 def is_lightning_checkpoint(obj: Any) -> bool:

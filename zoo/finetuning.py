@@ -237,8 +237,10 @@ def finetuned_metrics(
     from zoo.energy import energy_of
     from zoo.loggers import hardware
 
-    val = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
-    monitor = model.description.monitor
+    results = trainer.validate(model, datamodule=datamodule, verbose=False)
+    if not results:  # a datamodule without a validation split: nothing says which weights are best
+        raise ZooError("the data has no validation images, so fine-tuned weights cannot be scored; hold some out")
+    val, monitor = results[0], model.description.monitor
     return {
         "dataset": getattr(datamodule, "dataset_name", type(datamodule).__name__),
         monitor: val.get(monitor),

@@ -61,8 +61,11 @@ def cache_dir() -> Path:
 
 def is_offline() -> bool:
     """True under ``ZOO_OFFLINE=1`` or huggingface_hub's offline mode (``HF_HUB_OFFLINE=1``)."""
-    if os.environ.get("ZOO_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+    value = os.environ.get("ZOO_OFFLINE", "").strip().upper()
+    if value in ("1", "ON", "YES", "TRUE"):
         return True
+    if value not in ("", "0", "OFF", "NO", "FALSE"):  # a typo must not silently go online
+        raise ZooError(f"ZOO_OFFLINE must be 1 (offline) or 0, got {os.environ['ZOO_OFFLINE']!r}")
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)

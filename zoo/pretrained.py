@@ -140,6 +140,16 @@ def locate(source: str | Path, *, file: str | Path | None = None, hub_options: d
     path = Path(text).expanduser()
     if path.is_dir():
         return Located("folder", path)
+    if path.is_file() and path.suffix not in (".safetensors", *PICKLE_SUFFIXES) and text not in list_weights():
+        if path.name == CONFIG_FILE:  # a weight folder's config.json: the folder is meant
+            return Located("folder", path.parent)
+        from zoo.sources import describe
+
+        onnx = "; an ONNX file runs with zoo predict WEIGHTS IMAGES --onnx FILE" if path.suffix == ".onnx" else ""
+        raise WeightsError(
+            f"{text} is {describe(path)}, not weights; give a weight folder (config.json + model.safetensors), a "
+            f".safetensors/.pt/.pth/.bin/.ckpt file, an arch.tag (zoo list --pretrained) or hf-hub:org/name{onnx}"
+        )
     if path.suffix in (".safetensors", *PICKLE_SUFFIXES):
         if not path.is_file():
             raise WeightsError(f"no such weight file: {text}; check the path")
@@ -345,6 +355,7 @@ def _read_file(path: Path, arch: str | None, config_path: Path | None = None) ->
                 task=checkpoint.get(CHECKPOINT_TASK_KEY) or get_entry(found_arch).task,
             )
     if arch is None:
+        read_weight_file(path)  # a file that is no weight file at all says so first
         raise WeightsError(
             f"{path.name} does not say which architecture it holds; pass arch='<model>' (zoo list), "
             "or use zoo.load('<arch.tag>', file=...) for a copy of registered weights"

@@ -143,7 +143,11 @@ def get_task(name: str) -> TaskDescription:
     if name not in _TASKS:
         _load_builtin()
     if name not in _TASKS:
-        raise ZooError(f"unknown task {name!r}; the zoo has: {', '.join(list_tasks())}")
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list_tasks(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ZooError(f"unknown task {name!r}; {hint}the zoo has: {', '.join(list_tasks())}")
     return _TASKS[name]
 
 

@@ -174,12 +174,27 @@ def dream(
     net = getattr(model, "net", model)
     forward = forward_function(model)
     size = tuple(getattr(model, "input_size", (1, 28, 28)))
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidValueError(f"steps must be a whole number ≥ 1, got {steps!r} (e.g. 256)")
+    if isinstance(tv_weight, bool) or not isinstance(tv_weight, (int, float)) or not 0 <= tv_weight < float("inf"):
+        raise InvalidValueError(f"tv_weight must be a number ≥ 0, got {tv_weight!r} (e.g. 0.5)")
     if layer is None:
-        targets = list(range(net.get_classifier().out_features)) if classes is None else list(classes)
+        count = net.get_classifier().out_features
+        targets = list(range(count)) if classes is None else list(classes)
+        what = f"class index of the model's {count} classes"
     else:
         if not channels:
             raise InvalidValueError("give the channels of the layer to maximise (--channel 0 3 ...)")
         targets = list(channels)
+        from zoo.explainers import _level
+
+        info = _level(net, layer)
+        count = info.get("num_chs")
+        what = f"channel of {layer}, which has {count} channels"
+    wrong = [t for t in targets if isinstance(t, bool) or not isinstance(t, int) or t < 0 or (count and t >= count)]
+    if wrong:
+        limits = f" (0 to {count - 1})" if count else ""
+        raise InvalidValueError(f"{wrong[0]!r} is not a {what}{limits}")
     generator = torch.Generator().manual_seed(seed)
     device = next(net.parameters()).device
     x = (0.1 + 0.05 * torch.randn(len(targets), *size, generator=generator)).clamp(0, 1).to(device)
@@ -189,9 +204,6 @@ def dream(
     kept: dict[str, Tensor] = {}
     handle = None
     if layer is not None:
-        from zoo.explainers import _level
-
-        info = _level(net, layer)
         handle = _submodule(net, info["module"]).register_forward_hook(lambda m, i, out: kept.update(out=out))
     was_training = net.training
     net.eval()

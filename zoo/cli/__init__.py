@@ -26,6 +26,7 @@ from zoo.cli import (  # light at import time: heavy libraries load inside the c
 from zoo.errors import ZooError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+TRAINING_COMMANDS = (*LIGHTNING_COMMANDS, "finetune")  # runs whose hardware and stopping lines describe the run
 
 EXTRA_COMMANDS = {
     "list": models.cmd_list,
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
 
     command = argv[0]
     try:
-        with quiet_lightning(training=command in LIGHTNING_COMMANDS):
+        with quiet_lightning(training=command in TRAINING_COMMANDS):
             run_command(command, argv[1:])
     except KeyboardInterrupt:
         if debug:

@@ -47,6 +47,23 @@ def float_above(low: float):
     return parse
 
 
+def float_at_least(low: float):
+    """An argparse type: a finite number ≥ ``low`` (``0``, ``0.5``; not ``abc``, ``nan`` or ``inf``)."""
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number ≥ {low:g}, got {text!r}") from None
+        if not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"must be a finite number ≥ {low:g}, got {text}")
+        return value
+
+    parse.__name__ = f"float≥{low:g}"
+    return parse
+
+
 positive_int = int_at_least(1)
 positive_float = float_above(0.0)
 natural_int = int_at_least(0)

@@ -27,9 +27,10 @@ def check_ckpt_path(ckpt_path: str | None) -> dict[str, Any] | None:
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise ZooError(f"no such checkpoint file: {ckpt_path}; give a runs/zoo/<run>/checkpoints/*.ckpt file")
-    checkpoint = read_pickle(path)  # a refused or unreadable pickle raises its one line here
+    fix = "--ckpt_path takes a .ckpt file written by zoo fit (runs/zoo/<run>/checkpoints/*.ckpt)"
+    checkpoint = read_pickle(path, fix=fix)  # a refused or unreadable pickle raises its one line here
     if not is_lightning_checkpoint(checkpoint):
-        raise ZooError(f"{ckpt_path} is not a Lightning checkpoint; give a .ckpt file written by zoo fit")
+        raise ZooError(f"{ckpt_path} is not a Lightning checkpoint; {fix}")
     return checkpoint
 
 

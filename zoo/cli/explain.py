@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from argparse import ArgumentParser
+
+from zoo.cli.args import ArgumentParser, float_at_least, natural_int, positive_int
 
 SOURCE_HELP = "classifier weights: arch.tag, a weight folder or file, hf-hub:org/name"
 
@@ -11,14 +12,13 @@ SOURCE_HELP = "classifier weights: arch.tag, a weight folder or file, hf-hub:org
 def _images(model, paths: list[str]):
     import torch
 
-    from zoo.data.images import ImageFiles, find_images
+    from zoo.data.images import find_images, read_all
     from zoo.errors import ZooError
 
     files = find_images(paths)
     if not files:
         raise ZooError(f"no image files under {', '.join(map(str, paths))}; give image files or folders of them")
-    dataset = ImageFiles(files, model.transforms())
-    return torch.stack([dataset[i][1] for i in range(len(files))])
+    return torch.stack(read_all(files, model.transforms()))
 
 
 def _class_index(model, name: str) -> int:
@@ -29,7 +29,9 @@ def _class_index(model, name: str) -> int:
         return names.index(name.lower())
     if name.isdigit() and int(name) < len(names):
         return int(name)
-    raise InvalidValueError(f"unknown class {name!r}; {model.weights_name} knows {', '.join(model.class_names)}")
+    raise InvalidValueError(
+        f"unknown class {name!r}; {model.weights_name} knows {', '.join(model.class_names)} (or an index 0-{len(names) - 1})"
+    )
 
 
 def cmd_explain(argv: list[str]) -> None:
@@ -74,7 +76,7 @@ def cmd_activations(argv: list[str]) -> None:
     parser.add_argument("source", help=SOURCE_HELP)
     parser.add_argument("image", help="one image file")
     parser.add_argument("--layer", help="module name (default: the first stage the family declares; see zoo info)")
-    parser.add_argument("--limit", type=int, default=32, help="most active channels shown (default 32)")
+    parser.add_argument("--limit", type=positive_int, default=32, help="most active channels shown (default 32)")
     parser.add_argument("-o", "--output", default="activations.png", help="PNG to write (default activations.png)")
     args = parser.parse_args(argv)
     from zoo.plots import save
@@ -94,10 +96,10 @@ def cmd_dream(argv: list[str]) -> None:
     parser.add_argument("source", help=SOURCE_HELP)
     parser.add_argument("--class", dest="classes", nargs="*", help="class names or indices (default: every class)")
     parser.add_argument("--layer", help="maximise channels of this module instead of a class")
-    parser.add_argument("--channel", type=int, nargs="*", help="with --layer: the channels (default 0-9)")
-    parser.add_argument("--steps", type=int, default=256, help="gradient-ascent steps (default 256)")
-    parser.add_argument("--tv", type=float, default=0.5, help="total-variation weight (default 0.5)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--channel", type=natural_int, nargs="*", help="with --layer: the channels (default 0-9)")
+    parser.add_argument("--steps", type=positive_int, default=256, help="gradient-ascent steps (default 256)")
+    parser.add_argument("--tv", type=float_at_least(0.0), default=0.5, help="total-variation weight (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
     parser.add_argument("-o", "--output", default="dream.png", help="PNG to write (default dream.png)")
     args = parser.parse_args(argv)
     from zoo.plots import save

@@ -90,6 +90,7 @@ def cmd_finetune(argv: list[str]) -> None:
 
         if check_target(Path(output).expanduser(), overwrite=overwrite) == "replace" and not overwrite:
             raise ZooError(f"{output} already holds weights; pass --overwrite to replace them, or another -o")
+    _check_validation(argv, data, description)
     args = [
         "fit",
         f"--model={description.module.__module__}.{description.module.__name__}",
@@ -117,6 +118,23 @@ def cmd_finetune(argv: list[str]) -> None:
     cli = run_lightning(args)
     if output and cli.trainer.is_global_zero:
         print(export_finetuned(cli, Path(output).expanduser(), source, strategy, overwrite))
+
+
+def _check_validation(argv: list[str], data: str, description: Any) -> None:
+    """``--data.val_fraction 0`` leaves no validation images unless the data has its own (a ``val/`` folder; a COCO
+    folder validates on its training images): refused before training, since fine-tuning keeps the weights that
+    validate best and its card reports their validation score."""
+    for key in ("--data.val_fraction", "--data.init_args.val_fraction"):
+        value = _take(list(argv), key)
+        try:
+            zero = value is not None and float(value) == 0
+        except ValueError:
+            return  # the datamodule names a value that is no number
+        if zero and description.name != "detection" and not (Path(data).expanduser() / "val").is_dir():
+            raise ZooError(
+                f"{key} 0 leaves no validation images, and zoo finetune keeps the weights that validate best; "
+                "give a fraction such as 0.2 (the default), or put validation images in a val/ folder"
+            )
 
 
 def _given(argv: list[str], section: str, key: str) -> bool:

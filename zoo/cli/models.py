@@ -144,7 +144,9 @@ def cmd_info(argv: list[str]) -> None:
     )
     parser.add_argument("name", help="model name (zoo list) or arch.tag")
     parser.add_argument("--batch-size", type=positive_int, default=1, help="batch size for the memory totals")
-    parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), help="override the input size")
+    parser.add_argument(
+        "--input-size", type=positive_int, nargs=3, metavar=("C", "H", "W"), help="override the input size"
+    )
     parser.add_argument("--num-classes", type=natural_int, default=None, help="head size (0: the embedding network)")
     args = parser.parse_args(argv)
     from rich.table import Table

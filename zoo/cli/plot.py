@@ -6,13 +6,13 @@ Lightning's ``CSVLogger``), placed on a fractional-epoch axis, one colour per ru
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 from zoo.cli.args import ArgumentParser
 from zoo.destinations import IMAGE_SUFFIXES, check_output_file
 from zoo.errors import ZooError
+from zoo.sources import check_metrics_csv
 
 
 def cmd_plot(argv: list[str]) -> None:
@@ -80,8 +80,7 @@ def read_metrics(path: Path) -> dict[str, Any]:
     """
     import numpy as np
 
-    with path.open(newline="") as file:
-        rows = list(csv.DictReader(file))
+    rows = check_metrics_csv(path)  # a text file, an image, a CSV of something else: one line naming it
     if not rows:
         raise ZooError(f"{path} has no rows yet; let the run log at least one step")
 
@@ -122,8 +121,12 @@ def read_metrics(path: Path) -> dict[str, Any]:
     if hparams.is_file():
         import yaml
 
-        hp = yaml.safe_load(hparams.read_text()) or {}
-        if "model_name" in hp:
+        try:
+            hp = yaml.safe_load(hparams.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):  # a damaged hparams.yaml costs the label, not the plot
+            hp = None
+        hp = hp if isinstance(hp, dict) else {}
+        if isinstance(hp.get("model_name"), str):
             label = hp["model_name"] + (f" ({hp['init']} init)" if hp.get("init", "default") != "default" else "")
     return {
         "path": path,

@@ -9,7 +9,7 @@ import csv
 import json
 import sys
 
-from zoo.cli.args import ArgumentParser, natural_int, positive_int
+from zoo.cli.args import ArgumentParser, float_at_least, natural_int, positive_int
 
 
 def is_file_prediction(argv: list[str]) -> bool:
@@ -117,7 +117,7 @@ def cmd_detect(argv: list[str]) -> None:
     parser.add_argument("source", help="detection weights: arch.tag, a weight folder, hf-hub:org/name")
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("-o", "--output", help="also draw the boxes into this PNG")
-    parser.add_argument("--threshold", type=float, default=0.5, help="lowest score shown (default 0.5)")
+    parser.add_argument("--threshold", type=float_at_least(0.0), default=0.5, help="lowest score shown (default 0.5)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     args = parser.parse_args(argv)
     from zoo.detect import detect_files

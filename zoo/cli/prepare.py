@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.errors import ZooError
+from zoo.cli.args import ArgumentParser, positive_int
+from zoo.destinations import check_output_folder
 
 DESCRIPTION = """Write a class folder, a path,label CSV or a COCO folder as LitData shards (train/, val/, test/ and
 zoo_shards.json with the classes), locally or on S3-compatible storage (the endpoint and credentials from the
@@ -15,19 +16,22 @@ An OUT that holds anything is refused; --resume finishes an interrupted prepare 
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="zoo prepare", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
-    )
+    p = ArgumentParser(prog="zoo prepare", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("src", help="folder of <class>/<image> (optionally train/ val/ test/), a .csv, or a COCO folder")
     p.add_argument("--out", required=True, help="a new folder, or s3://bucket/prefix")
     p.add_argument(
-        "--size", type=int, default=None, help="store decoded uint8 images of this side (default: the encoded files)"
+        "--size",
+        type=positive_int,
+        default=None,
+        help="store decoded uint8 images of this side (default: the encoded files)",
     )
     p.add_argument("--channels", type=int, default=3, choices=(1, 3), help="with --size: 1 grey, 3 colour (default)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held out per class when there is no val/ (0.2)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of that split (0)")
     p.add_argument("--classes", default=None, help="comma-separated class names, in order (default: sorted)")
-    p.add_argument("--workers", type=int, default=None, help="writer processes (default: CPU count, at most 8)")
+    p.add_argument(
+        "--workers", type=positive_int, default=None, help="writer processes (default: CPU count, at most 8)"
+    )
     p.add_argument("--chunk-bytes", default="64MB", help="size of one shard file (64MB)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted prepare into the same --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -35,12 +39,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_prepare(argv: list[str]) -> None:
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exit_:
-        if exit_.code:
-            raise ZooError("zoo prepare needs SRC and --out DIR; see zoo prepare --help") from None
-        raise
+    args = parser().parse_args(argv)
+    if "://" not in args.out:  # a local --out under or onto a file fails here, before any image is read
+        check_output_folder(args.out, option="--out")
     from zoo.data.shards import prepare_shards
 
     meta = prepare_shards(

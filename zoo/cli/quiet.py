@@ -21,10 +21,17 @@ CHATTER_WARNINGS = (
     r"You have overridden `on_after_batch_transfer` in `LightningModule`",
     r"LightningCLI's args parameter",
 )
-# lines Lightning logs at INFO that no zoo command needs
-CHATTER_LINES = re.compile(r"💡 Tip|litlogger|LitLogger")
+# lines Lightning logs at INFO that no zoo command needs: its tips, and the LR finder's own temporary
+# checkpoint (saved and restored by Tuner.lr_find; a user's --ckpt_path was read with weights_only=True first)
+CHATTER_LINES = re.compile(r"💡 Tip|litlogger|LitLogger|`weights_only` was not set|\.lr_find_[\w-]+\.ckpt")
 # the run's description: kept for training, dropped around a one-line answer
 RUN_LINES = re.compile(r"^(GPU|TPU|HPU|IPU) available|^Seed set to|^`Trainer\(|^LOCAL_RANK|^Trainer already configured")
+# what Lightning says of the few steps a tool (lr-find, overfit-batch) runs for its answer, which says it better
+TOOL_LINES = re.compile(
+    r"^Loading `train_dataloader` to estimate|^`Trainer.fit` stopped: `max_steps=|^Failed to compute suggestion"
+)
+# warnings about settings a tool makes itself (overfit-batch sets overfit_batches), not the user
+TOOL_WARNINGS = (r"You requested to overfit but enabled",)
 # a logger's filter sees only the records made at that logger, so the emitting loggers are named
 LIGHTNING_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
@@ -34,6 +41,8 @@ LIGHTNING_LOGGERS = (
     "lightning.pytorch.accelerators.cuda",
     "lightning.pytorch",
     "lightning.fabric",
+    "lightning.pytorch.tuner.lr_finder",
+    "lightning.pytorch.trainer.connectors.checkpoint_connector",
 )
 
 
@@ -46,7 +55,9 @@ class _DropChatter(logging.Filter):
         text = record.getMessage()
         if CHATTER_LINES.search(text):
             return False
-        return self.training or record.levelno >= logging.WARNING or not RUN_LINES.search(text)
+        if self.training:
+            return True
+        return not TOOL_LINES.search(text) and (record.levelno >= logging.WARNING or not RUN_LINES.search(text))
 
 
 @contextlib.contextmanager
@@ -59,7 +70,7 @@ def quiet_lightning(training: bool) -> Iterator[None]:
         logger.addFilter(drop)
     try:
         with warnings.catch_warnings():
-            for pattern in CHATTER_WARNINGS:
+            for pattern in CHATTER_WARNINGS + (() if training else TOOL_WARNINGS):
                 warnings.filterwarnings("ignore", message=pattern)
             yield
     finally:

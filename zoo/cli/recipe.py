@@ -25,6 +25,7 @@ from typing import Any
 from zoo.cli.checkpoints import SPECIAL_CKPT, check_ckpt_model, check_ckpt_path
 from zoo.cli.fit_card import check_card_target, export_card
 from zoo.errors import ZooError
+from zoo.sources import check_recipe
 
 log = logging.getLogger("zoo")
 
@@ -295,10 +296,33 @@ def run_lightning(argv: list[str]):
     """Run a LightningCLI subcommand; returns the CLI object (its ``trainer``, ``model``, ``datamodule``)."""
     from zoo.tasks.base import ZooTask
 
+    for option, path in config_files(argv):  # jsonargparse would say "Unexpected config: <the file's text>"
+        section = (
+            f"give a YAML file of class_path: and init_args: (the recipe's {option[2:]}: section), or a class name"
+        )
+        check_recipe(path, option, None if option == "--config" else section)
     ZooCLI, defaults, L = _make_cli_class()
     with warnings.catch_warnings():  # the command line arrives through args=, by design
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return _run(ZooCLI, defaults, L, ZooTask, argv)
+
+
+SECTION_FILES = ("--model", "--data")  # LightningCLI takes a section from a YAML file too: --model m.yaml
+
+
+def config_files(argv: list[str]) -> list[tuple[str, str]]:
+    """The YAML files of a LightningCLI command line, as (option, file): each ``--config FILE``,
+    ``--config=FILE`` or ``-c FILE``, and a ``--model``/``--data`` value that is an existing file."""
+    found = []
+    for index, arg in enumerate(argv):
+        option, _, value = arg.partition("=")
+        if not value and index + 1 < len(argv):
+            value = argv[index + 1]
+        if option in ("--config", "-c") and value:
+            found.append(("--config", value))
+        elif option in SECTION_FILES and value and Path(value).expanduser().is_file():
+            found.append((option, value))
+    return found
 
 
 def _run(ZooCLI, defaults, L, task_base, argv):
@@ -334,8 +358,7 @@ def load_recipe(config: str, overrides: list[str]) -> Recipe:
     """
     from zoo.tasks.base import ZooTask
 
-    if not Path(config).is_file():
-        raise ZooError(f"recipe {config} not found; give a YAML file such as recipes/lenet5_fmnist.yaml")
+    check_recipe(config)  # missing, a folder, a text file, a CSV: one line naming it, before LightningCLI
     ZooCLI, _, L = _make_cli_class()
 
     class RecipeCLI(ZooCLI):

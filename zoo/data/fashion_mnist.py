@@ -71,6 +71,13 @@ def default_download_dir() -> Path:
 def load_split(split: str, root: str | os.PathLike | None = None, download: bool = False) -> tuple[Tensor, Tensor]:
     """``(images uint8 (N, 28, 28), labels int64 (N,))`` of the ``train`` or ``test`` split."""
     image_stem, label_stem = FILES[split]
+    if root and Path(root).expanduser().is_file():
+        from zoo.sources import describe
+
+        raise DatasetNotFoundError(
+            f"the data root {root} is {describe(Path(root).expanduser())}, not a folder; give the folder that holds "
+            f"the Fashion-MNIST IDX files ({image_stem}[.gz] ...), or leave --data.root out to use $ZOO_DATA"
+        )
     for directory in candidate_dirs(root):
         images, labels = _find(directory, image_stem), _find(directory, label_stem)
         if images and labels:

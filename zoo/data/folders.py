@@ -308,7 +308,9 @@ class ImageFolderDataModule(L.LightningDataModule):
                     labels.append(items[index][1])
         self._unreadable(bad)
         if not images:
-            raise ZooError("none of the images could be read; check the files")
+            from zoo.data.images import unreadable_error
+
+            raise unreadable_error(bad)
         return torch.stack(images), torch.tensor(labels)
 
     def _unreadable(self, bad: list[Path]) -> None:

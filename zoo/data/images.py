@@ -53,6 +53,24 @@ class ImageFiles(Dataset):
             return index, None
 
 
+def unreadable_error(bad: Sequence[str | Path]) -> ZooError:
+    """One line for image files that could not be read, each named with what it is (a text file, a PDF...)."""
+    from zoo.sources import describe
+
+    shown = ", ".join(f"{p} ({describe(p)})" for p in bad[:3]) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
+    return ZooError(f"cannot read {shown} as an image; give PNG or JPEG files, or folders of them")
+
+
+def read_all(files: Sequence[Path], transform: Callable[[Any], Any]) -> list[Any]:
+    """Every file through ``transform``; an unreadable one stops here in one line (:func:`unreadable_error`)."""
+    dataset = ImageFiles(files, transform)
+    items = [dataset[i][1] for i in range(len(files))]
+    bad = [files[i] for i, item in enumerate(items) if item is None]
+    if bad:
+        raise unreadable_error(bad)
+    return items
+
+
 def collate_readable(items: list[tuple[int, Any]]):
     """A batch of the readable items: ``(indices, stacked tensors or None, unreadable indices)``."""
     import torch

@@ -10,7 +10,6 @@ Each bad layout is one :class:`~zoo.errors.ZooError` line that names the file an
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from zoo.data.images import IMAGE_SUFFIXES
 from zoo.errors import DatasetNotFoundError, ZooError
+from zoo.sources import read_csv
 
 VAL_NAMES = ("val", "validation", "valid")  # the names a validation split's folder may have
 
@@ -53,11 +53,10 @@ def scan_folder(folder: Path, classes: Sequence[str] | None = None) -> tuple[lis
 def scan_csv(path: Path, classes: Sequence[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
     """``(file, class index)`` for every row of a ``path,label`` CSV, and the class names."""
     root = path.parent.resolve()
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise ZooError(f"{path} needs a header line 'path,label' (got {reader.fieldnames}); one image per row")
-        rows = [(line, row["path"], str(row["label"]).strip()) for line, row in enumerate(reader, start=2)]
+    fields, table = read_csv(path, "a labelled CSV is UTF-8 text of path,label rows")
+    if not {"path", "label"} <= set(fields):
+        raise ZooError(f"{path} needs a header line 'path,label' (got {fields}); one image per row")
+    rows = [(line, row["path"], (row["label"] or "").strip()) for line, row in enumerate(table, start=2)]
     if not rows:
         raise ZooError(f"{path} lists no images; add rows of path,label")
     for line, file, label in rows:

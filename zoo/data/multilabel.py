@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.fashion_mnist import CLASS_NAMES
 from zoo.errors import InvalidValueError, ZooError
+from zoo.sources import read_csv
 
 SEPARATOR = ";"
 
@@ -30,16 +30,15 @@ SEPARATOR = ";"
 def scan_tags_csv(path: Path, classes: Sequence[str] | None = None) -> tuple[list[Path], Tensor, list[str]]:
     """The files of a ``path,labels`` CSV, their ``(N, K)`` 0/1 targets and the class names (sorted by default)."""
     root = path.parent.resolve()
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = set(reader.fieldnames or ())
-        column = "labels" if "labels" in fields else "label"
-        if "path" not in fields or column not in fields:
-            raise ZooError(
-                f"{path} needs a header line 'path,labels' (got {reader.fieldnames}); one image per row, "
-                f"its classes separated by '{SEPARATOR}' (an empty cell: no label)"
-            )
-        rows = [(line, (row["path"] or "").strip(), row[column] or "") for line, row in enumerate(reader, start=2)]
+    header, table = read_csv(path, "a multi-label CSV is UTF-8 text of path,labels rows")
+    fields = set(header)
+    column = "labels" if "labels" in fields else "label"
+    if "path" not in fields or column not in fields:
+        raise ZooError(
+            f"{path} needs a header line 'path,labels' (got {header}); one image per row, "
+            f"its classes separated by '{SEPARATOR}' (an empty cell: no label)"
+        )
+    rows = [(line, (row["path"] or "").strip(), row[column] or "") for line, row in enumerate(table, start=2)]
     if not rows:
         raise ZooError(f"{path} lists no images; add rows of path,labels")
     tags = []
@@ -173,7 +172,7 @@ class MultiLabelDataModule(_TagsBase):
             if path.suffix.lower() != ".csv" or not path.is_file():
                 raise ZooError(f"{path} is not a CSV file; multi-label data is a path,labels CSV (or tensors)")
             files, targets, self.class_names = scan_tags_csv(path, classes)
-            train, val = self._split(len(files))
+            train, val = self._split(len(files), str(path))
             self._files = {"train": ([files[i] for i in train], targets[train])}
             if val:
                 self._files["val"] = ([files[i] for i in val], targets[val])
@@ -184,9 +183,12 @@ class MultiLabelDataModule(_TagsBase):
         part = self._files.get("train") or self._tensors.get("train")
         return len(part[1]) if part else None
 
-    def _split(self, count: int) -> tuple[list[int], list[int]]:
+    def _split(self, count: int, where: str = "the data") -> tuple[list[int], list[int]]:
+        """Seeded (train, val) indices; with a ``val_fraction`` at least one image is held out (as for regression)."""
+        if self.hparams.val_fraction and count < 2:
+            raise ZooError(f"{where} lists one image; give at least two (one is held out for validation)")
         order = torch.randperm(count, generator=torch.Generator().manual_seed(self.hparams.split_seed)).tolist()
-        held = min(count - 1, round(self.hparams.val_fraction * count)) if self.hparams.val_fraction else 0
+        held = min(count - 1, max(1, round(self.hparams.val_fraction * count))) if self.hparams.val_fraction else 0
         return sorted(order[held:]), sorted(order[:held])
 
     @classmethod
