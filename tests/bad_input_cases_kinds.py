@@ -54,6 +54,14 @@ def _dream(model, **kwargs) -> None:
     dream(model, **kwargs)
 
 
+def _attention_block(block) -> None:
+    import torch
+
+    import zoo
+
+    zoo.attention_maps(zoo.create("swin_lite"), torch.rand(1, 1, 28, 28), block=block)
+
+
 def _swin_block(block) -> None:
     import zoo
     from zoo.attention import swin_block_index
@@ -86,7 +94,29 @@ def _offline(value: str) -> bool:
         os.environ.pop("ZOO_OFFLINE") if old is None else os.environ.__setitem__("ZOO_OFFLINE", old)
 
 
+def _explain(model, target) -> None:
+    import torch
+
+    import zoo
+
+    zoo.explain(model, torch.rand(2, 1, 28, 28), target=target)
+
+
 API_CASES_KINDS = [
+    ("explain an unknown class name", lambda m, f: _explain(m, "Sneakerz"), InvalidValueError, ["unknown class"]),
+    ("explain class 12 of 10", lambda m, f: _explain(m, 12), InvalidValueError, ["one class index in 0..9"]),
+    (
+        "attention block not a number",
+        lambda m, f: _attention_block("a"),
+        InvalidValueError,
+        ["block must be a whole number"],
+    ),
+    (
+        "push a text file",
+        lambda m, f: __import__("zoo").push(str(f / "notes.txt"), "org/x"),
+        ZooError,
+        ["not a weight folder"],
+    ),
     ("ZOO_OFFLINE=ture", lambda m, f: _offline("ture"), ZooError, ["ZOO_OFFLINE must be 1 (offline) or 0"]),
     (
         "a text file read as a checkpoint",

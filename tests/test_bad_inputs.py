@@ -382,3 +382,10 @@ def test_training_without_checkpoints(tmp_path, monkeypatch, fmnist_root) -> Non
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", RECIPE, *QUICK, "--trainer.enable_checkpointing", "false"])
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_explain_takes_class_names_as_their_indices(lenet) -> None:
+    x = torch.rand(2, 1, 28, 28)
+    by_index = zoo.explain(lenet, x, target=lenet.class_names.index("Sneaker"))
+    assert torch.allclose(zoo.explain(lenet, x, target="sneaker"), by_index)
+    assert torch.allclose(zoo.explain(lenet, x, target=["Sneaker", 7]), by_index)

@@ -150,7 +150,24 @@ def explain(model: Any, images: Any, method: str = "gradcam", target: Any = None
     size, by ``gradcam``, ``integrated_gradients``, ``saliency`` or ``occlusion`` (Captum; ``zoo.explainers``)."""
     from zoo.explainers import explain as _explain
 
-    return _explain(model, images, method, target, **options)
+    return _explain(model, images, method, _class_indices(model, target), **options)
+
+
+def _class_indices(model: Any, target: Any) -> Any:
+    """``target`` with class names (``"Sneaker"``, one or one per image) as the model's class indices."""
+    names = [str(name).lower() for name in getattr(model, "class_names", None) or []]
+    wanted = [target] if isinstance(target, str) else target
+    if not isinstance(wanted, (list, tuple)) or not any(isinstance(item, str) for item in wanted):
+        return target  # indices, tensors, None: the explainer checks them
+    found = []
+    for item in wanted:
+        if isinstance(item, str) and item.lower() not in names:
+            from zoo.errors import InvalidValueError
+
+            shown = ", ".join(model.class_names)
+            raise InvalidValueError(f"unknown class {item!r}; the model's classes are {shown}")
+        found.append(names.index(item.lower()) if isinstance(item, str) else item)
+    return found[0] if isinstance(target, str) else found
 
 
 def save_attention(source: Any, paths: list, out: str, block: int | None = None):

@@ -44,8 +44,10 @@ def attention_maps(model: Any, images: Tensor, block: int | None = None) -> tupl
     layers = _attention_layers(model)
     net = getattr(model, "net", model)
     is_vit = hasattr(net, "embed")
-    if block is not None and not -len(layers) <= block < len(layers):
-        raise InvalidValueError(f"block must be in 0..{len(layers) - 1} for this model, got {block}")
+    if block is not None and (
+        isinstance(block, bool) or not isinstance(block, int) or not -len(layers) <= block < len(layers)
+    ):
+        raise InvalidValueError(f"block must be a whole number in 0..{len(layers) - 1} for this model, got {block!r}")
     for layer in layers:
         layer.keep_attention = True
     try:

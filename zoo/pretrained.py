@@ -449,6 +449,13 @@ def load_net_state(
 # ---- upload --------------------------------------------------------------------------------------
 def check_folder(folder: Path) -> str:
     """A folder about to be pushed must load: registered architecture, weights matching metrics.json."""
+    if not Path(folder).is_dir():
+        from zoo.sources import describe
+
+        raise ZooError(
+            f"{folder} is {describe(folder)}, not a weight folder; push uploads a folder of config.json, "
+            "model.safetensors, metrics.json and README.md (written by zoo fit --card.name or save_pretrained)"
+        )
     config = read_json(folder / CONFIG_FILE)
     arch, _ = config_task_args(config, folder / CONFIG_FILE)
     verify_folder(folder)
