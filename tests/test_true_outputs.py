@@ -175,3 +175,20 @@ def test_training_keeps_its_run_lines_and_real_warnings() -> None:
         assert "The dataloader does not have many workers" in shown
         assert any("You requested to overfit" in m for m in shown) == training
     rank_zero.removeHandler(handler)
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """`zoo predict ... --csv | head -1`: the reader closes the pipe; no 'zoo: error: BrokenPipeError' line."""
+    import subprocess
+    import sys
+
+    script = (
+        "from zoo import cli\n"
+        "cli.EXTRA_COMMANDS['list'] = lambda argv: [print(f'row {i}') for i in range(200_000)]\n"
+        "cli.main(['list'])\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout.readline() == b"row 0\n"
+    child.stdout.close()  # as head does after its line
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141 and err == "", err

@@ -120,6 +120,12 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print("zoo: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # `zoo predict ... --csv | head`: the reader has what it wanted; leave quietly
+        if debug:
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would fail again on the closed pipe
+        raise SystemExit(141) from None  # the shell's code for a writer stopped by SIGPIPE
     except Exception as err:
         if debug:
             raise
