@@ -103,6 +103,12 @@ def _explain(model, target) -> None:
 
 
 API_CASES_KINDS = [
+    (
+        "save_pretrained under a file",
+        lambda m, f: m.save_pretrained(f / "notes.txt" / "weights"),
+        ZooError,
+        ["is a file, so no folder can be made under it"],
+    ),
     ("explain an unknown class name", lambda m, f: _explain(m, "Sneakerz"), InvalidValueError, ["unknown class"]),
     ("explain class 12 of 10", lambda m, f: _explain(m, 12), InvalidValueError, ["one class index in 0..9"]),
     (
@@ -270,6 +276,27 @@ CLI_CASES_KINDS = [
         "evaluate a detector on a text .json",
         ["evaluate", "detr_lite.fmnist_scenes", "--data", "{files}/notes.json"],
         ["JSON"],
+    ),
+    (
+        "finetune -o under a file",
+        ["finetune", "lenet5.fmnist", "--data", "{files}/photos", "-o", "{files}/notes.txt/out"],
+        ["notes.txt is a file, so no folder can be made under it"],
+    ),
+    (
+        "detect -o under a file",
+        ["detect", "detr_lite.fmnist_scenes", SCENE, "-o", "{files}/notes.txt/x.png"],
+        ["is a file"],
+    ),
+    ("detect -o a folder", ["detect", "detr_lite.fmnist_scenes", SCENE, "-o", "{files}/empty"], ["is a folder"]),
+    (
+        "segment -o under a file",
+        ["segment", "fpn_resnet20.fmnist_scenes", SCENE, "-o", "{files}/pic.png/s.png"],
+        ["is a file"],
+    ),
+    (
+        "segment --out-dir under a file",
+        ["segment", "fpn_resnet20.fmnist_scenes", SCENE, "--out-dir", "{files}/pic.png/masks"],
+        ["is a file, so no folder can be made under it"],
     ),
     ("list --timm no match", ["list", "--timm", "zzzqqq*"], ["timm has no architecture matching"]),
     ("info --input-size 1 0 28", ["info", "lenet5", "--input-size", "1", "0", "28"], ["--input-size: must be ≥ 1"]),

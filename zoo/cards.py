@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from zoo.destinations import check_output_folder
 from zoo.errors import ZooError
 from zoo.files import (
     CARD_FILE,
@@ -313,6 +314,7 @@ def check_target(folder: Path, *, overwrite: bool = False) -> str:
     """
     if folder.is_file() or (folder.exists() and not folder.is_dir()):
         raise ZooError(f"{folder} is a file, not a folder; give a new folder name for the weights")
+    check_output_folder(folder)  # a file above it: refused before any training, not when the weights are written
     if not folder.exists():
         return "new"
     others = sorted(p.name for p in folder.iterdir() if p.name not in FOLDER_FILES)

@@ -10,6 +10,7 @@ import json
 import sys
 
 from zoo.cli.args import ArgumentParser, float_at_least, natural_int, positive_int
+from zoo.destinations import check_output_file
 
 
 def is_file_prediction(argv: list[str]) -> bool:
@@ -120,6 +121,8 @@ def cmd_detect(argv: list[str]) -> None:
     parser.add_argument("--threshold", type=float_at_least(0.0), default=0.5, help="lowest score shown (default 0.5)")
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     args = parser.parse_args(argv)
+    if args.output:
+        check_output_file(args.output, suffixes=(".png",))  # before the model runs: a folder, under a file, .jpg
     from zoo.detect import detect_files
 
     results, bad = detect_files(args.source, args.paths, threshold=args.threshold, out=args.output)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.cli.args import ArgumentParser
+from zoo.destinations import check_output_file, check_output_folder
 from zoo.errors import ZooError
 
 if TYPE_CHECKING:  # torch loads when the command runs, so `import zoo.cli` (and `zoo list`) stays light
@@ -123,8 +124,12 @@ def cmd_segment(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.output and Path(args.output).suffix.lower() != ".png":
         raise ZooError(f"-o {args.output}: the drawing is a PNG; name it something.png")
+    if args.output:
+        check_output_file(args.output, suffixes=(".png",))  # not a folder, not under a file
     if args.out_dir and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise ZooError(f"--out-dir {args.out_dir} is a file; give a folder")
+    if args.out_dir:
+        check_output_folder(args.out_dir, option="--out-dir")
     model, results, bad = segment_files(args.source, args.paths)
     names = model.label_names
     for path, _, labels in results:
