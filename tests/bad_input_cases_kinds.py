@@ -298,6 +298,11 @@ CLI_CASES_KINDS = [
         ["segment", "fpn_resnet20.fmnist_scenes", SCENE, "--out-dir", "{files}/pic.png/masks"],
         ["is a file, so no folder can be made under it"],
     ),
+    (
+        "fit --trainer.default_root_dir a file",
+        ["fit", "--config", RECIPE, *TEST, "--card.name=null", "--trainer.default_root_dir", "{files}/notes.txt"],
+        ["--trainer.default_root_dir", "is a file, not a folder"],
+    ),
     ("list --timm no match", ["list", "--timm", "zzzqqq*"], ["timm has no architecture matching"]),
     ("info --input-size 1 0 28", ["info", "lenet5", "--input-size", "1", "0", "28"], ["--input-size: must be ≥ 1"]),
     ("predict --json --csv", ["predict", "lenet5.fmnist", SAMPLE, "--json", "--csv"], ["not allowed with"]),

@@ -192,3 +192,18 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
     child.stdout.close()  # as head does after its line
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 141 and err == "", err
+
+
+def test_default_root_dir_is_where_the_run_goes(tmp_path, monkeypatch, fmnist_root) -> None:
+    """--trainer.default_root_dir was taken and ignored: the zoo's loggers wrote runs/ all the same."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZOO_RUN_VERSION", raising=False)
+    recipe = str(REPO / "recipes" / "lenet5_fmnist.yaml")
+    quick = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+    main(
+        ["fit", "--config", recipe, *quick, "--trainer.enable_progress_bar=false", "--card.name=null"]
+        + ["--trainer.default_root_dir", str(tmp_path / "elsewhere")]
+    )
+    assert not (tmp_path / "runs").exists()
+    (run,) = (tmp_path / "elsewhere" / "zoo").iterdir()
+    assert (run / "metrics.csv").is_file() and (run / "checkpoints" / "last.ckpt").is_file()

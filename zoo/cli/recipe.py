@@ -34,6 +34,9 @@ AUTO = "auto"  # a checkpoint setting taken from the task's description
 
 
 # ---- LightningCLI ---------------------------------------------------------------------------------
+RUNS_DIR = "runs"  # where the zoo's loggers put runs/zoo/<version>/, unless --trainer.default_root_dir says
+
+
 def _make_cli_class():
     """Built lazily so that ``import zoo.cli`` (and ``zoo list``) does not import Lightning."""
     import lightning as L
@@ -117,10 +120,17 @@ def _make_cli_class():
                 )
             version = os.environ["ZOO_RUN_VERSION"]
             _checkpoint_by_task_metric(config)
+            root = config.get("trainer", {}).get("default_root_dir")
+            if root:  # the user's folder for the run, checked before any work
+                from zoo.destinations import check_output_folder
+
+                check_output_folder(root, option="--trainer.default_root_dir")
             for logger in loggers if isinstance(loggers, list) else []:
                 init = logger.get("init_args", {}) if hasattr(logger, "get") else {}
                 if "version" in init and init["version"] is None:
                     init["version"] = version
+                if root and init.get("save_dir") == RUNS_DIR:  # the zoo's loggers follow it (else it did nothing)
+                    init["save_dir"] = str(root)
 
         def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> L.Trainer:
             # Defaults that must step aside when the user turns their feature off (Lightning refuses
@@ -171,11 +181,11 @@ def _make_cli_class():
         "logger": [
             {
                 "class_path": "zoo.loggers.CSVLogger",
-                "init_args": {"save_dir": "runs", "name": "zoo", "version": None},
+                "init_args": {"save_dir": RUNS_DIR, "name": "zoo", "version": None},
             },
             {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": "runs", "name": "zoo", "version": None, "default_hp_metric": False},
+                "init_args": {"save_dir": RUNS_DIR, "name": "zoo", "version": None, "default_hp_metric": False},
             },
         ],
     }
