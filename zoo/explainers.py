@@ -5,10 +5,12 @@ higher where the evidence for the target class is (default: the predicted class)
 Captum's (PyTorch's interpretability library), run on the network behind the model's own normalisation,
 so they see [0, 1] pixels:
 
-* ``gradcam`` — Grad-CAM (Selvaraju et al. 2017, ``LayerGradCam``): the last stage's feature maps weighted
+* ``gradcam`` — Grad-CAM (Selvaraju et al. 2017, ``LayerGradCam``): a stage's feature maps weighted
   by the mean gradient of the target over each channel, summed, kept positive, and upsampled to the image
-  (``LayerAttribution.interpolate``, bilinear). The layer defaults to the last level the family declares
-  in ``feature_info``; a ViT's tokens and a Swin's channels-last maps are laid out on their grid first.
+  (``LayerAttribution.interpolate``, bilinear). The layer defaults to :func:`cam_layer`: the last level the
+  family declares in ``feature_info`` whose map is still spatial (at least 4×4 at the input's size) and
+  reached by the target's gradient; a ViT's tokens and a Swin's channels-last maps are laid out on their
+  grid first.
 * ``integrated_gradients`` — Sundararajan et al. 2017: the gradient averaged along the straight path from a
   black image (Fashion-MNIST's background) to the image, times the image; summed over channels.
 * ``saliency`` — Simonyan et al. 2014: ``|d target / d pixel|``, the largest over channels.
@@ -17,7 +19,8 @@ so they see [0, 1] pixels:
 * ``attention`` (ViT and Swin only) — :func:`zoo.attention_maps`: the rollout / window attention.
 
 :func:`deletion_drop` measures faithfulness: the drop of the predicted class's probability when the
-pixels a map ranks highest are set to the background value, beside random pixels and the pixel intensity.
+pixels a map ranks highest are set to the background value (among the pixels not already at it, so that
+every ranking changes as many pixels), beside random pixels and the pixel intensity.
 """
 
 from __future__ import annotations
@@ -68,6 +71,43 @@ def _level(net: nn.Module, layer: str | None) -> dict[str, Any]:
         close = ", ".join(info["module"] for info in levels)
         raise InvalidValueError(f"no layer {layer!r} in {type(net).__name__}; its stages are {close}")
     return dict(module=layer)
+
+
+MIN_CAM_SIDE = 4  # Grad-CAM's default layer: the last declared stage whose map is at least 4×4
+
+
+def level_maps(model: Any, images: Tensor) -> list[tuple[dict[str, Any], tuple[int, int], bool]]:
+    """Each declared level of ``model``'s network for ``images``: its entry, its map's ``(h, w)`` and whether the
+    target's gradient reaches that map (a class-token ViT's last block feeds the head through its class token
+    only, so its patch tokens get none)."""
+    net, preprocess = _parts(model)
+    x = images[:1].detach()
+    levels = [dict(info) for info in net.feature_info]
+    maps: dict[int, Tensor] = {}
+    was_training = net.training
+    net.eval()
+    with contextlib.ExitStack() as stack, torch.enable_grad():
+        stack.callback(net.train, was_training)
+        for i, info in enumerate(levels):
+            probe = stack.enter_context(grid_probe(net, info, x.shape[-2:]))
+            probe.register_forward_hook(lambda _m, _i, out, i=i: maps.__setitem__(i, out))
+        logits = net(preprocess(x))
+        found = [i for i in range(len(levels)) if i in maps and maps[i].requires_grad]
+        grads = torch.autograd.grad(logits.max(dim=1).values.sum(), [maps[i] for i in found], allow_unused=True)
+    reached = {i: g is not None and bool(g.abs().sum() > 0) for i, g in zip(found, grads, strict=True)}
+    return [(info, tuple(maps[i].shape[-2:]), reached.get(i, False)) for i, info in enumerate(levels) if i in maps]
+
+
+def cam_layer(model: Any, images: Tensor) -> str:
+    """Grad-CAM's default layer: the last stage the family declares whose map is still spatial, at least
+    ``MIN_CAM_SIDE`` (4) on each side at this input size, and reached by the target's gradient; else the
+    largest such map. At 28 px a 2×2 or 3×3 last stage (``alexnet_lite``, ``efficientnet_lite``, ``vgg_lite``),
+    upsampled, is one corner or border plateau (bilinear interpolation holds the outer half-cell constant),
+    which lies on the black background, so the family's earlier stage is used."""
+    found = level_maps(model, images)
+    levels = [(info, size) for info, size, reached in found if reached] or [(info, size) for info, size, _ in found]
+    spatial = [info for info, size in levels if min(size) >= MIN_CAM_SIDE]
+    return spatial[-1]["module"] if spatial else max(levels, key=lambda level: level[1][0] * level[1][1])[0]["module"]
 
 
 def _submodule(net: nn.Module, name: str, *default: Any) -> Any:
@@ -176,6 +216,8 @@ def explain(
     try:
         with torch.no_grad():
             targets = _targets(target, forward(images))
+        if method == "gradcam" and layer is None:
+            layer = cam_layer(model, images)
         with torch.enable_grad():
             maps = []
             for start in range(0, images.shape[0], batch_size):
@@ -219,10 +261,24 @@ def unit_maps(maps: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def deletion_drop(model: Any, images: Tensor, maps: Tensor, fraction: float = 0.1, background: float = 0.0) -> Tensor:
-    """Per image, the predicted class's probability before minus after setting the ``fraction`` of pixels
-    that ``maps`` ranks highest to ``background`` (every channel of a pixel). Ties are broken at random,
-    so a map that is constant over a region deletes a random part of it."""
+def deletion_drop(
+    model: Any,
+    images: Tensor,
+    maps: Tensor,
+    fraction: float = 0.1,
+    background: float = 0.0,
+    *,
+    any_pixel: bool = False,
+    seed: int = 0,
+) -> Tensor:
+    """Per image, the predicted class's probability before minus after deleting (setting to ``background``, every
+    channel) the ``fraction`` of the image's pixels that ``maps`` ranks highest.
+
+    A pixel already at the background value cannot be deleted, so the pixels are taken among those that differ
+    from it: every ranking changes the same number of pixels (``round(fraction · H · W)``, or all of them if
+    fewer differ). ``any_pixel=True`` ranks every pixel, so a map pointing at the background changes fewer
+    pixels than another. Ties are broken at random (``seed``): a map constant over a region deletes a random
+    part of it."""
     forward = forward_function(model)
     net, _ = _parts(model)
     net.eval()
@@ -230,9 +286,13 @@ def deletion_drop(model: Any, images: Tensor, maps: Tensor, fraction: float = 0.
     probs = forward(images).softmax(dim=1)
     predicted = probs.argmax(dim=1)
     flat = maps.reshape(count, -1).float()
-    jitter = torch.rand(flat.shape, generator=torch.Generator().manual_seed(0)).to(flat.device)
+    jitter = torch.rand(flat.shape, generator=torch.Generator().manual_seed(seed)).to(flat.device)
     scale = flat.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-    order = (flat / scale + 1e-6 * jitter).argsort(dim=1, descending=True)
+    rank = flat / scale + 1e-6 * jitter
+    deletable = (images != background).any(dim=1).reshape(count, -1)
+    if not any_pixel:
+        rank = rank.masked_fill(~deletable, -float("inf"))
+    order = rank.argsort(dim=1, descending=True)
     keep = torch.ones_like(flat)
     keep.scatter_(1, order[:, : round(fraction * height * width)], 0.0)
     keep = keep.view(count, 1, height, width)
@@ -248,21 +308,44 @@ def random_maps(images: Tensor, seed: int = 0) -> Tensor:
     return torch.rand(images.shape[0], *images.shape[2:], generator=generator).to(images.device)
 
 
+def rankings(
+    model: Any,
+    images: Tensor,
+    methods: Sequence[str] = ("gradcam", "integrated_gradients", "saliency", "occlusion"),
+    background: float = 0.0,
+    **options: Any,
+) -> dict[str, Tensor]:
+    """Each method's maps, and the pixel ``intensity`` (its distance to the background: the brightest first)."""
+    found = {name: explain(model, images, name, **options) for name in methods}
+    found["intensity"] = (images - background).abs().mean(dim=1)
+    return found
+
+
 def faithfulness(
     model: Any,
     images: Tensor,
     methods: Sequence[str] = ("gradcam", "integrated_gradients", "saliency", "occlusion"),
     fraction: float = 0.1,
     background: float = 0.0,
+    *,
+    draws: int = 10,
+    any_pixel: bool = False,
+    maps: dict[str, Tensor] | None = None,
     **options: Any,
 ) -> dict[str, float]:
     """Mean drop of the predicted class's probability when the top ``fraction`` of pixels of each method's
-    map is deleted (set to ``background``), beside ``random`` pixels and the pixel ``intensity`` itself
-    (the brightest pixels first). ``options`` go to :func:`explain` (``steps``, ``batch_size``)."""
+    map is deleted (set to ``background``, see :func:`deletion_drop`), beside the pixel ``intensity`` and
+    ``random`` pixels (the mean of ``draws`` random rankings, seeds 1..draws). ``maps``: :func:`rankings`
+    already computed; ``options`` go to :func:`explain` (``steps``, ``batch_size``, ``layer``)."""
     images = images.float() / 255 if not images.is_floating_point() else images
-    rankings = {name: explain(model, images, name, **options) for name in methods}
-    rankings["intensity"] = (images - background).abs().mean(dim=1)
-    rankings["random"] = random_maps(images)
-    return {
-        name: float(deletion_drop(model, images, maps, fraction, background).mean()) for name, maps in rankings.items()
+    maps = maps if maps is not None else rankings(model, images, methods, background, **options)
+    drops = {
+        name: float(deletion_drop(model, images, found, fraction, background, any_pixel=any_pixel).mean())
+        for name, found in maps.items()
     }
+    chance = [
+        deletion_drop(model, images, random_maps(images, seed), fraction, background, any_pixel=any_pixel).mean()
+        for seed in range(1, draws + 1)
+    ]
+    drops["random"] = float(torch.stack(chance).mean())
+    return drops
