@@ -117,6 +117,17 @@ def test_photo_networks_get_the_folder_datamodules_random_resized_crops(photos: 
     assert val.augment is None
 
 
+def test_training_batches_mix_the_classes_of_a_folder_scanned_class_by_class(photos: Path, tmp_path: Path) -> None:
+    """Small chunks (about 10 images each), so LitData's shuffle of chunks and of samples within a chunk could
+    not mix the classes of a class-ordered write: batches of 8 from a uniform random order of 96 images of
+    10 classes (about 10 each) hold 10 × (1 - C(86, 8) / C(96, 8)) = 6.0 classes on average; in class order, 1-2."""
+    prepare_shards(photos, tmp_path / "s", size=28, channels=1, chunk_bytes="8KB", progress=False)
+    assert len(list((tmp_path / "s" / "train").glob("chunk-*.bin"))) >= 8
+    data = StreamingImages(str(tmp_path / "s"), batch_size=8, num_workers=0, input_size=(1, 28, 28))
+    per_batch = [len(set(labels.tolist())) for _ in range(3) for _, labels in batches(data, "train")]
+    assert sum(per_batch) / len(per_batch) >= 4.5, per_batch
+
+
 def test_prepare_refuses_existing_output_and_resumes_an_unfinished_one(photos: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "shards"
     prepare_shards(photos, out, size=28, channels=1, progress=False)

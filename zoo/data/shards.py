@@ -265,10 +265,13 @@ def prepare_shards(
     for split, items in found["splits"].items():
         if split in done:
             continue
+        numbered = [(*item, i) for i, item in enumerate(items)]
+        if split == "train":  # written in a seeded random order: see mixed_order
+            numbered = mixed_order(numbered, split_seed)
         _optimize_split(
             found["task"],
             size,
-            [(*item, i) for i, item in enumerate(items)],
+            numbered,
             join(out, split),
             workers,
             chunk_bytes,
@@ -277,6 +280,20 @@ def prepare_shards(
         )
     write_text(join(out, META), json.dumps(meta, indent=1))
     return meta
+
+
+def mixed_order(items: list, seed: int) -> list:
+    """The training samples in a seeded random order, so that every chunk holds every class.
+
+    A folder is scanned class by class, and LitData shuffles the order of the chunks and the samples within
+    each chunk, not across chunks: written in scan order, a 64 MB chunk of 224-px photos (about 400) holds one
+    or two classes, and so does every batch drawn from it (1.9 classes a batch of 128 on 10 classes, against
+    about 10 from a random order)."""
+    import random
+
+    mixed = list(items)
+    random.Random(seed).shuffle(mixed)
+    return mixed
 
 
 def _check_target(out: str, meta: dict[str, Any], resume: bool) -> set[str]:

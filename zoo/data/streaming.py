@@ -149,7 +149,7 @@ class StreamingImages(L.LightningDataModule):
         augment: classification: the folder datamodule's training augmentation (``True``, ``False``,
             ``"trivialaugment"``, ``"randaugment"``); detection: ``CocoDetection``'s box-aware flips, scale
             jitter and pixel noise (``True``) or none.
-        shuffle: training order shuffled every epoch (chunks, then samples within a window).
+        shuffle: training order shuffled every epoch (the chunks, then all the samples within each chunk).
         input_size: ``(C, H, W)`` to deliver; default: the model being trained's, else the stored size.
         cache_dir: where remote chunks are kept while read (default: LitData's cache folder).
         max_cache_size: how much of ``cache_dir`` to use (e.g. ``"50GB"``); default LitData's.
@@ -231,6 +231,7 @@ class StreamingImages(L.LightningDataModule):
                     seed=self.hparams.seed,
                     max_cache_size=self.hparams.max_cache_size,
                     batch_decode=BATCH_DECODE,
+                    item_shuffle_window=0 if train else None,  # a chunk's samples fully permuted (decoded whole)
                     transform=ShardItem(self.task, encoded, *self._transforms(size, train)),
                 )
 
