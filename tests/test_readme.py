@@ -20,13 +20,13 @@ SWEEPS = README.parent / "docs" / "recipe_sweeps.json"
 EXPERIMENTS = README.parent / "experiments"
 
 
-def _experiment_table(script: str, results: str):
-    """The table an experiment script prints (its ``table()``) from the JSON of its runs in docs/."""
+def _experiment_table(script: str, results: str, function: str = "table", key: str | None = None):
+    """The table an experiment script prints (its ``table()`` or ``markdown()``) from the JSON of its runs in docs/."""
 
     def generate() -> str:
         sys.path.insert(0, str(EXPERIMENTS))
-        module = __import__(script)
-        return module.table(json.loads((README.parent / "docs" / results).read_text()))
+        runs = json.loads((README.parent / "docs" / results).read_text())
+        return getattr(__import__(script), function)(runs[key] if key else runs)
 
     return generate
 
@@ -36,6 +36,11 @@ TABLES = [  # (marker, generator, what it is): the blocks this file checks and r
     ("budget", budget_markdown, "zoo.cli.tables.budget_markdown()"),
     ("detection", detection_markdown, "zoo.cli.tables.detection_markdown()"),
     ("sweeps", lambda: sweep_markdown(SWEEPS), "zoo.cli.tables.sweep_markdown('docs/recipe_sweeps.json')"),
+    (
+        "faithfulness",
+        _experiment_table("explain_faithfulness", "explain_faithfulness.json", "markdown", "results"),
+        "experiments/explain_faithfulness.py's markdown() of docs/explain_faithfulness.json",
+    ),
     (
         "transfer",
         _experiment_table("transfer_fmnist", "transfer.json"),
