@@ -165,6 +165,8 @@ CLI_CASES_KINDS = [
         ["test", "--config", RECIPE, *TEST, "--ckpt_path", "{files}/notes.txt"],
         ["notes.txt is not a readable PyTorch file", "--ckpt_path takes a .ckpt file"],
     ),
+    ("test --ckpt_path a text file, no recipe", ["test", "--ckpt_path", "{files}/notes.txt"], ["notes.txt is not a"]),
+    ("validate --ckpt_path=an image", ["validate", "--ckpt_path={files}/pic.png"], ["pic.png is not a readable"]),
     (
         "fit --ckpt_path an image",
         ["fit", "--config", RECIPE, *TEST, "--card.name=null", "--ckpt_path", "{files}/pic.png"],

@@ -306,6 +306,7 @@ def run_lightning(argv: list[str]):
     """Run a LightningCLI subcommand; returns the CLI object (its ``trainer``, ``model``, ``datamodule``)."""
     from zoo.tasks.base import ZooTask
 
+    _check_ckpt_kind(argv)
     for option, path in config_files(argv):  # jsonargparse would say "Unexpected config: <the file's text>"
         section = (
             f"give a YAML file of class_path: and init_args: (the recipe's {option[2:]}: section), or a class name"
@@ -315,6 +316,21 @@ def run_lightning(argv: list[str]):
     with warnings.catch_warnings():  # the command line arrives through args=, by design
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return _run(ZooCLI, defaults, L, ZooTask, argv)
+
+
+def _check_ckpt_kind(argv: list[str]) -> None:
+    """A ``--ckpt_path`` that is no PyTorch file at all (a text file, an image) is named before the recipe is
+    parsed, so that ``zoo test --ckpt_path notes.txt`` says so whatever else is missing; a real checkpoint is
+    read once, later (:func:`~zoo.cli.checkpoints.check_ckpt_path`)."""
+    from zoo.sources import describe
+
+    for index, arg in enumerate(argv):
+        option, _, value = arg.partition("=")
+        value = value or (argv[index + 1] if option == "--ckpt_path" and index + 1 < len(argv) else "")
+        if option == "--ckpt_path" and value not in SPECIAL_CKPT and Path(value).expanduser().is_file():
+            if describe(Path(value).expanduser()).startswith(("a ZIP archive", "a pickle")):
+                continue
+            check_ckpt_path(value)  # its one line: not a readable PyTorch file, what --ckpt_path takes
 
 
 SECTION_FILES = ("--model", "--data")  # LightningCLI takes a section from a YAML file too: --model m.yaml
