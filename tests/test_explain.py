@@ -17,9 +17,10 @@ from zoo.explainers import (
     cam_layer,
     deletion_drop,
     explain,
-    faithfulness,
     forward_function,
     occlusion_window,
+    random_maps,
+    rankings,
 )
 from zoo.registry import build_net, get_entry
 
@@ -288,19 +289,27 @@ def test_the_record_covers_every_shipped_classifier_and_names_each_failure() -> 
 
 
 def _check_faithful(name: str, count: int, methods=METHODS, steps: int = 16) -> dict[str, float]:
-    """Re-measure the deletion drops on other test images than the record's (seed 1): each method's verdict
-    (above random pixels or not) must be the recorded one where that was clear (2 points apart)."""
+    """Re-measure the deletion drops on other test images than the record's (seed 1). Where the record's verdict
+    is clear (2 points apart) and the re-measured one is significant (the mean of the per-image differences with
+    the random pixels more than 2 standard errors from 0), the two must agree. A verdict a few points apart is
+    within the noise of a few hundred images: swin_lite_conv's Grad-CAM is 2.3 points under random pixels on the
+    record's 200 images and 2.6 above on 100 others."""
     model = zoo.load(str(ROOT / "model_cards" / name))
     images = FAITH.test_images(count, seed=1, classes=model.hparams.get("class_names"))
-    drops = faithfulness(model, images, methods, steps=steps)
+    maps = rankings(model, images, methods, steps=steps)
+    chance = torch.stack([deletion_drop(model, images, random_maps(images, seed)) for seed in range(1, 11)]).mean(0)
     recorded = _record()["results"][name]
-    for method in methods:
-        beats = drops[method] > drops["random"]
-        clear = abs(recorded[method] - recorded["random"]) > 0.02  # a tie may go either way
-        assert not clear or beats == (recorded[method] > recorded["random"]), (
-            f"{name}: {method} {drops[method]:.3f} vs random {drops['random']:.3f}; recorded {recorded[method]:.3f} "
-            f"vs {recorded['random']:.3f}"
-        )
+    drops = {"random": float(chance.mean())}
+    for method, found in maps.items():
+        difference = deletion_drop(model, images, found) - chance  # per image, paired with the same images
+        drops[method] = float(chance.mean() + difference.mean())
+        significant = abs(difference.mean()) > 2 * difference.std() / len(difference) ** 0.5
+        clear = abs(recorded[method] - recorded["random"]) > 0.02
+        assert (
+            method not in methods
+            or not (clear and significant)
+            or ((difference.mean() > 0) == (recorded[method] > recorded["random"]))
+        ), f"{name}: {method} {drops[method]:.3f} vs random {drops['random']:.3f}; recorded {recorded[method]:.3f}"
     return drops
 
 
