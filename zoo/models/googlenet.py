@@ -261,7 +261,7 @@ WEIGHTS = weight_table(
             convert=convert_torchvision,
             **{**TORCHVISION_IN1K, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
         ),
-        "googlenet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/googlenet_lite_fmnist.yaml"),
+        "googlenet_lite.fmnist": dict(dataset="fashion_mnist", recipe="recipes/googlenet_lite_fmnist_restart.yaml"),
     }
 )
 _NAMES = dict(family="googlenet", weights=WEIGHTS)
