@@ -1,18 +1,35 @@
-"""Does ``zoo.finetune(weights, data)`` with no other argument match a tuned grid? (issue 36, item 1)
+"""Does ``zoo.finetune(weights, data)`` with no other argument match a tuned grid, and beat training from
+scratch? (issue 36, item 1)
 
 Datasets (small, real, built here; the training images are all the run gets, its validation split is
-the default 20% of them; the score is top-1 on held-out test images the run never sees):
+the default 20% of them; the score is top-1 on held-out test images the run never sees). The *tuning*
+sets are the ones the rule's divisor (``LR_DIVISOR``) was chosen on:
 
 * ``fmnist10`` / ``fmnist25`` / ``fmnist100``: 10 / 25 / 100 images per class of Fashion-MNIST's *test*
   split (its first 5,000 images; the last 5,000 score), the classes renamed so the head is new;
 * ``digits``: scikit-learn's 8×8 handwritten digits, resized to 28 px (×16 grey levels), 25 per class to
   train, the other ~1,550 to score.
 
-Per model and dataset: the defaults (``lr="auto"``, step budget, early stopping) against a grid of
-3 rates × 2 epoch budgets (AdamW, cosine, ``full``), seed 0. Results go to ``docs/finetune_defaults.json``
-(one record per run, written as they finish) and the table to stdout.
+The *held-out* sets were not looked at when the divisor was chosen:
+
+* ``digits10``: the same digits at another size, 10 per class drawn at random (seed 1), the rest score;
+* ``fmnist5to9``: 25 per class of Fashion-MNIST's *training* split, classes 5-9 only (seed 7), fine-tuned
+  from the weights trained on classes 0-4 (``*.fmnist_0to4``, which never saw these classes; the
+  transfer experiment's task), scored on the 5,000 test images of those classes;
+* ``fmnistinv10``: 10 per class of the training split (seed 3), inverted (255 − x) and turned 90°, scored on
+  the last 5,000 test images turned alike: the garments the sources know, in a look they never saw.
+
+Per model and dataset: the defaults (``lr="auto"``, step budget, early stopping) against a grid of rates ×
+epoch budgets (AdamW, cosine, ``full``), and the same architecture from random weights (``zoo.create``)
+over its own grid (``SCRATCH_RATES`` × ``SCRATCH_EPOCHS``; best validation weights kept as always), seed 0.
+The grids' best is the best *test* score (an oracle: generous to the grid and to scratch). Results go to
+``docs/finetune_defaults.json`` (one record per run, written as each finishes; ``--resume`` skips those
+done) and the table to stdout. The margins to beat scratch by are the transfer table's
+(``docs/transfer.json``: best fine-tuning mean − scratch mean at the same images per class; LeNet-5 takes
+``lenet5_relu``'s).
 
     OMP_NUM_THREADS=1 python experiments/finetune_defaults.py --models lenet5.fmnist --datasets fmnist10 digits
+    OMP_NUM_THREADS=1 python experiments/finetune_defaults.py --what scratch --resume   # scratch grids only
 """
 
 from __future__ import annotations
@@ -21,6 +38,7 @@ import argparse
 import contextlib
 import io
 import json
+import statistics
 import time
 import warnings
 from pathlib import Path
@@ -30,16 +48,50 @@ import torch
 import zoo
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-RATES = (1e-3, 3e-3, 1e-2)
+RATES = (3e-4, 1e-3, 3e-3, 1e-2)  # 3e-4: the fmnist sets' best rate sat at the first grid's low edge (1e-3)
 EPOCHS = (10, 30)
-DATASETS = ("fmnist10", "fmnist25", "fmnist100", "digits")
+SCRATCH_RATES = (1e-3, 3e-3, 1e-2)
+SCRATCH_EPOCHS = (30, 100)
+TUNING = ("fmnist10", "fmnist25", "fmnist100", "digits")
+HELD_OUT = ("digits10", "fmnist5to9", "fmnistinv10")
+DATASETS = TUNING + HELD_OUT
+PER_CLASS = {"fmnist10": 10, "fmnist25": 25, "fmnist100": 100, "digits": 25, "digits10": 10, "fmnist5to9": 25}
+PER_CLASS["fmnistinv10"] = 10
+# the weights a dataset is fine-tuned from, when not the model named: fmnist5to9's classes are new to *_0to4
+SOURCE = {"fmnist5to9": {"lenet5.fmnist": "lenet5_relu.fmnist_0to4", "resnet20.fmnist": "resnet20.fmnist_0to4"}}
+# probes kept apart from the table: LP-FT (Kumar et al. 2022), the head first, then all layers at one rate
+LPFT_EPOCHS = 10
+VARIANTS = {"lpft": {"strategy": "freeze_unfreeze", "unfreeze_epoch": LPFT_EPOCHS, "backbone_lr_factor": 1.0}}
+MARGIN_ARCH = {"lenet5": "lenet5_relu", "lenet5_relu": "lenet5_relu", "resnet20": "resnet20"}
+
+
+def _digits(per_class: int, seed: int | None):
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) * (255 / 16)
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).round().clamp(0, 255).byte()
+    y = torch.tensor(digits.target)
+    order = (
+        torch.arange(len(y)) if seed is None else torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    )
+    picked = torch.cat([order[(y[order] == c).nonzero().flatten()[:per_class]] for c in range(10)])
+    rest = torch.ones(len(y), dtype=torch.bool)
+    rest[picked] = False
+    return (x[picked], y[picked]), (x[rest], y[rest]), [f"digit{c}" for c in range(10)]
+
+
+def _draw(labels: torch.Tensor, classes, per_class: int, seed: int) -> torch.Tensor:
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([order[(labels[order] == c).nonzero().flatten()[:per_class]] for c in classes])
 
 
 def dataset(name: str):
     """((train images, labels), (test images, labels), class names): uint8 (N, 1, 28, 28)."""
-    if name.startswith("fmnist"):
-        from zoo.data.fashion_mnist import load_split
+    from zoo.data.fashion_mnist import load_split
 
+    if name in ("fmnist10", "fmnist25", "fmnist100"):
         per_class = int(name[len("fmnist") :])
         images, labels = load_split("test")
         pool, test = slice(0, 5000), slice(5000, 10000)
@@ -47,17 +99,29 @@ def dataset(name: str):
         train = images[pool][picked].unsqueeze(1), labels[pool][picked]
         return train, (images[test].unsqueeze(1), labels[test]), [f"garment{c}" for c in range(10)]
     if name == "digits":
-        import torch.nn.functional as F
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) * (255 / 16)
-        x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).round().clamp(0, 255).byte()
-        y = torch.tensor(digits.target)
-        picked = torch.cat([(y == c).nonzero().flatten()[:25] for c in range(10)])
-        rest = torch.ones(len(y), dtype=torch.bool)
-        rest[picked] = False
-        return (x[picked], y[picked]), (x[rest], y[rest]), [f"digit{c}" for c in range(10)]
+        return _digits(25, None)
+    if name == "digits10":
+        return _digits(10, 1)
+    if name == "fmnist5to9":
+        images, labels = load_split("train")
+        test_images, test_labels = load_split("test")
+        picked = _draw(labels, range(5, 10), 25, 7)
+        keep = test_labels >= 5
+        return (
+            (images[picked].unsqueeze(1), labels[picked] - 5),
+            (test_images[keep].unsqueeze(1), test_labels[keep] - 5),
+            [f"new{c}" for c in range(5)],
+        )
+    if name == "fmnistinv10":
+        images, labels = load_split("train")
+        test_images, test_labels = load_split("test")
+        look = lambda x: torch.rot90(255 - x, 1, dims=(-2, -1)).unsqueeze(1).contiguous()  # noqa: E731
+        picked = _draw(labels, range(10), 10, 3)
+        return (
+            (look(images[picked]), labels[picked]),
+            (look(test_images[5000:]), test_labels[5000:]),
+            [f"look{c}" for c in range(10)],
+        )
     raise ValueError(name)
 
 
@@ -71,18 +135,34 @@ def accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
     return correct / len(labels)
 
 
-def run(model_name: str, data: str, lr, epochs) -> dict:
+def weights_for(model_name: str, data: str) -> str:
+    return SOURCE.get(data, {}).get(model_name, model_name)
+
+
+def run(model_name: str, data: str, lr, epochs, init: str = "pretrained", variant: str | None = None) -> dict:
+    """One ``zoo.finetune`` run: from ``model_name``'s weights, or (``init="scratch"``) its architecture;
+    ``variant="lpft"``: the head alone for ``LPFT_EPOCHS`` epochs, then everything at the same rate (a probe)."""
     train, test, names = dataset(data)
+    weights = weights_for(model_name, data)
     started = time.perf_counter()
     printed = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
         warnings.simplefilter("ignore")
-        model = zoo.finetune(model_name, train, max_epochs=epochs, lr=lr, classes=names, num_workers=0, seed=0)
+        if init == "scratch":
+            torch.manual_seed(0)
+            source = zoo.create(weights.split(".")[0], num_classes=len(names), class_names=names)
+        else:
+            source = weights
+        extra = VARIANTS[variant] if variant else {}
+        model = zoo.finetune(source, train, max_epochs=epochs, lr=lr, classes=names, num_workers=0, seed=0, **extra)
     plan = model.card_metrics.get("finetune_plan", {})
     return {
-        "model": model_name,
+        "model": weights,
         "dataset": data,
+        "init": init,
+        **({"variant": variant} if variant else {}),
         "train_images": len(train[1]),
+        "val_images": model.card_metrics.get("val_samples"),
         "test_images": len(test[1]),
         "lr": lr,
         "max_epochs": epochs,
@@ -98,27 +178,96 @@ def run(model_name: str, data: str, lr, epochs) -> dict:
     }
 
 
-def table(results: list[dict]) -> str:
-    rows = [
-        "| model | dataset | train images | defaults: lr, epochs run | defaults | grid best (lr, epochs) | "
-        "defaults − grid best |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    keys = sorted({(r["model"], r["dataset"]) for r in results}, key=lambda k: (k[0], DATASETS.index(k[1])))
-    for model, data in keys:
-        runs = [r for r in results if (r["model"], r["dataset"]) == (model, data)]
-        default = next((r for r in runs if r["lr"] == "auto" and r["max_epochs"] is None), None)
-        grid = [r for r in runs if r["lr"] != "auto"]
-        if not default or not grid:
+def key(record: dict) -> tuple:
+    init = record.get("init", "pretrained")
+    return record["model"], record["dataset"], init, record["lr"], record["max_epochs"], record.get("variant")
+
+
+def margins(transfer: list[dict]) -> dict[tuple[str, int], float]:
+    """(architecture, images per class) → the transfer table's margin: best fine-tuning mean − scratch mean."""
+    means: dict[tuple[str, int], dict[str, float]] = {}
+    for arch, n, method in {(r["arch"], r["per_class"], r["method"]) for r in transfer}:
+        accs = [r["test_acc"] for r in transfer if (r["arch"], r["per_class"], r["method"]) == (arch, n, method)]
+        means.setdefault((arch, n), {})[method] = statistics.mean(accs)
+    return {
+        cell: max(v for k, v in by.items() if k != "scratch") - by["scratch"]
+        for cell, by in means.items()
+        if "scratch" in by and len(by) > 1
+    }
+
+
+def summary(results: list[dict], transfer: list[dict] | None = None) -> list[dict]:
+    """Per (model, dataset) with a defaults run: the defaults, the grid's best, scratch's best, the margin."""
+    if transfer is None:
+        path = DOCS / "transfer.json"
+        transfer = json.loads(path.read_text()) if path.exists() else []
+    margin = margins(transfer)
+    rows = []
+    for model, data in sorted(
+        {(r["model"], r["dataset"]) for r in results}, key=lambda k: (k[0], DATASETS.index(k[1]))
+    ):
+        runs = [r for r in results if (r["model"], r["dataset"]) == (model, data) and not r.get("variant")]
+        default = next((r for r in runs if key(r)[2:] == ("pretrained", "auto", None, None)), None)
+        if not default:
             continue
-        best = max(grid, key=lambda r: r["test_acc"])
-        rows.append(
-            f"| {model} | {data} | {default['train_images']} | {default['chosen_lr']:.3g}, "
-            f"{default['epochs_run']} of {default['chosen_epochs']} | {100 * default['test_acc']:.1f} | "
-            f"{100 * best['test_acc']:.1f} ({best['lr']:g}, {best['max_epochs']}) | "
-            f"{100 * (default['test_acc'] - best['test_acc']):+.1f} |"
-        )
-    return "\n".join(rows)
+        grid = [r for r in runs if r["lr"] != "auto" and r.get("init", "pretrained") == "pretrained"]
+        scratch = [r for r in runs if r.get("init") == "scratch"]
+        row = {"model": model, "dataset": data, "held_out": data in HELD_OUT, "defaults": default}
+        row["grid_best"] = max(grid, key=lambda r: r["test_acc"]) if grid else None
+        row["scratch_best"] = max(scratch, key=lambda r: r["test_acc"]) if scratch else None
+        row["margin"] = margin.get((MARGIN_ARCH.get(model.split(".")[0], ""), PER_CLASS[data]))
+        rows.append(row)
+    return rows
+
+
+def table(results: list[dict]) -> str:
+    head = (
+        "| model | dataset | images given | defaults: lr, epochs run | defaults | grid best (lr, epochs) | "
+        "defaults − grid best | scratch best (lr, epochs) | defaults − scratch | transfer margin | margin met |"
+    )
+    out = []
+    for held_out, title in ((False, "Sets the divisor was chosen on"), (True, "Held-out sets")):
+        rows = [s for s in summary(results) if s["held_out"] == held_out]
+        if not rows:
+            continue
+        out += ["" if out else None, f"{title}:", "", head, "|---" * 11 + "|"]
+        for s in rows:
+            d, g, b, m = s["defaults"], s["grid_best"], s["scratch_best"], s["margin"]
+            cells = [
+                s["model"],
+                s["dataset"],
+                str(d["train_images"]),
+                f"{d['chosen_lr']:.3g}, {d['epochs_run']} of {d['chosen_epochs']}",
+                f"{100 * d['test_acc']:.1f}",
+                f"{100 * g['test_acc']:.1f} ({g['lr']:g}, {g['max_epochs']})" if g else "–",
+                f"{100 * (d['test_acc'] - g['test_acc']):+.1f}" if g else "–",
+                f"{100 * b['test_acc']:.1f} ({b['lr']:g}, {b['max_epochs']})" if b else "–",
+                f"{100 * (d['test_acc'] - b['test_acc']):+.1f}" if b else "–",
+                f"+{100 * m:.1f}" if m is not None else "–",
+                ("yes" if d["test_acc"] - b["test_acc"] >= m else "**no**") if b and m is not None else "–",
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(line for line in out if line is not None)
+
+
+def settings(what: list[str], rates, epochs, scratch_rates, scratch_epochs) -> list[tuple]:
+    """(init, lr, max_epochs) of the runs asked for."""
+    runs = [("pretrained", "auto", None)] if "defaults" in what else []
+    runs += [("pretrained", lr, e or None) for lr in rates for e in epochs] if "grid" in what else []
+    runs += [("scratch", lr, e) for lr in scratch_rates for e in scratch_epochs] if "scratch" in what else []
+    return runs
+
+
+def save(path: Path, results: list[dict], record: dict) -> list[dict]:
+    """Add ``record`` (replacing its key's) to what is on disk now (another process may have added runs)."""
+    theirs = json.loads(path.read_text()) if path.exists() else []
+    mine = {key(r) for r in results} | {key(record)}
+    merged = [r for r in results if key(r) != key(record)] + [record]
+    merged += [r for r in theirs if key(r) not in mine]
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(merged, indent=1) + "\n")
+    partial.replace(path)  # a run stopped while writing leaves the file whole
+    return merged
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,7 +275,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["lenet5.fmnist", "resnet20.fmnist"])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--output", type=Path, default=DOCS / "finetune_defaults.json")
-    parser.add_argument("--defaults-only", action="store_true", help="skip the grid (re-measure the defaults)")
+    parser.add_argument(
+        "--what", nargs="+", default=["defaults", "grid", "scratch"], choices=["defaults", "grid", "scratch"]
+    )
+    parser.add_argument("--rates", nargs="+", type=float, default=list(RATES))
+    parser.add_argument("--epochs", nargs="+", type=int, default=list(EPOCHS))
+    parser.add_argument("--scratch-rates", nargs="+", type=float, default=list(SCRATCH_RATES))
+    parser.add_argument("--scratch-epochs", nargs="+", type=int, default=list(SCRATCH_EPOCHS))
+    parser.add_argument("--resume", action="store_true", help="skip the runs already in --output")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="grid runs of a variant (kept out of the table)")
+    parser.add_argument("--fresh", action="store_true", help="measure again even what --resume would skip")
     parser.add_argument("--table", action="store_true", help="print the table of --output and stop")
     args = parser.parse_args(argv)
     results = json.loads(args.output.read_text()) if args.output.exists() else []
@@ -135,20 +293,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     for model_name in args.models:
         for data in args.datasets:
-            settings = [("auto", None)]
-            if not args.defaults_only:
-                settings += [(lr, epochs) for lr in RATES for epochs in EPOCHS]
-            for lr, epochs in settings:
-                record = run(model_name, data, lr, epochs)
+            for init, lr, epochs in settings(
+                args.what, args.rates, args.epochs, args.scratch_rates, args.scratch_epochs
+            ):
+                wanted = (weights_for(model_name, data), data, init, lr, epochs, args.variant)
+                if args.resume and not args.fresh and wanted in {key(r) for r in results}:
+                    continue
+                record = run(model_name, data, lr, epochs, init, args.variant)
                 print(json.dumps({k: v for k, v in record.items() if k != "printed"}), flush=True)
-                same = (model_name, data, lr, epochs)
-                results = [r for r in results if (r["model"], r["dataset"], r["lr"], r["max_epochs"]) != same]
-                results.append(record)
-                if args.output.exists():  # another process may have added its runs meanwhile
-                    theirs = json.loads(args.output.read_text())
-                    mine = {(r["model"], r["dataset"], r["lr"], r["max_epochs"]) for r in results}
-                    results += [r for r in theirs if (r["model"], r["dataset"], r["lr"], r["max_epochs"]) not in mine]
-                args.output.write_text(json.dumps(results, indent=1) + "\n")
+                results = save(args.output, results, record)
     print(table(results))
 
 

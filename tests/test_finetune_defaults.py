@@ -126,3 +126,131 @@ def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsy
     assert _lr_option(None, ["--config", str(recipe)]) == "given" and _lr_option(None, []) == "auto"
     with pytest.raises(zoo.errors.ZooError, match="--lr must be a positive number or auto"):
         _lr_option("fast", [])
+
+
+# ---- the measurement (experiments/finetune_defaults.py → docs/finetune_defaults.json) ------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _measured() -> list[dict]:
+    return json.loads((REPO / "docs" / "finetune_defaults.json").read_text())
+
+
+def _experiment():
+    import sys
+
+    sys.path.insert(0, str(REPO / "experiments"))
+    import finetune_defaults as experiment
+
+    return experiment
+
+
+def test_recorded_defaults_are_what_the_code_chooses_now() -> None:
+    """Every defaults run in the JSON chose what the current constants choose: change the step budget or the
+    divisor and this fails until the runs are measured again."""
+    import re
+
+    runs = [r for r in _measured() if r["lr"] == "auto" and r.get("init", "pretrained") == "pretrained"]
+    assert len(runs) >= 10
+    for r in runs:
+        images = int(re.search(r"max_epochs \d+ \((\d+) training images, batch 32", r["printed"]).group(1))
+        if r.get("val_images") is not None:
+            assert images == r["train_images"] - r["val_images"], r
+        per_epoch = -(-images // 32)
+        epochs = min(defaults.MAX_EPOCHS, max(defaults.MIN_EPOCHS, -(-defaults.STEP_BUDGET // per_epoch)))
+        assert r["chosen_epochs"] == epochs and 1 <= r["best_epoch"] <= r["epochs_run"] <= epochs, r
+        expected = min(defaults.LR_CEIL, max(defaults.LR_FLOOR, r["lowest_loss_lr"] / defaults.LR_DIVISOR))
+        assert r["chosen_lr"] == pytest.approx(expected, rel=0.01), r
+        assert f"/ {defaults.LR_DIVISOR:g} within" in r["printed"], r
+
+
+def _margins_by_hand() -> dict[tuple[str, int], float]:
+    """The transfer table's last column from docs/transfer.json: per (arch, images per class), the best
+    non-scratch method's mean over seeds minus scratch's mean."""
+    sums: dict[tuple, list[float]] = {}
+    for r in json.loads((REPO / "docs" / "transfer.json").read_text()):
+        sums.setdefault((r["arch"], r["per_class"], r["method"]), []).append(r["test_acc"])
+    means = {k: sum(v) / len(v) for k, v in sums.items()}
+    cells = {(a, n) for a, n, _ in means}
+    return {
+        (a, n): max(v for (a2, n2, m), v in means.items() if (a2, n2) == (a, n) and m != "scratch")
+        - means[(a, n, "scratch")]
+        for a, n in cells
+    }
+
+
+def test_the_table_is_recomputed_from_the_runs() -> None:
+    """Each row of the table: the defaults' score, the best grid and scratch runs, the transfer margin and
+    whether it is met, recomputed here from the raw runs (a pair without scratch runs shows dashes)."""
+    experiment = _experiment()
+    runs, margins = _measured(), _margins_by_hand()
+    assert margins[("lenet5_relu", 10)] == pytest.approx(0.063, abs=0.0006)  # docs/transfer.md: +6.3
+    assert margins[("resnet20", 100)] == pytest.approx(0.011, abs=0.0006)  # +1.1
+    rows = [line for line in experiment.table(runs).splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [row.strip("| ").split(" | ") for row in rows if not row.startswith("| model |")]
+    pairs = {(r["model"], r["dataset"]) for r in runs if r["lr"] == "auto"}
+    assert {(row[0], row[1]) for row in rows} == pairs and len(rows) == len(pairs)
+    with_scratch = 0
+    for model, data, *cells in rows:
+        mine = [r for r in runs if (r["model"], r["dataset"]) == (model, data) and not r.get("variant")]
+        default = [r for r in mine if r["lr"] == "auto" and r.get("init", "pretrained") == "pretrained"]
+        grid = [r["test_acc"] for r in mine if r["lr"] != "auto" and r.get("init", "pretrained") == "pretrained"]
+        scratch = [r["test_acc"] for r in mine if r.get("init") == "scratch"]
+        assert len(default) == 1 and len(grid) >= 3, (model, data)
+        acc = default[0]["test_acc"]
+        assert float(cells[2]) == pytest.approx(100 * acc, abs=0.051)
+        assert float(cells[3].split()[0]) == pytest.approx(100 * max(grid), abs=0.051)
+        assert float(cells[4]) == pytest.approx(100 * (acc - max(grid)), abs=0.051)
+        arch = {"lenet5": "lenet5_relu"}.get(model.split(".")[0], model.split(".")[0])
+        per_class = {"digits": 25, "digits10": 10, "fmnist5to9": 25, "fmnistinv10": 10}.get(data)
+        margin = margins[(arch, per_class or int(data.removeprefix("fmnist")))]
+        assert float(cells[7]) == pytest.approx(100 * margin, abs=0.051)
+        if not scratch:
+            assert cells[5] == cells[6] == cells[8] == "–", (model, data)
+            continue
+        with_scratch += 1
+        assert float(cells[5].split()[0]) == pytest.approx(100 * max(scratch), abs=0.051)
+        assert float(cells[6]) == pytest.approx(100 * (acc - max(scratch)), abs=0.051)
+        assert cells[8] == ("yes" if acc - max(scratch) >= margin else "**no**"), (model, data)
+    assert with_scratch >= 8
+
+
+def test_held_out_sets_are_new_images_of_real_data() -> None:
+    """The held-out sets: digits10 draws other digits than the test it scores on; fmnist5to9 is classes 5-9 of
+    the training split (relabelled 0-4); fmnistinv10 is the training split inverted and turned."""
+    from sklearn.datasets import load_digits
+
+    from zoo.data.fashion_mnist import load_split
+
+    experiment = _experiment()
+    (x, y), (tx, ty), _ = experiment.dataset("digits10")
+    assert len(y) + len(ty) == len(load_digits().target) and torch.bincount(y).tolist() == [10] * 10
+    assert not (x.flatten(1)[:, None] == tx.flatten(1)[None]).all(-1).any()  # no training image is scored
+    (x, y), (tx, ty), names = experiment.dataset("fmnist5to9")
+    train_images, train_labels = load_split("train")
+    assert len(names) == 5 and torch.bincount(y).tolist() == [25] * 5 and len(ty) == 5000
+    first = (train_images == x[0, 0]).flatten(1).all(1).nonzero().flatten()
+    assert int(train_labels[first[0]]) == int(y[0]) + 5
+    (x, y), (tx, ty), _ = experiment.dataset("fmnistinv10")
+    test_images, test_labels = load_split("test")
+    assert torch.equal(tx[0, 0], (255 - test_images[5000]).rot90(1, (0, 1))) and torch.equal(ty, test_labels[5000:])
+
+
+def test_what_the_fine_tuning_page_says_of_the_runs() -> None:
+    """docs/finetuning.md: the defaults are within a point of the grid's best (or ahead) on every set the divisor
+    was chosen on and on every held-out set but one (ResNet-20 on classes its weights never saw), and ahead of
+    the best scratch run on every pair measured."""
+    experiment = _experiment()
+    runs = [r for r in _measured() if not r.get("variant")]
+    misses, behind_scratch = set(), set()
+    for model, data in {(r["model"], r["dataset"]) for r in runs if r["lr"] == "auto"}:
+        mine = [r for r in runs if (r["model"], r["dataset"]) == (model, data)]
+        acc = next(r["test_acc"] for r in mine if r["lr"] == "auto")
+        grid = max(r["test_acc"] for r in mine if r["lr"] != "auto" and r.get("init", "pretrained") == "pretrained")
+        if acc < grid - 0.01:
+            misses.add((model, data))
+        scratch = [r["test_acc"] for r in mine if r.get("init") == "scratch"]
+        if scratch and acc <= max(scratch):
+            behind_scratch.add((model, data))
+    assert misses == {("resnet20.fmnist_0to4", "fmnist5to9")} and "fmnist5to9" in experiment.HELD_OUT
+    assert not behind_scratch
