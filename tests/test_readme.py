@@ -37,6 +37,11 @@ TABLES = [  # (marker, generator, what it is): the blocks this file checks and r
     ("detection", detection_markdown, "zoo.cli.tables.detection_markdown()"),
     ("sweeps", lambda: sweep_markdown(SWEEPS), "zoo.cli.tables.sweep_markdown('docs/recipe_sweeps.json')"),
     (
+        "finetune-defaults",
+        _experiment_table("finetune_defaults", "finetune_defaults.json"),
+        "experiments/finetune_defaults.py's table() of docs/finetune_defaults.json",
+    ),
+    (
         "faithfulness",
         _experiment_table("explain_faithfulness", "explain_faithfulness.json", "markdown", "results"),
         "experiments/explain_faithfulness.py's markdown() of docs/explain_faithfulness.json",
