@@ -208,6 +208,29 @@ def test_s3_prepare_then_finetune_and_evaluate_from_the_bucket(photos: Path, s3_
     assert abs(result["test_acc"] - model.card_metrics["val_acc"]) < 1e-6, "the same 30 images, the same weights"
 
 
+def test_prepare_to_s3_leaves_other_jobs_staged_chunks_alone(photos: Path, s3_env, tmp_path: Path, monkeypatch) -> None:
+    """LitData stages chunks for remote storage in <tempdir>/chunks and <tempdir>/data and empties both when
+    it starts; a second job's prepare on the same machine deleted the first one's chunks mid-upload. A file
+    another job staged there must survive, and the shards must still read back (the run staged elsewhere)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for name in ("DATA_OPTIMIZER_CACHE_FOLDER", "DATA_OPTIMIZER_DATA_CACHE_FOLDER"):
+        monkeypatch.delenv(name, raising=False)
+    staged = [tmp_path / "chunks" / "chunk-0-0.bin", tmp_path / "data" / "other-job.png"]
+    for path in staged:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"another job's bytes")
+    s3_env.create_bucket("zoo-staging")
+    url = "s3://zoo-staging/photos"
+    prepare_shards(photos, url, size=28, channels=1, num_workers=2, progress=False)
+    assert all(path.read_bytes() == b"another job's bytes" for path in staged)
+    assert "DATA_OPTIMIZER_CACHE_FOLDER" not in os.environ, "the private staging folder is not left set"
+    data = StreamingImages(url, batch_size=64, num_workers=0, cache_dir=str(tmp_path / "cache"))
+    data.setup("fit")
+    assert sum(len(y) for _, y in data.val_dataloader()) == VAL
+
+
 # ---- exactness across processes ------------------------------------------------------------------------
 RUN = """
 import hashlib, os, sys, time

@@ -27,7 +27,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +317,24 @@ def _check_target(out: str, meta: dict[str, Any], resume: bool) -> set[str]:
     return {split for split in meta["splits"] if "index.json" in list_names(join(out, split))}
 
 
+@contextmanager
+def _private_staging():
+    """LitData stages chunks bound for remote storage in one fixed folder (``/tmp/chunks`` and ``/tmp/data``) and
+    empties it when it starts: two ``zoo prepare`` runs to object storage on one machine deleted each other's
+    chunks. Each run stages in a temporary folder of its own, unless the user set LitData's variables."""
+    names = {"DATA_OPTIMIZER_CACHE_FOLDER": "chunks", "DATA_OPTIMIZER_DATA_CACHE_FOLDER": "data"}
+    if any(name in os.environ for name in names):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="zoo-prepare-") as staging:
+        os.environ.update({name: os.path.join(staging, folder) for name, folder in names.items()})
+        try:
+            yield
+        finally:
+            for name in names:
+                os.environ.pop(name, None)
+
+
 def _optimize_split(
     task: str, size: Any, items: list, output: str, workers: int, chunk_bytes: str, progress: bool, resume: bool
 ) -> None:
@@ -340,17 +360,18 @@ def _optimize_split(
     import re
 
     try:
-        litdata.optimize(
-            fn=SampleWriter(task, size, counter),
-            inputs=items,
-            output_dir=output,
-            chunk_bytes=chunk_bytes,
-            num_workers=min(workers, len(items)),
-            start_method="fork" if fork else None,
-            mode="overwrite" if resume else None,  # only an unfinished split of this prepare is written again
-            reorder_files=False,
-            verbose=False,
-        )
+        with _private_staging():
+            litdata.optimize(
+                fn=SampleWriter(task, size, counter),
+                inputs=items,
+                output_dir=output,
+                chunk_bytes=chunk_bytes,
+                num_workers=min(workers, len(items)),
+                start_method="fork" if fork else None,
+                mode="overwrite" if resume else None,  # only an unfinished split of this prepare is written again
+                reorder_files=False,
+                verbose=False,
+            )
     except RuntimeError as error:  # a worker's error comes back as the text of its traceback
         unreadable = re.search(r"zoo-unreadable (.+?\.\w+)", str(error))
         if unreadable is None:
