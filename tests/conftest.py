@@ -34,6 +34,24 @@ def _quiet_threads(monkeypatch):
     yield
 
 
+# ---- an S3-compatible server (tests/s3_server.py, moto) on 127.0.0.1, reached through AWS_ENDPOINT_URL ------------
+@pytest.fixture(scope="session")
+def s3():
+    from s3_server import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    """The local S3 server's endpoint and test credentials in the environment (here and in subprocesses)."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    return s3
+
+
 # ---- the Hub emulator (tests/hub_emulator.py) as the Hub and the weights mirror ------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def hub_server():

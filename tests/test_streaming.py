@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from s3_server import S3Server
 
 from zoo.cli import main
 from zoo.data.shards import META, prepare_shards, read_meta
@@ -65,20 +64,6 @@ def split_digests(root: Path, split: str) -> Counter:
         digest(torch.from_numpy(__import__("numpy").asarray(Image.open(f)))[None])
         for f in (root / split).rglob("*.png")
     )
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3, monkeypatch):
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
-    return s3
 
 
 def batches(data: StreamingImages, split: str) -> list:

@@ -20,7 +20,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from s3_server import S3Server
 
 import zoo
 from zoo.cli import main
@@ -63,20 +62,6 @@ def test_mAP(model, data) -> dict:
 
 
 test_mAP.__test__ = False  # a helper, not a test
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3, monkeypatch):
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
-    return s3
 
 
 def test_streamed_training_scenes_get_cocos_box_aware_augmentation(coco: Path, tmp_path: Path) -> None:

@@ -30,38 +30,33 @@ def int_at_least(low: int):
     return parse
 
 
-def float_above(low: float):
-    """An argparse type: a finite number > ``low`` (``1e-6``, ``0.5``; not ``abc``, ``nan`` or ``inf``)."""
+def _float_bound(low: float, strict: bool):
+    """An argparse type: a finite number above ``low`` (``strict``) or at least ``low``; not ``abc``, ``nan``, ``inf``."""
     import math
+
+    sign = ">" if strict else "≥"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number > {low:g}, got {text!r}") from None
-        if not math.isfinite(value) or value <= low:
-            raise argparse.ArgumentTypeError(f"must be a finite number > {low:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected a number {sign} {low:g}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be a finite number {sign} {low:g}, got {text}")
         return value
 
-    parse.__name__ = f"float>{low:g}"
+    parse.__name__ = f"float{sign}{low:g}"
     return parse
+
+
+def float_above(low: float):
+    """An argparse type: a finite number > ``low`` (``1e-6``, ``0.5``; not ``abc``, ``nan`` or ``inf``)."""
+    return _float_bound(low, strict=True)
 
 
 def float_at_least(low: float):
     """An argparse type: a finite number ≥ ``low`` (``0``, ``0.5``; not ``abc``, ``nan`` or ``inf``)."""
-    import math
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number ≥ {low:g}, got {text!r}") from None
-        if not math.isfinite(value) or value < low:
-            raise argparse.ArgumentTypeError(f"must be a finite number ≥ {low:g}, got {text}")
-        return value
-
-    parse.__name__ = f"float≥{low:g}"
-    return parse
+    return _float_bound(low, strict=False)
 
 
 positive_int = int_at_least(1)
