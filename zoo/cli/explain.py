@@ -46,7 +46,9 @@ def cmd_explain(argv: list[str]) -> None:
     parser.add_argument("-o", "--output", default="explain.png", help="PNG to write (default explain.png)")
     parser.add_argument("--method", default="gradcam", choices=METHODS, help="attribution method (default gradcam)")
     parser.add_argument("--target", help="explain this class (name or index) instead of each image's prediction")
-    parser.add_argument("--layer", help="Grad-CAM's layer (default: the last stage the family declares)")
+    parser.add_argument(
+        "--layer", help="Grad-CAM's layer (default: the last stage the family declares whose map is at least 4×4)"
+    )
     args = parser.parse_args(argv)
     from zoo.plots import save
     from zoo.visualise import _load, explain_figure
