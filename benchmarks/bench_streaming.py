@@ -161,6 +161,15 @@ def main() -> None:
             photos(args, tmp, photo)
 
 
+def compare(args: argparse.Namespace, data: dict, size: tuple, baseline: str, count: int, goal: float) -> None:
+    """The data loaders alone, then a training epoch of ``args.model`` on each (unless --skip-training)."""
+    times = alternate({name: DataEpoch(d) for name, d in data.items()}, args.repeats)
+    report("data alone", times, baseline, count, goal)
+    if not args.skip_training:
+        times = alternate({name: TrainEpoch(args.model, d, size) for name, d in data.items()}, args.repeats)
+        report(f"{args.model}", times, baseline, count, goal)
+
+
 def in_memory(args: argparse.Namespace, tmp: Path) -> None:
     batch, workers = args.batch_size, args.workers
     write_images(tmp / "pngs", args.count, None)
@@ -177,11 +186,7 @@ def in_memory(args: argparse.Namespace, tmp: Path) -> None:
             tmp / "pngs", input_size=size, val_fraction=0.0, batch_size=batch, num_workers=workers, cache=True
         ),
     }
-    times = alternate({name: DataEpoch(d) for name, d in data.items()}, args.repeats)
-    report("data alone", times, "in-memory", args.count, 0.9)
-    if not args.skip_training:
-        times = alternate({name: TrainEpoch(args.model, d, size) for name, d in data.items()}, args.repeats)
-        report(f"{args.model}", times, "in-memory", args.count, 0.9)
+    compare(args, data, size, "in-memory", args.count, 0.9)
 
 
 def photos(args: argparse.Namespace, tmp: Path, photo: tuple[int, int]) -> None:
@@ -202,11 +207,7 @@ def photos(args: argparse.Namespace, tmp: Path, photo: tuple[int, int]) -> None:
             tmp / "jpgs", input_size=size, val_fraction=0.0, batch_size=batch, num_workers=workers, cache=False
         ),
     }
-    times = alternate({name: DataEpoch(d) for name, d in data.items()}, args.repeats)
-    report("data alone", times, "decode every epoch", args.photos, 2.0)
-    if not args.skip_training:
-        times = alternate({name: TrainEpoch(args.model, d, size) for name, d in data.items()}, args.repeats)
-        report(f"{args.model}", times, "decode every epoch", args.photos, 2.0)
+    compare(args, data, size, "decode every epoch", args.photos, 2.0)
 
 
 if __name__ == "__main__":
