@@ -70,7 +70,8 @@ def test_defaults_choose_print_use_and_record(fmnist_root, capsys, monkeypatch) 
     # 36 images, 20% held out per class: 3 × 10 = 30 train, batch 32 → 1 step an epoch → 100 epochs
     assert plan["max_epochs"] == 100 and plan["early_stopping_patience"] == 25
     assert "LR range test" in plan["lr_from"] and defaults.LR_FLOOR <= plan["lr"] <= defaults.LR_CEIL
-    assert plan["lr"] == pytest.approx(min(defaults.LR_CEIL, plan["lowest_loss_lr"] / defaults.LR_DIVISOR), rel=1e-2)
+    expected = min(defaults.LR_CEIL, max(defaults.LR_FLOOR, plan["lowest_loss_lr"] / defaults.LR_DIVISOR))
+    assert plan["lr"] == pytest.approx(expected, rel=1e-2)
     assert "fine-tuning: max_epochs 100 (30 training images" in printed and f"lr {plan['lr']:g}" in printed
     # the optimizer's rate is the chosen one, from the first training step (the range test's steps not counted)
     assert record.rates and all(rate == pytest.approx(plan["lr"]) for rate in record.rates)
@@ -84,12 +85,60 @@ def test_a_given_rate_and_length_are_kept_without_a_range_test(fmnist_root, monk
     record = RecordRates()
     model = zoo.finetune("lenet5.fmnist", _tensors(4), lr=0.05, max_epochs=2, trainer={"callbacks": [record]})
     plan = model.card_metrics["finetune_plan"]
-    assert plan == {"max_epochs": 2, "max_epochs_from": "given", "lr": 0.05, "lr_from": "given"}
+    assert {k: plan[k] for k in ("max_epochs", "max_epochs_from", "lr", "lr_from")} == {
+        "max_epochs": 2,
+        "max_epochs_from": "given",
+        "lr": 0.05,
+        "lr_from": "given",
+    }
+    assert plan["head_init"] == "random"  # three classes of ten: a new head, as the network drew it
     assert record.rates == [pytest.approx(0.05)] * 2
     assert "max_epochs 2 (given); lr 0.05 (given)" in capsys.readouterr().out
     for bad in ("fast", -1.0, 0):
         with pytest.raises(zoo.errors.InvalidValueError, match="lr must be"):
             zoo.finetune("lenet5.fmnist", _tensors(4), lr=bad)
+
+
+NAMES3 = ["top", "trouser", "sneaker"]
+
+
+def test_the_imprinted_head_is_the_nearest_class_mean_by_hand() -> None:
+    """Its logits are -‖f − μ_c‖² / 2σ² up to a per-image constant (σ² the pooled within-class variance), so it
+    predicts each image's nearest class mean; a class without images keeps its row."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    features = torch.randn(60, 5, generator=generator) + 2.0 * torch.randn(3, 5, generator=generator)[labels]
+    head = torch.nn.Linear(5, 4)
+    untouched = head.weight[3].clone()
+    defaults.imprint(head, features, labels)
+    means = torch.stack([features[labels == c].mean(0) for c in range(3)])
+    distances = torch.cdist(features, means) ** 2
+    variance = torch.cat([features[labels == c] - means[c] for c in range(3)]).pow(2).mean()
+    with torch.no_grad():
+        logits = head(features)
+    assert torch.equal(logits[:, :3].argmax(1), distances.argmin(1))
+    shift = logits[:, :3] + distances / (2 * variance)
+    torch.testing.assert_close(shift, shift[:, :1].expand(-1, 3), atol=1e-4, rtol=1e-4)
+    assert torch.equal(head.weight[3], untouched)
+
+
+def test_a_new_head_starts_imprinted_and_random_is_kept_when_asked(fmnist_root, capsys) -> None:
+    """At a rate too small to move anything, the imprinted head already classifies the training images (three
+    garments the features know); the network's random head does not (seed 1: at seed 0, the weights' own, the
+    random head would replay the pretraining's first head, whose first rows are these classes' neighbours)."""
+    images, labels = _tensors()
+    accuracies = {}
+    for head_init in ("imprint", "random"):
+        model = zoo.finetune(
+            "lenet5.fmnist", (images, labels), head_init=head_init, classes=NAMES3, max_epochs=1, lr=1e-12, seed=1
+        )
+        with torch.no_grad():
+            accuracies[head_init] = float((model(images.float() / 255).argmax(1) == labels).float().mean())
+        assert model.card_metrics["finetune_plan"]["head_init"] == head_init
+    assert accuracies["imprint"] >= 0.9 and accuracies["random"] <= 0.7, accuracies
+    assert "fine-tuning: head imprinted: the nearest class mean of" in capsys.readouterr().out
+    with pytest.raises(zoo.errors.InvalidValueError, match="head_init must be one of imprint, random"):
+        zoo.finetune("lenet5.fmnist", (images, labels), head_init="zeros")
 
 
 def test_ties_go_to_the_later_epoch() -> None:
@@ -120,6 +169,13 @@ def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsy
     plan = json.loads((tmp_path / "out" / "metrics.json").read_text())["finetune_plan"]
     assert plan["max_epochs"] == 1 and plan["max_epochs_from"] == "given" and "LR range test" in plan["lr_from"]
     assert "fine-tuning: max_epochs 1 (given); lr" in capsys.readouterr().out
+    assert plan["head_init"] == "random"  # three classes of ten: a new head, as drawn unless asked
+    main(
+        ["finetune", "lenet5.fmnist", "--data", "pics", "-o", "imprinted", "--trainer.max_epochs", "1"]
+        + ["--head-init", "imprint", "--lr", "1e-3"]
+    )
+    plan = json.loads((tmp_path / "imprinted" / "metrics.json").read_text())["finetune_plan"]
+    assert plan["head_init"] == "imprint" and "nearest class mean of 12 training images" in plan["head_init_from"]
     assert _lr_option("3e-3", []) == "0.003" and _lr_option(None, ["--model.lr", "0.1"]) == "given"
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model:\n  init_args:\n    lr: 0.2\n")
@@ -186,13 +242,15 @@ def test_the_table_is_recomputed_from_the_runs() -> None:
     runs, margins = _measured(), _margins_by_hand()
     assert margins[("lenet5_relu", 10)] == pytest.approx(0.063, abs=0.0006)  # docs/transfer.md: +6.3
     assert margins[("resnet20", 100)] == pytest.approx(0.011, abs=0.0006)  # +1.1
-    rows = [line for line in experiment.table(runs).splitlines() if line.startswith("| ") and "---" not in line]
+    first = experiment.table(runs).split("The same pairs at three seeds")[0]
+    rows = [line for line in first.splitlines() if line.startswith("| ") and "---" not in line]
     rows = [row.strip("| ").split(" | ") for row in rows if not row.startswith("| model |")]
     pairs = {(r["model"], r["dataset"]) for r in runs if r["lr"] == "auto"}
     assert {(row[0], row[1]) for row in rows} == pairs and len(rows) == len(pairs)
     with_scratch = 0
     for model, data, *cells in rows:
         mine = [r for r in runs if (r["model"], r["dataset"]) == (model, data) and not r.get("variant")]
+        mine = [r for r in mine if r.get("init") == "scratch" or r["seed"] == experiment.SEED]  # not the repeats
         default = [r for r in mine if r["lr"] == "auto" and r.get("init", "pretrained") == "pretrained"]
         grid = [r["test_acc"] for r in mine if r["lr"] != "auto" and r.get("init", "pretrained") == "pretrained"]
         scratch = [r["test_acc"] for r in mine if r.get("init") == "scratch"]
@@ -237,20 +295,101 @@ def test_held_out_sets_are_new_images_of_real_data() -> None:
 
 
 def test_what_the_fine_tuning_page_says_of_the_runs() -> None:
-    """docs/finetuning.md: the defaults are within a point of the grid's best (or ahead) on every set the divisor
-    was chosen on and on every held-out set but one (ResNet-20 on classes its weights never saw), and ahead of
-    the best scratch run on every pair measured."""
+    """docs/finetuning.md, recomputed from the raw runs: at seed 1 the defaults are within a point of the grid's
+    best (or ahead) on every pair but three, and ahead of the best scratch run on every pair."""
     experiment = _experiment()
     runs = [r for r in _measured() if not r.get("variant")]
     misses, behind_scratch = set(), set()
     for model, data in {(r["model"], r["dataset"]) for r in runs if r["lr"] == "auto"}:
         mine = [r for r in runs if (r["model"], r["dataset"]) == (model, data)]
-        acc = next(r["test_acc"] for r in mine if r["lr"] == "auto")
-        grid = max(r["test_acc"] for r in mine if r["lr"] != "auto" and r.get("init", "pretrained") == "pretrained")
+        pretrained = [r for r in mine if r.get("init", "pretrained") == "pretrained" and r["seed"] == experiment.SEED]
+        acc = next(r["test_acc"] for r in pretrained if r["lr"] == "auto")
+        grid = max(r["test_acc"] for r in pretrained if r["lr"] != "auto")
         if acc < grid - 0.01:
             misses.add((model, data))
         scratch = [r["test_acc"] for r in mine if r.get("init") == "scratch"]
         if scratch and acc <= max(scratch):
             behind_scratch.add((model, data))
-    assert misses == {("resnet20.fmnist_0to4", "fmnist5to9")} and "fmnist5to9" in experiment.HELD_OUT
+    assert misses == {
+        ("lenet5.fmnist", "fmnist10"),
+        ("lenet5.fmnist", "fmnistinv10"),
+        ("resnet20.fmnist", "fmnist25"),
+    }
     assert not behind_scratch
+
+
+def test_runs_from_the_weights_are_never_at_their_training_seed() -> None:
+    """Every run from the weights is at seed 1, 2 or 3; scratch runs at 0 (docs/finetuning.md's correction)."""
+    for r in _measured():
+        assert r["seed"] in ((1, 2, 3) if r.get("init", "pretrained") == "pretrained" else (0,)), r
+
+
+def test_a_drawn_head_at_the_weights_own_seed_replays_their_first_head(fmnist_root) -> None:
+    """Why: the weights were trained at seed 0, and a run at seed 0 draws the network (new head included) as the
+    pretraining did, so on the weights' own classes, renamed, the new head already knows them before any
+    training; at another seed it does not."""
+    experiment = _experiment()
+    train, (images, labels), names = experiment.dataset("fmnist10")
+    scores = {}
+    for seed in (0, 1):
+        model = zoo.finetune("lenet5.fmnist", train, classes=names, max_epochs=1, lr=1e-12, seed=seed, num_workers=0)
+        scores[seed] = experiment.accuracy(model, images, labels)
+    assert scores == {0: pytest.approx(0.879, abs=0.005), 1: pytest.approx(0.076, abs=0.005)}  # the page's numbers
+
+
+def test_over_three_seeds_the_defaults_against_the_grids_best_setting() -> None:
+    """docs/finetuning.md's second table, recomputed from the raw runs: every pair was run at seeds 1, 2 and 3,
+    with the defaults and with the grid's best setting (picked on seed 1's test score, so the luckiest of eight
+    draws), and the defaults' mean is within a point of that setting's mean on every pair but the four the page
+    names."""
+    experiment = _experiment()
+    runs = [r for r in _measured() if not r.get("variant") and r.get("init", "pretrained") == "pretrained"]
+    pairs = {(r["model"], r["dataset"]) for r in runs if r["lr"] == "auto"}
+    assert len(pairs) >= 12
+    misses = set()
+    for pair in pairs:
+        mine = [r for r in runs if (r["model"], r["dataset"]) == pair]
+        best = max((r for r in mine if r["lr"] != "auto" and r["seed"] == experiment.SEED), key=lambda r: r["test_acc"])
+        defaults, grid = (
+            {r["seed"]: r["test_acc"] for r in mine if (r["lr"], r["max_epochs"]) == setting}
+            for setting in (("auto", None), (best["lr"], best["max_epochs"]))
+        )
+        assert set(defaults) == set(grid) == {1, 2, 3}, pair
+        if sum(defaults.values()) / 3 < sum(grid.values()) / 3 - 0.01:
+            misses.add(pair)
+    assert misses == {
+        ("lenet5.fmnist", "digits10"),
+        ("lenet5.fmnist", "fmnistinv10"),
+        ("resnet20.fmnist", "digits"),
+        ("resnet20.fmnist", "fmnist100"),
+    }
+
+
+def test_an_imprinted_head_gains_on_the_sources_classes_and_loses_elsewhere() -> None:
+    """docs/finetuning.md's reading of the imprint variant (seed 1): ahead of the drawn head on every
+    Fashion-MNIST set with the sources' classes, behind on every other set."""
+    experiment = _experiment()
+    runs = _measured()
+    found = 0
+    for r in runs:
+        if r.get("variant") != "imprint" or r["lr"] != "auto":
+            continue
+        drawn = next(
+            d
+            for d in runs
+            if experiment.key(d) == (r["model"], r["dataset"], "pretrained", "auto", None, None, experiment.SEED)
+        )
+        own_classes = r["dataset"] in ("fmnist10", "fmnist25", "fmnist100")
+        assert (r["test_acc"] > drawn["test_acc"]) == own_classes, (r["model"], r["dataset"])
+        if own_classes:  # ahead of the (drawn-head) grid's best too
+            grid = [
+                d["test_acc"]
+                for d in runs
+                if experiment.key(d)[:3] == experiment.key(drawn)[:3]
+                and d["lr"] != "auto"
+                and not d.get("variant")
+                and d["seed"] == experiment.SEED
+            ]
+            assert r["test_acc"] > max(grid), (r["model"], r["dataset"])
+        found += 1
+    assert found >= 10

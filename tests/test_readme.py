@@ -42,6 +42,11 @@ TABLES = [  # (marker, generator, what it is): the blocks this file checks and r
         "experiments/finetune_defaults.py's table() of docs/finetune_defaults.json",
     ),
     (
+        "finetune-imprint",
+        _experiment_table("finetune_defaults", "finetune_defaults.json", "imprint_table"),
+        "experiments/finetune_defaults.py's imprint_table() of docs/finetune_defaults.json",
+    ),
+    (
         "faithfulness",
         _experiment_table("explain_faithfulness", "explain_faithfulness.json", "markdown", "results"),
         "experiments/explain_faithfulness.py's markdown() of docs/explain_faithfulness.json",

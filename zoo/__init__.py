@@ -111,7 +111,8 @@ def finetune(
     datamodule) with a strategy of the course: ``linear_probe``, ``full``, ``freeze_unfreeze``, ``gradual``,
     ``layer_decay``. Returns the model in eval mode with its best validation weights (``zoo.finetuning``).
     Without ``max_epochs``, a step budget suited to the data's size (early stopping on); ``lr="auto"`` (default):
-    Lightning's LR range test."""
+    Lightning's LR range test; ``head_init="imprint"``: a new classifier head starts as the nearest class mean
+    of the training images' features (default ``"random"``)."""
     from zoo.finetuning import finetune as _finetune
 
     return _finetune(source, data, num_classes, strategy, max_epochs, **options)

@@ -6,6 +6,12 @@
   weights. A small set (80 images, batch 32: 3 steps an epoch) gets ``MAX_EPOCHS`` epochs; a large one
   ``MIN_EPOCHS``. The numbers come from the runs of ``experiments/finetune_defaults.py``
   (``docs/finetune_defaults.json``).
+* **Head.** A new classification head (the data's classes are not the weights') starts as the network drew
+  it. ``head_init="imprint"`` starts it instead, before the range test, as the nearest-class-mean classifier
+  of the training images' pretrained features (:func:`imprint`; "weight imprinting", Qi et al. 2018). It is
+  not the default: measured with the rate and length rules above (``docs/finetune_defaults.json``, variant
+  ``imprint``), it gains on classes the features already tell apart and loses elsewhere, and the range test
+  of an imprinted head picks rates those rules were not chosen for.
 * **Learning rate.** ``lr="auto"`` runs Lightning's LR range test (``Tuner.lr_find``: the rate grows
   exponentially from ``1e-5`` to ``1`` over ``LR_STEPS`` training steps, the weights restored after) and
   takes the rate of the lowest smoothed loss divided by ``LR_DIVISOR`` (Lightning's own suggestion, the
@@ -22,9 +28,12 @@ import math
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
+from torch import nn
 
 from zoo.callbacks import KeepBestEarlyStopping
+from zoo.errors import InvalidValueError
 
 STEP_BUDGET = 600  # optimizer steps a fine-tuning run without max_epochs aims at
 MIN_EPOCHS, MAX_EPOCHS = 10, 100
@@ -90,11 +99,15 @@ class FinetuneDefaults(Callback):
     Args:
         lr: ``"auto"`` (the range test) or the rate given (kept, recorded).
         budget: choose ``max_epochs`` (``False``: the trainer's is kept, recorded as given).
+        head_init: ``"random"``: a classifier's new head starts as the network drew it; ``"imprint"``: as the
+            nearest class mean of the training images' features (:func:`imprint`).
     """
 
-    def __init__(self, lr: float | str = "auto", budget: bool = True) -> None:
+    def __init__(self, lr: float | str = "auto", budget: bool = True, head_init: str = "random") -> None:
         super().__init__()
-        self.lr, self.budget = lr, budget
+        if head_init not in HEAD_INITS:
+            raise InvalidValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+        self.lr, self.budget, self.head_init = lr, budget, head_init
         self.plan: dict[str, Any] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -115,6 +128,8 @@ class FinetuneDefaults(Callback):
             self.plan["early_stopping_patience"] = length["patience"]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "head_is_new", False) and not trainer.fit_loop.restarting:
+            self.plan.update(self._start_head(trainer, pl_module))
         if self.lr == "auto" and not trainer.fit_loop.restarting:  # a resumed run keeps its checkpoint's rate
             from lightning.pytorch.tuner.lr_finder import _lr_find
             from lightning.pytorch.utilities.seed import isolate_rng
@@ -141,3 +156,72 @@ class FinetuneDefaults(Callback):
                 f"lr {rate['lr']:g} ({rate['why']})",
                 flush=True,
             )
+
+    def _start_head(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """The new head imprinted (a single-label classifier with one linear head), or why not."""
+        get = getattr(pl_module.net, "get_classifier", None)
+        head = get() if callable(get) else None
+        if self.head_init == "random":
+            return {"head_init": "random", "head_init_from": "the network's own draw"}
+        if getattr(pl_module, "task", None) != "classification" or not isinstance(head, nn.Linear):
+            return {"head_init": "random", "head_init_from": "not a single-label classifier with one linear head"}
+        features, labels = _head_inputs(trainer, pl_module, head)
+        if features is None:
+            return {"head_init": "random", "head_init_from": "the training batches are not (images, class indices)"}
+        plan = imprint(head, features, labels)
+        if trainer.is_global_zero:
+            print(f"fine-tuning: head {plan['head_init_from']}", flush=True)
+        return plan
+
+
+HEAD_INITS = ("imprint", "random")
+IMPRINT_IMAGES = 4096  # training images whose features give the class means (a large set: its first ones)
+
+
+def _head_inputs(trainer: L.Trainer, pl_module: L.LightningModule, head: nn.Module):
+    """The head's inputs and the labels of (up to ``IMPRINT_IMAGES``) training images, in eval mode."""
+    seen: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].detach().flatten(1).float()))
+    was_training = pl_module.training
+    pl_module.eval()
+    try:
+        with torch.no_grad():
+            for batch in trainer.datamodule.train_dataloader():
+                images, targets = batch[0], batch[1]
+                if not isinstance(targets, torch.Tensor) or targets.ndim != 1 or targets.is_floating_point():
+                    return None, None
+                pl_module(images.to(pl_module.device))
+                labels.append(targets.to(pl_module.device))
+                if sum(len(t) for t in labels) >= IMPRINT_IMAGES:
+                    break
+    finally:
+        hook.remove()
+        pl_module.train(was_training)
+    return (torch.cat(seen), torch.cat(labels)) if labels else (None, None)
+
+
+@torch.no_grad()
+def imprint(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """Set ``head`` to the nearest-class-mean classifier of ``features`` (see :class:`ImprintHead`)."""
+    classes = head.out_features
+    present = [c for c in range(classes) if bool((labels == c).any())]
+    means = torch.stack([features[labels == c].mean(0) for c in present])
+    spread = torch.cat([features[labels == c] - means[i] for i, c in enumerate(present)])
+    variance = float(spread.pow(2).mean().clamp_min(1e-6)) if len(spread) > len(present) else 1.0
+    center = features.mean(0)
+    rows = (means - center) / variance
+    bias = -(rows @ center) - 0.5 * (means - center).pow(2).sum(1) / variance
+    index = torch.tensor(present, device=head.weight.device)
+    head.weight[index] = rows.to(head.weight)
+    if head.bias is not None:
+        head.bias[index] = bias.to(head.bias)
+    missing = classes - len(present)
+    return {
+        "head_init": "imprint",
+        "head_init_from": (
+            f"imprinted: the nearest class mean of {len(labels)} training images' features "
+            f"(pooled within-class variance {variance:.3g})"
+            + (f"; {missing} class(es) without images kept at random" if missing else "")
+        ),
+    }

@@ -125,6 +125,7 @@ def finetune(
     max_epochs: int | None = None,
     *,
     lr: float | str = "auto",
+    head_init: str = "random",
     unfreeze_epoch: int = 1,
     epochs_per_stage: int = 1,
     seed: int = 0,
@@ -143,6 +144,8 @@ def finetune(
         max_epochs: the run's length; default: a budget of optimizer steps suited to the data's size, with
             early stopping (:mod:`zoo.finetune_defaults`).
         lr: the learning rate; ``"auto"`` (default): Lightning's LR range test on the data.
+        head_init: ``"random"`` (default): a classifier's new head starts as the network drew it;
+            ``"imprint"``: as the nearest class mean of the training images' features (:mod:`zoo.finetune_defaults`).
         seed: the run's seed.
         trainer: more ``lightning.Trainer`` arguments (``accelerator``, ``devices``, ``precision``...).
         **options: data options (``batch_size``, ``val_fraction``, ``num_workers``, ``augment``, ``strict``,
@@ -161,6 +164,7 @@ def finetune(
         if lr == 0:
             raise InvalidValueError('lr must be > 0, got 0 (e.g. 1e-3, or "auto" for the LR range test)')
     callback = Finetuning(strategy, unfreeze_epoch=unfreeze_epoch, epochs_per_stage=epochs_per_stage)
+    chosen = FinetuneDefaults(lr=lr, budget=max_epochs is None, head_init=head_init)  # checks head_init
     record = (
         source.as_record() if isinstance(source, ZooTask) else resolve(source)
     )  # the caller's model stays as it was
@@ -183,8 +187,8 @@ def finetune(
     model = ZooTask.from_record(record, task=task, num_classes=classes, class_names=names or None, **task_options)
     monitor, mode = description.monitor, description.mode
     checkpoint = LatestBest(monitor=monitor, mode=mode, save_top_k=1, filename=description.checkpoint_filename)
-    # what was not given is chosen when fit starts: the step budget (early stopping on) and the LR range test
-    chosen = FinetuneDefaults(lr=lr, budget=max_epochs is None)
+    # what was not given is chosen when fit starts (``chosen`` above): the step budget (early stopping on) and
+    # the LR range test (and, with head_init="imprint", a new head's start)
     # off unless the budget turns it on; a tie is no worse (min_delta < 0), as for the checkpoint
     stopping = KeepBestEarlyStopping(monitor, patience=None, mode=mode, min_delta=-TIE)
     settings = dict(

@@ -27,6 +27,8 @@ Fine-tune trained weights on your images (a folder of class sub-folders, or a CS
   --strategy S           linear_probe | full | freeze_unfreeze | gradual | layer_decay (default full)
   --task T               another task than the weights' own: multilabel, regression, angle-regression
   --lr LR                learning rate, or auto (default): Lightning's LR range test on your data
+  --head-init H          random (default): a classifier's new head starts as the network drew it; imprint:
+                         as the nearest class mean of your images' features
   --unfreeze_epoch K     freeze_unfreeze: epoch at which the backbone starts learning (default 1)
   --epochs_per_stage K   gradual: epochs between two unfrozen stages (default 1)
   --overwrite            replace an existing weight folder at DIR
@@ -78,6 +80,10 @@ def cmd_finetune(argv: list[str]) -> None:
     Finetuning(strategy)  # a one-line error for an unknown strategy, before any loading
     unfreeze, per_stage = _take(argv, "--unfreeze_epoch"), _take(argv, "--epochs_per_stage")
     lr = _lr_option(_take(argv, "--lr"), argv)
+    head_init = _take(argv, "--head-init") or "random"
+    from zoo.finetune_defaults import FinetuneDefaults
+
+    FinetuneDefaults(head_init=head_init)  # a one-line error for an unknown choice, before any loading
     budget = not _given(argv, "trainer", "max_epochs")
     from zoo import pretrained
     from zoo.task_descriptions import get_task
@@ -112,6 +118,7 @@ def cmd_finetune(argv: list[str]) -> None:
         "--trainer.callbacks+=zoo.finetune_defaults.FinetuneDefaults",
         f"--trainer.callbacks.lr={lr}",
         f"--trainer.callbacks.budget={str(budget).lower()}",
+        f"--trainer.callbacks.head_init={head_init}",
     ]
     from zoo.cli.recipe import run_lightning
 

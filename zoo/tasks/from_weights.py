@@ -85,7 +85,9 @@ class FromWeights:
 
     def load_record(self, record: pretrained.Pretrained, *, fresh_head: bool) -> None:
         """Load a record's network state into ``.net``: the head kept fresh when ``fresh_head``, the first
-        convolution adapted to this model's channels (see :func:`zoo.pretrained.load_net_state`)."""
+        convolution adapted to this model's channels (see :func:`zoo.pretrained.load_net_state`). ``head_is_new``
+        says which (fine-tuning starts a new head as the nearest class mean: ``zoo.finetune_defaults``)."""
+        self.head_is_new = bool(fresh_head)
         pretrained.load_net_state(
             self.net,
             self.hparams.model_name,
