@@ -141,6 +141,39 @@ def test_a_new_head_starts_imprinted_and_random_is_kept_when_asked(fmnist_root, 
         zoo.finetune("lenet5.fmnist", (images, labels), head_init="zeros")
 
 
+def test_every_process_starts_from_process_zeros_imprinted_head() -> None:
+    """Under DDP the model is wrapped before fit starts and processes share gradients only: the imprinted head is
+    broadcast from process 0 (here a stand-in strategy whose process 0 holds another head)."""
+    from zoo.finetune_defaults import FinetuneDefaults
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    net.get_classifier = lambda: net[1]
+    theirs = {"weight": torch.full((3, 4), 7.0), "bias": torch.zeros(3)}
+    sent = []
+    strategy = SimpleNamespace(broadcast=lambda obj, src: sent.append((sorted(obj), src)) or theirs)
+    batches = [(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))]
+    trainer = SimpleNamespace(
+        strategy=strategy, is_global_zero=False, datamodule=SimpleNamespace(train_dataloader=lambda: batches)
+    )
+    module = _Module(net=net, task="classification", training=True, device=torch.device("cpu"))
+    plan = FinetuneDefaults(head_init="imprint")._start_head(trainer, module)
+    assert plan["head_init"] == "imprint" and sent == [(["bias", "weight"], 0)]
+    assert torch.equal(net[1].weight, theirs["weight"])
+
+
+class _Module(SimpleNamespace):
+    """A stand-in LightningModule: calling it runs its network; eval() and train() do nothing."""
+
+    def __call__(self, x):
+        return self.net(x)
+
+    def eval(self) -> None:
+        pass
+
+    def train(self, mode: bool = True) -> None:
+        pass
+
+
 def test_ties_go_to_the_later_epoch() -> None:
     checkpoint = LatestBest(monitor="val_acc", mode="max", save_top_k=1)
     checkpoint.best_k_models = {"epoch=0.ckpt": torch.tensor(0.75)}

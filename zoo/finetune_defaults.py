@@ -169,6 +169,9 @@ class FinetuneDefaults(Callback):
         if features is None:
             return {"head_init": "random", "head_init_from": "the training batches are not (images, class indices)"}
         plan = imprint(head, features, labels)
+        # the model is already wrapped for several processes, which share gradients, not weights: every process
+        # takes process 0's head (each read the data in its own order, so a large set's first images differ)
+        head.load_state_dict(trainer.strategy.broadcast({k: v.cpu() for k, v in head.state_dict().items()}, src=0))
         if trainer.is_global_zero:
             print(f"fine-tuning: head {plan['head_init_from']}", flush=True)
         return plan
