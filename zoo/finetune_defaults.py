@@ -159,10 +159,10 @@ class FinetuneDefaults(Callback):
 
     def _start_head(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """The new head imprinted (a single-label classifier with one linear head), or why not."""
-        get = getattr(pl_module.net, "get_classifier", None)
-        head = get() if callable(get) else None
         if self.head_init == "random":
             return {"head_init": "random", "head_init_from": "the network's own draw"}
+        get = getattr(pl_module.net, "get_classifier", None)
+        head = get() if callable(get) else None
         if getattr(pl_module, "task", None) != "classification" or not isinstance(head, nn.Linear):
             return {"head_init": "random", "head_init_from": "not a single-label classifier with one linear head"}
         features, labels = _head_inputs(trainer, pl_module, head)
@@ -206,7 +206,10 @@ def _head_inputs(trainer: L.Trainer, pl_module: L.LightningModule, head: nn.Modu
 
 @torch.no_grad()
 def imprint(head: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    """Set ``head`` to the nearest-class-mean classifier of ``features`` (see :class:`ImprintHead`)."""
+    """Set ``head`` to the nearest-class-mean classifier of ``features``: with ``m`` their mean, ``μ_c`` class
+    ``c``'s and ``σ²`` the within-class variance pooled over classes and features, the logits are
+    ``−‖f − μ_c‖² / 2σ²`` up to a term shared by the classes, i.e. ``W_c = (μ_c − m)/σ²`` and
+    ``b_c = −((μ_c − m)·m + ‖μ_c − m‖²/2)/σ²``. A class without images keeps its row."""
     classes = head.out_features
     present = [c for c in range(classes) if bool((labels == c).any())]
     means = torch.stack([features[labels == c].mean(0) for c in present])

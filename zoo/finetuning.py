@@ -164,7 +164,9 @@ def finetune(
         if lr == 0:
             raise InvalidValueError('lr must be > 0, got 0 (e.g. 1e-3, or "auto" for the LR range test)')
     callback = Finetuning(strategy, unfreeze_epoch=unfreeze_epoch, epochs_per_stage=epochs_per_stage)
-    chosen = FinetuneDefaults(lr=lr, budget=max_epochs is None, head_init=head_init)  # checks head_init
+    # what was not given is chosen when fit starts: the step budget (early stopping on), the LR range test and,
+    # with head_init="imprint", a new head's start (built here: an unknown head_init is refused before loading)
+    chosen = FinetuneDefaults(lr=lr, budget=max_epochs is None, head_init=head_init)
     record = (
         source.as_record() if isinstance(source, ZooTask) else resolve(source)
     )  # the caller's model stays as it was
@@ -187,9 +189,7 @@ def finetune(
     model = ZooTask.from_record(record, task=task, num_classes=classes, class_names=names or None, **task_options)
     monitor, mode = description.monitor, description.mode
     checkpoint = LatestBest(monitor=monitor, mode=mode, save_top_k=1, filename=description.checkpoint_filename)
-    # what was not given is chosen when fit starts (``chosen`` above): the step budget (early stopping on) and
-    # the LR range test (and, with head_init="imprint", a new head's start)
-    # off unless the budget turns it on; a tie is no worse (min_delta < 0), as for the checkpoint
+    # early stopping: off unless the budget turns it on; a tie is no worse (min_delta < 0), as for the checkpoint
     stopping = KeepBestEarlyStopping(monitor, patience=None, mode=mode, min_delta=-TIE)
     settings = dict(
         max_epochs=max_epochs or MIN_EPOCHS,
