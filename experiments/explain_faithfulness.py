@@ -28,12 +28,12 @@ import zoo
 from zoo.data.fashion_mnist import CLASS_NAMES, load_split
 from zoo.explainers import (
     cam_layer,
+    chance_drop,
     deletion_drop,
     explain,
     faithfulness,
     forward_function,
     level_maps,
-    random_maps,
     rankings,
 )
 
@@ -117,11 +117,7 @@ def gradcam_layers(name: str, count: int, seed: int = 1) -> dict:
         default=default,
         default_grid=list(grid),
         gradcam=drops,
-        random=float(
-            torch.stack(
-                [deletion_drop(model, images, random_maps(images, s)).mean() for s in range(1, DRAWS + 1)]
-            ).mean()
-        ),
+        random=float(chance_drop(model, images, draws=DRAWS).mean()),
         random_coarse=float(torch.stack([deletion_drop(model, images, m[:, 0]).mean() for m in coarse]).mean()),
     )
 

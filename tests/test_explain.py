@@ -15,11 +15,11 @@ from zoo.errors import InvalidValueError, ZooError
 from zoo.explainers import (
     _submodule,
     cam_layer,
+    chance_drop,
     deletion_drop,
     explain,
     forward_function,
     occlusion_window,
-    random_maps,
     rankings,
 )
 from zoo.registry import build_net, get_entry
@@ -300,7 +300,7 @@ def _check_faithful(name: str, count: int, methods=METHODS, steps: int = 16) -> 
     model = zoo.load(str(ROOT / "model_cards" / name))
     images = FAITH.test_images(count, seed=1, classes=model.hparams.get("class_names"))
     maps = rankings(model, images, methods, steps=steps)
-    chance = torch.stack([deletion_drop(model, images, random_maps(images, seed)) for seed in range(1, 11)]).mean(0)
+    chance = chance_drop(model, images, draws=10)
     recorded = _record()["results"][name]
     drops = {"random": float(chance.mean())}
     for method, found in maps.items():

@@ -313,6 +313,24 @@ def random_maps(images: Tensor, seed: int = 0) -> Tensor:
     return torch.rand(images.shape[0], *images.shape[2:], generator=generator).to(images.device)
 
 
+def chance_drop(
+    model: Any,
+    images: Tensor,
+    fraction: float = 0.1,
+    background: float = 0.0,
+    *,
+    draws: int = 10,
+    any_pixel: bool = False,
+) -> Tensor:
+    """Per image, the :func:`deletion_drop` of random pixels: the mean over ``draws`` random rankings (seeds
+    1..draws), the chance level a map must beat."""
+    found = [
+        deletion_drop(model, images, random_maps(images, seed), fraction, background, any_pixel=any_pixel)
+        for seed in range(1, draws + 1)
+    ]
+    return torch.stack(found).mean(0)
+
+
 def rankings(
     model: Any,
     images: Tensor,
@@ -348,9 +366,5 @@ def faithfulness(
         name: float(deletion_drop(model, images, found, fraction, background, any_pixel=any_pixel).mean())
         for name, found in maps.items()
     }
-    chance = [
-        deletion_drop(model, images, random_maps(images, seed), fraction, background, any_pixel=any_pixel).mean()
-        for seed in range(1, draws + 1)
-    ]
-    drops["random"] = float(torch.stack(chance).mean())
+    drops["random"] = float(chance_drop(model, images, fraction, background, draws=draws, any_pixel=any_pixel).mean())
     return drops
