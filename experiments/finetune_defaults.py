@@ -249,11 +249,9 @@ def repeats(runs: list[dict], grid_best: dict | None) -> dict[str, list[dict]] |
     ``{"seeds": [...], "defaults": [runs], "grid_best": [runs]}``, or None when only ``SEED`` was."""
     if not grid_best:
         return None
-    same = lambda r, lr, epochs: (  # noqa: E731
-        r["lr"] == lr and r["max_epochs"] == epochs and r.get("init", "pretrained") == "pretrained"
-    )
-    defaults = {r.get("seed", 0): r for r in runs if same(r, "auto", None)}
-    grid = {r.get("seed", 0): r for r in runs if same(r, grid_best["lr"], grid_best["max_epochs"])}
+    defaults = {key(r)[-1]: r for r in runs if key(r)[2:5] == ("pretrained", "auto", None)}
+    setting = ("pretrained", grid_best["lr"], grid_best["max_epochs"])
+    grid = {key(r)[-1]: r for r in runs if key(r)[2:5] == setting}
     seeds = sorted(set(defaults) & set(grid))
     if len(seeds) < 2:
         return None
@@ -400,8 +398,12 @@ def main(argv: list[str] | None = None) -> None:
             pair = (weights_for(model_name, data), data)
             best = next((s["grid_best"] for s in summary(results) if (s["model"], s["dataset"]) == pair), None)
             chosen = settings(args.what, args.rates, args.epochs, args.scratch_rates, args.scratch_epochs, best)
-            for (init, lr, epochs), seed in itertools.product(chosen, args.seeds):
-                seed = 0 if init == "scratch" else seed  # scratch is seed 0 (module doc)
+            # scratch is seed 0 whatever --seeds says (module doc): once, not once per seed
+            runs = dict.fromkeys(
+                (init, lr, epochs, 0 if init == "scratch" else seed)
+                for (init, lr, epochs), seed in itertools.product(chosen, args.seeds)
+            )
+            for init, lr, epochs, seed in runs:
                 wanted = (*pair, init, lr, epochs, args.variant, seed)
                 if args.resume and not args.fresh and wanted in {key(r) for r in results}:
                     continue
