@@ -111,8 +111,9 @@ def finetune(
     datamodule) with a strategy of the course: ``linear_probe``, ``full``, ``freeze_unfreeze``, ``gradual``,
     ``layer_decay``. Returns the model in eval mode with its best validation weights (``zoo.finetuning``).
     Without ``max_epochs``, a step budget suited to the data's size (early stopping on); ``lr="auto"`` (default):
-    Lightning's LR range test; ``head_init="imprint"``: a new classifier head starts as the nearest class mean
-    of the training images' features (default ``"random"``)."""
+    Lightning's LR range test; ``head_init="auto"`` (default): a new classifier head starts as the nearest class
+    mean of the training images' features when their range test says the features already tell the classes
+    apart, else as drawn (``"imprint"`` / ``"random"``: always the one or the other)."""
     from zoo.finetuning import finetune as _finetune
 
     return _finetune(source, data, num_classes, strategy, max_epochs, **options)

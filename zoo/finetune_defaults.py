@@ -1,4 +1,4 @@
-"""What ``zoo.finetune`` chooses when it is not told: the run's length and its learning rate.
+"""What ``zoo.finetune`` chooses when it is not told: the run's length, its new head's start and its learning rate.
 
 * **Length.** With ``max_epochs`` not given, the run gets a budget of optimizer steps rather than a fixed
   number of epochs: ``STEP_BUDGET`` steps, as epochs (at least ``MIN_EPOCHS``, at most ``MAX_EPOCHS``),
@@ -6,12 +6,16 @@
   weights. A small set (80 images, batch 32: 3 steps an epoch) gets ``MAX_EPOCHS`` epochs; a large one
   ``MIN_EPOCHS``. The numbers come from the runs of ``experiments/finetune_defaults.py``
   (``docs/finetune_defaults.json``).
-* **Head.** A new classification head (the data's classes are not the weights') starts as the network drew
-  it. ``head_init="imprint"`` starts it instead, before the range test, as the nearest-class-mean classifier
-  of the training images' pretrained features (:func:`imprint`; "weight imprinting", Qi et al. 2018). It is
-  not the default: measured with the rate and length rules above (``docs/finetune_defaults.json``, variant
-  ``imprint``), it gains on classes the features already tell apart and loses elsewhere, and the range test
-  of an imprinted head picks rates those rules were not chosen for.
+* **Head.** A new classification head (the data's classes are not the weights') starts, with
+  ``head_init="auto"`` (the default), as the nearest-class-mean classifier of the training images' pretrained
+  features (:func:`imprint`; "weight imprinting", Qi et al. 2018) when that start's LR range test has its lowest
+  loss at a rate of at most ``HEAD_KEEP_LR``: the features already tell the classes apart, and training them
+  harder only raises the loss. Otherwise the features must move, and the head goes back to the network's draw
+  (its own range test then chooses the rate). With a rate given, the range test runs for this choice alone.
+  ``"imprint"`` / ``"random"`` always take the one or the other.
+  Measured in ``experiments/finetune_defaults.py`` (``docs/finetune_defaults.json``): always imprinting gains
+  on the weights' own classes and loses elsewhere; the imprinted start's lowest-loss rate was at most 0.01 on
+  every set of the first kind and at least 0.035 on every set of the second, at three seeds each.
 * **Learning rate.** ``lr="auto"`` runs Lightning's LR range test (``Tuner.lr_find``: the rate grows
   exponentially from ``1e-5`` to ``1`` over ``LR_STEPS`` training steps, the weights restored after) and
   takes the rate of the lowest smoothed loss divided by ``LR_DIVISOR`` (Lightning's own suggestion, the
@@ -44,6 +48,11 @@ LR_STEPS, LR_MIN, LR_MAX = 100, 1e-5, 1.0  # the range test
 # never saw (fmnist5to9: 1.4 below, best at /9): the range test's minimum does not see how far the features
 # must move (8.9e-3 there and on fmnist10, whose best rate is 3× lower), so no divisor serves both.
 LR_DIVISOR = 30.0
+# an imprinted head that is kept starts near its lowest loss: the features need a nudge, not a move. On the tuning
+# sets its grid (docs/finetune_defaults.json) was best at the lowest rate tried, 1e-4, 60-90x under the range
+# test's minimum for LeNet-5 (ResNet-20's minimum sits so low that /30 is already at the floor), and fell with
+# every step up; /30 cost LeNet-5 0.4-1.0 point there
+IMPRINTED_DIVISOR = 100.0
 SKIP_BEGIN = 10  # the first points of the smoothed curve are its warm-up, not the loss
 LR_FLOOR, LR_CEIL = 1e-4, 0.1
 
@@ -75,23 +84,28 @@ def budget(images: int | None, batch_size: int) -> dict[str, Any]:
     return {"max_epochs": epochs, "patience": patience, "steps": epochs * per_epoch, "why": why}
 
 
-def lowest_loss_rate(lrs: list[float], losses: list[float]) -> dict[str, Any]:
-    """The rate chosen from an LR range test's curve (see the module doc), with the reason."""
+def lowest_loss_rate(lrs: list[float], losses: list[float], divisor: float = LR_DIVISOR) -> dict[str, Any]:
+    """The rate chosen from an LR range test's curve (see the module doc), with the reason. A curve that stopped
+    within its first ``SKIP_BEGIN`` points (the loss rose 4× at once: an imprinted head starts near its lowest
+    loss) has its lowest there."""
+    finite = [(loss, rate) for loss, rate in zip(losses, lrs) if math.isfinite(loss)]
     usable = [(loss, rate) for loss, rate in list(zip(losses, lrs))[SKIP_BEGIN:] if math.isfinite(loss)]
-    if not usable:
+    if not finite:
         return {"lr": 1e-3, "why": "the LR range test's loss was never finite; 1e-3 used"}
-    lowest = min(usable)[1]
-    lr = min(LR_CEIL, max(LR_FLOOR, lowest / LR_DIVISOR))
+    lowest = min(usable or finite)[1]
+    lr = min(LR_CEIL, max(LR_FLOOR, lowest / divisor))
+    stopped = "" if usable else f", the loss having risen 4× within its first {len(lrs)} steps"
     why = (
-        f"LR range test ({len(lrs)} steps, {LR_MIN:g} to {LR_MAX:g}): lowest smoothed loss at {lowest:.3g}, "
-        f"/ {LR_DIVISOR:g} within [{LR_FLOOR:g}, {LR_CEIL:g}]"
+        f"LR range test ({len(lrs)} steps, {LR_MIN:g} to {LR_MAX:g}): lowest smoothed loss at {lowest:.3g}{stopped}, "
+        f"/ {divisor:g} within [{LR_FLOOR:g}, {LR_CEIL:g}]"
     )
     return {"lr": float(f"{lr:.3g}"), "lowest_loss_lr": float(f"{lowest:.3g}"), "why": why}
 
 
 class FinetuneDefaults(Callback):
     """Choose what was not given when ``fit`` starts: ``max_epochs`` from the step budget (and the patience of
-    the trainer's :class:`~zoo.callbacks.KeepBestEarlyStopping`, turned on), ``lr`` from the LR range test.
+    the trainer's :class:`~zoo.callbacks.KeepBestEarlyStopping`, turned on), a new head's start, and ``lr`` from
+    the LR range test.
 
     ``zoo.finetune`` and ``zoo finetune`` add it; after fit, ``plan`` holds the choices and their reasons
     (the card's ``finetune_plan``).
@@ -99,16 +113,19 @@ class FinetuneDefaults(Callback):
     Args:
         lr: ``"auto"`` (the range test) or the rate given (kept, recorded).
         budget: choose ``max_epochs`` (``False``: the trainer's is kept, recorded as given).
-        head_init: ``"random"``: a classifier's new head starts as the network drew it; ``"imprint"``: as the
-            nearest class mean of the training images' features (:func:`imprint`).
+        head_init: ``"auto"``: a classifier's new head starts as the nearest class mean of the training images'
+            features (:func:`imprint`) when that start's range test bottoms out at ``HEAD_KEEP_LR`` or below, else
+            as the network drew it (module doc); ``"imprint"`` / ``"random"``: always the one or the other.
     """
 
-    def __init__(self, lr: float | str = "auto", budget: bool = True, head_init: str = "random") -> None:
+    def __init__(self, lr: float | str = "auto", budget: bool = True, head_init: str = "auto") -> None:
         super().__init__()
         if head_init not in HEAD_INITS:
             raise InvalidValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
         self.lr, self.budget, self.head_init = lr, budget, head_init
         self.plan: dict[str, Any] = {}
+        self._imprinted: dict[str, Any] = {}
+        self._curve: tuple[list[float], list[float]] = ([], [])
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -128,27 +145,25 @@ class FinetuneDefaults(Callback):
             self.plan["early_stopping_patience"] = length["patience"]
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if getattr(pl_module, "head_is_new", False) and not trainer.fit_loop.restarting:
-            self.plan.update(self._start_head(trainer, pl_module))
-        if self.lr == "auto" and not trainer.fit_loop.restarting:  # a resumed run keeps its checkpoint's rate
-            from lightning.pytorch.tuner.lr_finder import _lr_find
-            from lightning.pytorch.utilities.seed import isolate_rng
-
-            epochs, every = trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch
-            trainer.fit_loop.max_epochs = 10_000  # a small set has few batches an epoch: the test spans many
-            trainer.check_val_every_n_epoch = 10_000  # and no validation between them: only the training loss counts
-            try:
-                with isolate_rng():
-                    finder = _lr_find(
-                        trainer, pl_module, min_lr=LR_MIN, max_lr=LR_MAX, num_training=LR_STEPS, update_attr=False
-                    )
-            finally:
-                trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch = epochs, every
-            rate = lowest_loss_rate(finder.results["lr"], finder.results["loss"])
-            pl_module.hparams.lr = rate["lr"]
-            trainer.strategy.setup_optimizers(trainer)  # every group and the schedule at the chosen rate
+        if trainer.fit_loop.restarting:  # a resumed run keeps its checkpoint's head and rate
+            rate = {"lr": float(pl_module.hparams.lr), "why": "the checkpoint's"}
         else:
-            rate = {"lr": float(pl_module.hparams.lr), "why": "given"}
+            drawn = self._start_head(trainer, pl_module)
+            test = self._range_test(trainer, pl_module) if self.lr == "auto" or drawn is not None else None
+            if drawn is not None:  # "auto": an imprinted start is kept when its range test bottoms out early
+                self.plan.update(self._keep_or_redraw(trainer, pl_module, drawn, test))
+                if self.plan["head_init"] == "random" and self.lr == "auto":
+                    test = self._range_test(trainer, pl_module)  # the drawn head's own curve
+                elif self.lr == "auto":  # kept: the same curve, divided as for an imprinted head
+                    test = lowest_loss_rate(*self._curve, IMPRINTED_DIVISOR)
+            if self.budget and self.plan.get("head_init") == "imprint":
+                self._ties_to_earlier(trainer)
+            if self.lr == "auto":
+                pl_module.hparams.lr = test["lr"]
+                trainer.strategy.setup_optimizers(trainer)  # every group and the schedule at the chosen rate
+                rate = test
+            else:
+                rate = {"lr": float(pl_module.hparams.lr), "why": "given"}
         self.plan.update({k if k != "why" else "lr_from": v for k, v in rate.items()})
         if trainer.is_global_zero:
             print(
@@ -157,27 +172,100 @@ class FinetuneDefaults(Callback):
                 flush=True,
             )
 
-    def _start_head(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        """The new head imprinted (a single-label classifier with one linear head), or why not."""
+    def _ties_to_earlier(self, trainer: L.Trainer) -> None:
+        """With the step budget, a kept imprinted head's run keeps the earlier of two equally scored epochs and
+        counts a tie as no improvement: it starts near its best, so on a small validation set, where scores tie
+        often, a later epoch is one that only moved further away (a drawn head's ties go to the later epoch)."""
+        for callback in trainer.callbacks:
+            if hasattr(callback, "ties_to_later"):
+                callback.ties_to_later = False
+            if isinstance(callback, KeepBestEarlyStopping):
+                callback.min_delta = 0.0
+        self.plan["ties_go_to"] = "the earlier epoch (an imprinted head)"
+
+    def _range_test(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """Lightning's LR range test over ``LR_STEPS`` steps (it stops when the smoothed loss reaches 4× its
+        lowest; the weights and the random state are restored after) and the rate :func:`lowest_loss_rate`
+        takes from its curve: its lowest-loss rate / ``IMPRINTED_DIVISOR`` for an imprinted head, / ``LR_DIVISOR``
+        for a drawn one (``auto`` decides which on the imprinted curve, then re-divides its lowest if it keeps
+        it)."""
+        from lightning.pytorch.tuner.lr_finder import _lr_find
+        from lightning.pytorch.utilities.seed import isolate_rng
+
+        epochs, every = trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch
+        trainer.fit_loop.max_epochs = 10_000  # a small set has few batches an epoch: the test spans many
+        trainer.check_val_every_n_epoch = 10_000  # and no validation between them: only the training loss counts
+        try:
+            with isolate_rng():
+                finder = _lr_find(
+                    trainer,
+                    pl_module,
+                    min_lr=LR_MIN,
+                    max_lr=LR_MAX,
+                    num_training=LR_STEPS,
+                    update_attr=False,
+                )
+        finally:
+            trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch = epochs, every
+        divisor = IMPRINTED_DIVISOR if self.plan.get("head_init") == "imprint" else LR_DIVISOR
+        self._curve = (finder.results["lr"], finder.results["loss"])
+        return lowest_loss_rate(*self._curve, divisor)
+
+    def _keep_or_redraw(self, trainer, pl_module, drawn: dict[str, torch.Tensor], test: dict) -> dict[str, Any]:
+        """``head_init="auto"``: keep the imprinted head when the range test's lowest loss comes at a rate of at
+        most ``HEAD_KEEP_LR`` (the features already tell the classes apart: pushing them harder only raises the
+        loss), else put the drawn head back (the features must move, and a drawn head moves them further)."""
+        lowest = test.get("lowest_loss_lr")
+        keep = lowest is not None and lowest <= HEAD_KEEP_LR
+        head = pl_module.net.get_classifier()
+        if not keep:
+            head.load_state_dict(drawn)
+        found = f"lowest at {lowest:.3g}" if lowest is not None else "no finite loss"
+        why = (
+            f"the imprinted start's LR range test: {found}, "
+            + (f"at most {HEAD_KEEP_LR:g}: the features already tell the classes apart; " if keep else "")
+            + (f"above {HEAD_KEEP_LR:g}: the features must move; " if lowest is not None and not keep else "")
+        )
+        chosen = self._imprinted if keep else {"head_init": "random", "head_init_from": "the network's own draw"}
+        if trainer.is_global_zero:
+            print(f"fine-tuning: head {chosen['head_init']} ({why + chosen['head_init_from']})", flush=True)
+        return {**chosen, "head_init_from": why + chosen["head_init_from"]}
+
+    def _start_head(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, torch.Tensor] | None:
+        """Imprint a new head (a single-label classifier with one linear head) when asked, and record why or why
+        not in the plan; ``head_init="auto"`` returns the drawn head's weights, to put back if it is not kept."""
+        if not getattr(pl_module, "head_is_new", False):
+            return None
         if self.head_init == "random":
-            return {"head_init": "random", "head_init_from": "the network's own draw"}
+            self.plan.update({"head_init": "random", "head_init_from": "the network's own draw"})
+            return None
         get = getattr(pl_module.net, "get_classifier", None)
         head = get() if callable(get) else None
         if getattr(pl_module, "task", None) != "classification" or not isinstance(head, nn.Linear):
-            return {"head_init": "random", "head_init_from": "not a single-label classifier with one linear head"}
+            self.plan.update(
+                {"head_init": "random", "head_init_from": "not a single-label classifier with one linear head"}
+            )
+            return None
         features, labels = _head_inputs(trainer, pl_module, head)
         if features is None:
-            return {"head_init": "random", "head_init_from": "the training batches are not (images, class indices)"}
-        plan = imprint(head, features, labels)
+            why = "the training batches are not (images, class indices)"
+            self.plan.update({"head_init": "random", "head_init_from": why})
+            return None
+        drawn = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        self._imprinted = imprint(head, features, labels)
         # the model is already wrapped for several processes, which share gradients, not weights: every process
         # takes process 0's head (each read the data in its own order, so a large set's first images differ)
         head.load_state_dict(trainer.strategy.broadcast({k: v.cpu() for k, v in head.state_dict().items()}, src=0))
-        if trainer.is_global_zero:
-            print(f"fine-tuning: head {plan['head_init_from']}", flush=True)
-        return plan
+        if self.head_init == "imprint":
+            self.plan.update(self._imprinted)
+            if trainer.is_global_zero:
+                print(f"fine-tuning: head {self._imprinted['head_init_from']}", flush=True)
+            return None
+        return drawn
 
 
-HEAD_INITS = ("imprint", "random")
+HEAD_INITS = ("auto", "imprint", "random")
+HEAD_KEEP_LR = 0.02  # "auto" keeps an imprinted head whose range test bottoms out at or below this rate
 IMPRINT_IMAGES = 4096  # training images whose features give the class means (a large set: its first ones)
 
 

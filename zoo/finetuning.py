@@ -125,7 +125,7 @@ def finetune(
     max_epochs: int | None = None,
     *,
     lr: float | str = "auto",
-    head_init: str = "random",
+    head_init: str = "auto",
     unfreeze_epoch: int = 1,
     epochs_per_stage: int = 1,
     seed: int = 0,
@@ -144,8 +144,9 @@ def finetune(
         max_epochs: the run's length; default: a budget of optimizer steps suited to the data's size, with
             early stopping (:mod:`zoo.finetune_defaults`).
         lr: the learning rate; ``"auto"`` (default): Lightning's LR range test on the data.
-        head_init: ``"random"`` (default): a classifier's new head starts as the network drew it;
-            ``"imprint"``: as the nearest class mean of the training images' features (:mod:`zoo.finetune_defaults`).
+        head_init: ``"auto"`` (default): a classifier's new head starts as the nearest class mean of the training
+            images' features when the LR range test of that start bottoms out at a low rate, else as the network
+            drew it; ``"imprint"`` / ``"random"``: always the one or the other (:mod:`zoo.finetune_defaults`).
         seed: the run's seed.
         trainer: more ``lightning.Trainer`` arguments (``accelerator``, ``devices``, ``precision``...).
         **options: data options (``batch_size``, ``val_fraction``, ``num_workers``, ``augment``, ``strict``,
@@ -165,7 +166,7 @@ def finetune(
             raise InvalidValueError('lr must be > 0, got 0 (e.g. 1e-3, or "auto" for the LR range test)')
     callback = Finetuning(strategy, unfreeze_epoch=unfreeze_epoch, epochs_per_stage=epochs_per_stage)
     # what was not given is chosen when fit starts: the step budget (early stopping on), the LR range test and,
-    # with head_init="imprint", a new head's start (built here: an unknown head_init is refused before loading)
+    # and a new head's start (built here: an unknown head_init is refused before loading)
     chosen = FinetuneDefaults(lr=lr, budget=max_epochs is None, head_init=head_init)
     record = (
         source.as_record() if isinstance(source, ZooTask) else resolve(source)
@@ -226,8 +227,10 @@ class LatestBest(ModelCheckpoint):
     """The best checkpoint, a tie going to the later epoch: on a small validation set accuracy moves in steps of
     1/N, so a strict comparison keeps the first epoch to reach a score and the training after it is lost."""
 
+    ties_to_later = True  # False: a tie keeps the earlier epoch (the defaults' choice for an imprinted head)
+
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
-        if current is not None and self.save_top_k == 1 and self.best_k_models:
+        if current is not None and self.ties_to_later and self.save_top_k == 1 and self.best_k_models:
             held = self.best_k_models[self.kth_best_model_path]
             if abs(float(current) - float(held)) <= TIE:  # every process decides alike, as Lightning's check does
                 return bool(trainer.strategy.reduce_boolean_decision(True, all=True))

@@ -27,8 +27,9 @@ Fine-tune trained weights on your images (a folder of class sub-folders, or a CS
   --strategy S           linear_probe | full | freeze_unfreeze | gradual | layer_decay (default full)
   --task T               another task than the weights' own: multilabel, regression, angle-regression
   --lr LR                learning rate, or auto (default): Lightning's LR range test on your data
-  --head-init H          random (default): a classifier's new head starts as the network drew it; imprint:
-                         as the nearest class mean of your images' features
+  --head-init H          auto (default): a classifier's new head starts as the nearest class mean of your
+                         images' features when its LR range test says they already tell the classes apart,
+                         else as the network drew it; imprint / random: always the one or the other
   --unfreeze_epoch K     freeze_unfreeze: epoch at which the backbone starts learning (default 1)
   --epochs_per_stage K   gradual: epochs between two unfrozen stages (default 1)
   --overwrite            replace an existing weight folder at DIR
@@ -80,7 +81,7 @@ def cmd_finetune(argv: list[str]) -> None:
     Finetuning(strategy)  # a one-line error for an unknown strategy, before any loading
     unfreeze, per_stage = _take(argv, "--unfreeze_epoch"), _take(argv, "--epochs_per_stage")
     lr = _lr_option(_take(argv, "--lr"), argv)
-    head_init = _take(argv, "--head-init") or "random"
+    head_init = _take(argv, "--head-init") or "auto"
     from zoo.finetune_defaults import FinetuneDefaults
 
     FinetuneDefaults(head_init=head_init)  # a one-line error for an unknown choice, before any loading
