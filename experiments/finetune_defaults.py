@@ -19,8 +19,14 @@ The *held-out* sets were not looked at when the divisor was chosen:
 * ``fmnistinv10``: 10 per class of the training split (seed 3), inverted (255 − x) and turned 90°, scored on
   the last 5,000 test images turned alike: the garments the sources know, in a look they never saw.
 
-Per model and dataset: the defaults (``lr="auto"``, step budget, early stopping) against a grid of rates ×
-epoch budgets (AdamW, cosine, ``full``), and the same architecture from random weights (``zoo.create``)
+The head's rule (``head_init="auto"``: its threshold ``HEAD_KEEP_LR`` and the imprinted divisor) was chosen on
+the seven sets above; four more were built after it to check it (``finetune_datasets``): ``fmnist50b``,
+``fmnist0to4own10`` (from the ``*_0to4`` weights, on their own classes), ``fmnistnoise25`` (σ = 0.15 noise)
+and ``digitsinv25`` (inverted digits). The grid runs take the head as the defaults do; the ``random`` and
+``imprint`` variants always draw / always imprint it (``head_table``).
+
+Per model and dataset: the defaults (``lr="auto"``, step budget, early stopping, ``head_init="auto"``) against a
+grid of rates × epoch budgets (AdamW, cosine, ``full``), and the same architecture from random weights (``zoo.create``)
 over its own grid (``SCRATCH_RATES`` × ``SCRATCH_EPOCHS``; best validation weights kept as always), seed 0.
 The grids' best is the best *test* score (an oracle: generous to the grid and to scratch). Results go to
 ``docs/finetune_defaults.json`` (one record per run, written as each finishes; ``--resume`` skips those
@@ -33,8 +39,8 @@ done) and the table to stdout. The margins to beat scratch by are the transfer t
     OMP_NUM_THREADS=1 python experiments/finetune_defaults.py --what defaults best --seeds 2 3 --resume
 
 The last line runs the defaults and each pair's best grid setting at two more seeds (the range test, the new
-head and the batches change with the seed): one run each is one draw, and the grid's best of eight is the
-luckiest of eight draws. A second table gives both at every seed, and their means.
+head and the batches change with the seed): one run each is one draw, and the grid's best is the luckiest of
+ten (LeNet-5: fifteen) draws. A second table gives both at every seed, and their means.
 
 Runs from the weights are at seeds 1, 2, 3, never 0: the weights were trained at seed 0, and ``zoo.finetune``
 builds the network (new head included) from the run's seed before loading them, so at seed 0 the new head
@@ -57,87 +63,22 @@ import warnings
 from pathlib import Path
 
 import torch
+from finetune_datasets import DATASETS, HELD_OUT, PER_CLASS, TUNING, dataset, weights_for
 
 import zoo
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-RATES = (3e-4, 1e-3, 3e-3, 1e-2)  # 3e-4: the fmnist sets' best rate sat at the first grid's low edge (1e-3)
+RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # 3e-4, then 1e-4: the best rate sat at the low edge of the grid before
 EPOCHS = (10, 30)
 SCRATCH_RATES = (1e-3, 3e-3, 1e-2)
 SCRATCH_EPOCHS = (30, 100)
-TUNING = ("fmnist10", "fmnist25", "fmnist100", "digits")
-HELD_OUT = ("digits10", "fmnist5to9", "fmnistinv10")
-DATASETS = TUNING + HELD_OUT
-PER_CLASS = {"fmnist10": 10, "fmnist25": 25, "fmnist100": 100, "digits": 25, "digits10": 10, "fmnist5to9": 25}
-PER_CLASS["fmnistinv10"] = 10
-# the weights a dataset is fine-tuned from, when not the model named: fmnist5to9's classes are new to *_0to4
-SOURCE = {"fmnist5to9": {"lenet5.fmnist": "lenet5_relu.fmnist_0to4", "resnet20.fmnist": "resnet20.fmnist_0to4"}}
 # probes kept apart from the table: LP-FT (Kumar et al. 2022), the head first, then all layers at one rate; imprint
 LPFT_EPOCHS = 10
 SEED = 1  # the tables' seed for runs from the weights (2 and 3 repeat them); never 0 (module doc)
 VARIANTS = {"lpft": {"strategy": "freeze_unfreeze", "unfreeze_epoch": LPFT_EPOCHS, "backbone_lr_factor": 1.0}}
-VARIANTS["imprint"] = {"head_init": "imprint"}  # the new head starts as the nearest class mean (zoo.finetune_defaults)
+# the new head always starts as the nearest class mean / as drawn (the defaults' "auto" chooses: zoo.finetune_defaults)
+VARIANTS.update({"imprint": {"head_init": "imprint"}, "random": {"head_init": "random"}})
 MARGIN_ARCH = {"lenet5": "lenet5_relu", "lenet5_relu": "lenet5_relu", "resnet20": "resnet20"}
-
-
-def _digits(per_class: int, seed: int | None):
-    import torch.nn.functional as F
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) * (255 / 16)
-    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).round().clamp(0, 255).byte()
-    y = torch.tensor(digits.target)
-    order = (
-        torch.arange(len(y)) if seed is None else torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    )
-    picked = torch.cat([order[(y[order] == c).nonzero().flatten()[:per_class]] for c in range(10)])
-    rest = torch.ones(len(y), dtype=torch.bool)
-    rest[picked] = False
-    return (x[picked], y[picked]), (x[rest], y[rest]), [f"digit{c}" for c in range(10)]
-
-
-def _draw(labels: torch.Tensor, classes, per_class: int, seed: int) -> torch.Tensor:
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    return torch.cat([order[(labels[order] == c).nonzero().flatten()[:per_class]] for c in classes])
-
-
-def dataset(name: str):
-    """((train images, labels), (test images, labels), class names): uint8 (N, 1, 28, 28)."""
-    from zoo.data.fashion_mnist import load_split
-
-    if name in ("fmnist10", "fmnist25", "fmnist100"):
-        per_class = int(name[len("fmnist") :])
-        images, labels = load_split("test")
-        pool, test = slice(0, 5000), slice(5000, 10000)
-        picked = torch.cat([(labels[pool] == c).nonzero().flatten()[:per_class] for c in range(10)])
-        train = images[pool][picked].unsqueeze(1), labels[pool][picked]
-        return train, (images[test].unsqueeze(1), labels[test]), [f"garment{c}" for c in range(10)]
-    if name == "digits":
-        return _digits(25, None)
-    if name == "digits10":
-        return _digits(10, 1)
-    if name == "fmnist5to9":
-        images, labels = load_split("train")
-        test_images, test_labels = load_split("test")
-        picked = _draw(labels, range(5, 10), 25, 7)
-        keep = test_labels >= 5
-        return (
-            (images[picked].unsqueeze(1), labels[picked] - 5),
-            (test_images[keep].unsqueeze(1), test_labels[keep] - 5),
-            [f"new{c}" for c in range(5)],
-        )
-    if name == "fmnistinv10":
-        images, labels = load_split("train")
-        test_images, test_labels = load_split("test")
-        look = lambda x: torch.rot90(255 - x, 1, dims=(-2, -1)).unsqueeze(1).contiguous()  # noqa: E731
-        picked = _draw(labels, range(10), 10, 3)
-        return (
-            (look(images[picked]), labels[picked]),
-            (look(test_images[5000:]), test_labels[5000:]),
-            [f"look{c}" for c in range(10)],
-        )
-    raise ValueError(name)
 
 
 @torch.inference_mode()
@@ -148,10 +89,6 @@ def accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
         for i in range(0, len(labels), 500)
     )
     return correct / len(labels)
-
-
-def weights_for(model_name: str, data: str) -> str:
-    return SOURCE.get(data, {}).get(model_name, model_name)
 
 
 def run(
@@ -188,6 +125,7 @@ def run(
         "lr": lr,
         "max_epochs": epochs,
         "head_init": plan.get("head_init", "kept"),
+        **({"ties_go_to": plan["ties_go_to"]} if "ties_go_to" in plan else {}),
         "chosen_lr": plan.get("lr"),
         "lowest_loss_lr": plan.get("lowest_loss_lr"),
         "chosen_epochs": plan.get("max_epochs"),
@@ -235,13 +173,24 @@ def summary(results: list[dict], transfer: list[dict] | None = None) -> list[dic
             continue
         grid = [r for r in mine if key(r)[2] == "pretrained" and r["lr"] != "auto" and key(r)[-1] == SEED]
         scratch = [r for r in mine if r.get("init") == "scratch"]
-        row = {"model": model, "dataset": data, "held_out": data in HELD_OUT, "defaults": default}
+        row = {"model": model, "dataset": data, "group": _group(data), "defaults": default}
         row["grid_best"] = max(grid, key=lambda r: r["test_acc"]) if grid else None
         row["scratch_best"] = max(scratch, key=lambda r: r["test_acc"]) if scratch else None
         row["margin"] = margin.get((MARGIN_ARCH.get(model.split(".")[0], ""), PER_CLASS[data]))
         row["seeds"] = repeats(mine, row["grid_best"])
         rows.append(row)
     return rows
+
+
+GROUPS = {
+    "tuning": "Sets the divisor was chosen on",
+    "held_out": "Held-out sets (the head's threshold was chosen on these and the sets above)",
+    "head_held_out": "Sets built after both choices",
+}
+
+
+def _group(data: str) -> str:
+    return "tuning" if data in TUNING else "held_out" if data in HELD_OUT else "head_held_out"
 
 
 def repeats(runs: list[dict], grid_best: dict | None) -> dict[str, list[dict]] | None:
@@ -290,8 +239,8 @@ def table(results: list[dict]) -> str:
         "defaults − grid best | scratch best (lr, epochs) | defaults − scratch | transfer margin | margin met |"
     )
     out = []
-    for held_out, title in ((False, "Sets the divisor was chosen on"), (True, "Held-out sets")):
-        rows = [s for s in summary(results) if s["held_out"] == held_out]
+    for group, title in GROUPS.items():
+        rows = [s for s in summary(results) if s["group"] == group]
         if not rows:
             continue
         out += ["" if out else None, f"{title}:", "", head, "|---" * 11 + "|"]
@@ -317,26 +266,34 @@ def table(results: list[dict]) -> str:
     return "\n".join(line for line in out if line is not None)
 
 
-def imprint_table(results: list[dict]) -> str:
-    """The defaults with the new head as the network drew it (the default) and imprinted (``head_init="imprint"``,
-    the ``imprint`` variant), at seed ``SEED``, per pair measured both ways."""
+def head_lowest(record: dict) -> float | None:
+    """The imprinted start's range-test minimum that ``head_init="auto"`` decided on, from what the run printed."""
+    import re
+
+    found = re.search(r"the imprinted start's LR range test: lowest at ([0-9.e+-]+)", record.get("printed", ""))
+    return float(found.group(1)) if found else None
+
+
+def head_table(results: list[dict]) -> str:
+    """Per pair at seed ``SEED``: where the imprinted start's range test bottomed out, what the defaults
+    (``head_init="auto"``) chose, and the defaults' score against the same run with the head always drawn
+    (``random`` variant) and always imprinted (``imprint`` variant)."""
     rows = [
-        "| model | dataset | drawn head: lr, score | imprinted head: lr, score | imprinted − drawn |",
-        "|---|---|---|---|---|",
+        "| model | dataset | imprinted start: lowest-loss rate | auto chose | defaults (auto) | always drawn | "
+        "always imprinted |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in summary(results):
-        pair = (s["model"], s["dataset"])
-        found = [
-            r for r in results if (r["model"], r["dataset"]) == pair and key(r)[3:] == ("auto", None, "imprint", SEED)
-        ]
-        if not found:
-            continue
-        drawn, imprinted = s["defaults"], found[0]
-        rows.append(
-            f"| {pair[0]} | {pair[1]} | {drawn['chosen_lr']:.3g}, {100 * drawn['test_acc']:.1f} | "
-            f"{imprinted['chosen_lr']:.3g}, {100 * imprinted['test_acc']:.1f} | "
-            f"{100 * (imprinted['test_acc'] - drawn['test_acc']):+.1f} |"
-        )
+        pair, auto = (s["model"], s["dataset"]), s["defaults"]
+        found = {
+            r.get("variant"): r
+            for r in results
+            if (r["model"], r["dataset"]) == pair and key(r)[3:5] == ("auto", None) and r["seed"] == SEED
+        }
+        lowest = head_lowest(auto)
+        cells = [*pair, f"{lowest:.3g}" if lowest is not None else "–", auto["head_init"]]
+        cells += [f"{100 * r['test_acc']:.1f}" if r else "–" for r in (auto, found.get("random"), found.get("imprint"))]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -350,17 +307,18 @@ def settings(what: list[str], rates, epochs, scratch_rates, scratch_epochs, best
 
 
 def save(path: Path, results: list[dict], record: dict) -> list[dict]:
-    """Add ``record`` (replacing its key's) to what is on disk now (another process may have added runs: the
-    read and the write hold a lock, so two processes measuring at once lose nothing)."""
+    """Add ``record`` (replacing its key's) to what is on disk now, and return that: another process may have
+    added or measured again other runs, and the disk's version of those wins over ``results``, this process's
+    copy (the read and the write hold a lock, so two processes measuring at once lose nothing)."""
     import fcntl
     import tempfile
 
     with open(Path(tempfile.gettempdir()) / f"{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        theirs = json.loads(path.read_text()) if path.exists() else []
-        mine = {key(r) for r in results} | {key(record)}
-        merged = [r for r in results if key(r) != key(record)] + [record]
-        merged += [r for r in theirs if key(r) not in mine]
+        on_disk = json.loads(path.read_text()) if path.exists() else []
+        merged = [r for r in on_disk if key(r) != key(record)] + [record]
+        known = {key(r) for r in merged}
+        merged += [r for r in results if key(r) not in known]  # this process's runs the disk lacks
         partial = path.with_suffix(".json.partial")
         partial.write_text(json.dumps(merged, indent=1) + "\n")
         partial.replace(path)  # a run stopped while writing leaves the file whole

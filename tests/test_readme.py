@@ -42,9 +42,9 @@ TABLES = [  # (marker, generator, what it is): the blocks this file checks and r
         "experiments/finetune_defaults.py's table() of docs/finetune_defaults.json",
     ),
     (
-        "finetune-imprint",
-        _experiment_table("finetune_defaults", "finetune_defaults.json", "imprint_table"),
-        "experiments/finetune_defaults.py's imprint_table() of docs/finetune_defaults.json",
+        "finetune-head",
+        _experiment_table("finetune_defaults", "finetune_defaults.json", "head_table"),
+        "experiments/finetune_defaults.py's head_table() of docs/finetune_defaults.json",
     ),
     (
         "faithfulness",

@@ -1,0 +1,113 @@
+"""The small real datasets of ``experiments/finetune_defaults.py`` (issue 36): how each is built, and which
+weights each is fine-tuned from. Every set is ((train images, labels), (test images, labels), class names),
+uint8 (N, 1, 28, 28); the test images are never trained on. See that script's module doc for what each set is
+for (the divisor's tuning sets, the sets held out from it, the sets built after the head's rule).
+"""
+
+from __future__ import annotations
+
+import torch
+
+TUNING = ("fmnist10", "fmnist25", "fmnist100", "digits")
+HELD_OUT = ("digits10", "fmnist5to9", "fmnistinv10")
+# held out from the head rule's threshold too (HEAD_KEEP_LR, chosen on the seven sets above): built after it
+HEAD_HELD_OUT = ("fmnist50b", "fmnist0to4own10", "fmnistnoise25", "digitsinv25")
+DATASETS = TUNING + HELD_OUT + HEAD_HELD_OUT
+PER_CLASS = {"fmnist10": 10, "fmnist25": 25, "fmnist100": 100, "digits": 25, "digits10": 10, "fmnist5to9": 25}
+PER_CLASS.update({"fmnistinv10": 10, "fmnist50b": 50, "fmnist0to4own10": 10, "fmnistnoise25": 25, "digitsinv25": 25})
+# the weights a dataset is fine-tuned from, when not the model named: fmnist5to9's classes are new to *_0to4
+SOURCE = {"fmnist5to9": {"lenet5.fmnist": "lenet5_relu.fmnist_0to4", "resnet20.fmnist": "resnet20.fmnist_0to4"}}
+SOURCE["fmnist0to4own10"] = SOURCE["fmnist5to9"]  # and classes 0-4 are theirs
+
+
+def _digits(per_class: int, seed: int | None, invert: bool = False):
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) * (255 / 16)
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).round().clamp(0, 255).byte()
+    x = 255 - x if invert else x
+    y = torch.tensor(digits.target)
+    order = (
+        torch.arange(len(y)) if seed is None else torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    )
+    picked = torch.cat([order[(y[order] == c).nonzero().flatten()[:per_class]] for c in range(10)])
+    rest = torch.ones(len(y), dtype=torch.bool)
+    rest[picked] = False
+    return (x[picked], y[picked]), (x[rest], y[rest]), [f"digit{c}" for c in range(10)]
+
+
+def _draw(labels: torch.Tensor, classes, per_class: int, seed: int) -> torch.Tensor:
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([order[(labels[order] == c).nonzero().flatten()[:per_class]] for c in classes])
+
+
+def dataset(name: str):
+    """((train images, labels), (test images, labels), class names): uint8 (N, 1, 28, 28)."""
+    from zoo.data.fashion_mnist import load_split
+
+    if name in ("fmnist10", "fmnist25", "fmnist100"):
+        per_class = int(name[len("fmnist") :])
+        images, labels = load_split("test")
+        pool, test = slice(0, 5000), slice(5000, 10000)
+        picked = torch.cat([(labels[pool] == c).nonzero().flatten()[:per_class] for c in range(10)])
+        train = images[pool][picked].unsqueeze(1), labels[pool][picked]
+        return train, (images[test].unsqueeze(1), labels[test]), [f"garment{c}" for c in range(10)]
+    if name == "digits":
+        return _digits(25, None)
+    if name == "digits10":
+        return _digits(10, 1)
+    if name == "fmnist5to9":
+        images, labels = load_split("train")
+        test_images, test_labels = load_split("test")
+        picked = _draw(labels, range(5, 10), 25, 7)
+        keep = test_labels >= 5
+        return (
+            (images[picked].unsqueeze(1), labels[picked] - 5),
+            (test_images[keep].unsqueeze(1), test_labels[keep] - 5),
+            [f"new{c}" for c in range(5)],
+        )
+    if name == "fmnistinv10":
+        images, labels = load_split("train")
+        test_images, test_labels = load_split("test")
+        look = lambda x: torch.rot90(255 - x, 1, dims=(-2, -1)).unsqueeze(1).contiguous()  # noqa: E731
+        picked = _draw(labels, range(10), 10, 3)
+        return (
+            (look(images[picked]), labels[picked]),
+            (look(test_images[5000:]), test_labels[5000:]),
+            [f"look{c}" for c in range(10)],
+        )
+    if name in ("fmnist50b", "fmnist0to4own10", "fmnistnoise25"):
+        return _test_pool(name)
+    if name == "digitsinv25":
+        return _digits(25, 5, invert=True)
+    raise ValueError(name)
+
+
+def _test_pool(name: str):
+    """Sets from the first 5,000 test images, per class the ones after those ``fmnist100`` takes (the weights
+    never saw them, and no other set trains on them), scored on the last 5,000: ``fmnist50b`` the 101st-150th
+    of each class; ``fmnist0to4own10`` the 151st-160th of classes 0-4 (the ``*_0to4`` weights' own classes);
+    ``fmnistnoise25`` the 161st-185th, with Gaussian noise (σ = 0.15 of the range, a fixed draw) on every
+    image, the test images' too."""
+    from zoo.data.fashion_mnist import load_split
+
+    images, labels = load_split("test")
+    pool, test = slice(0, 5000), slice(5000, 10000)
+    start, stop, classes = {"fmnist50b": (100, 150, 10), "fmnist0to4own10": (150, 160, 5)}.get(name, (160, 185, 10))
+    picked = torch.cat([(labels[pool] == c).nonzero().flatten()[start:stop] for c in range(classes)])
+    x, y = images[pool][picked].unsqueeze(1), labels[pool][picked]
+    tx, ty = images[test].unsqueeze(1), labels[test]
+    if classes < 10:
+        keep = ty < classes
+        tx, ty = tx[keep], ty[keep]
+    if name == "fmnistnoise25":
+        noise = torch.Generator().manual_seed(25)
+        noisy = lambda v: (v.float() + 0.15 * 255 * torch.randn(v.shape, generator=noise)).round().clamp(0, 255)  # noqa: E731
+        x, tx = noisy(x).byte(), noisy(tx).byte()
+    return (x, y), (tx, ty), [f"{name}_{c}" for c in range(classes)]
+
+
+def weights_for(model_name: str, data: str) -> str:
+    return SOURCE.get(data, {}).get(model_name, model_name)
