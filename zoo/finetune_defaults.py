@@ -125,7 +125,6 @@ class FinetuneDefaults(Callback):
         self.lr, self.budget, self.head_init = lr, budget, head_init
         self.plan: dict[str, Any] = {}
         self._imprinted: dict[str, Any] = {}
-        self._curve: tuple[list[float], list[float]] = ([], [])
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -149,19 +148,18 @@ class FinetuneDefaults(Callback):
             rate = {"lr": float(pl_module.hparams.lr), "why": "the checkpoint's"}
         else:
             drawn = self._start_head(trainer, pl_module)
-            test = self._range_test(trainer, pl_module) if self.lr == "auto" or drawn is not None else None
+            curve = self._range_test(trainer, pl_module) if self.lr == "auto" or drawn is not None else None
             if drawn is not None:  # "auto": an imprinted start is kept when its range test bottoms out early
-                self.plan.update(self._keep_or_redraw(trainer, pl_module, drawn, test))
+                self.plan.update(self._keep_or_redraw(trainer, pl_module, drawn, lowest_loss_rate(*curve)))
                 if self.plan["head_init"] == "random" and self.lr == "auto":
-                    test = self._range_test(trainer, pl_module)  # the drawn head's own curve
-                elif self.lr == "auto":  # kept: the same curve, divided as for an imprinted head
-                    test = lowest_loss_rate(*self._curve, IMPRINTED_DIVISOR)
-            if self.budget and self.plan.get("head_init") == "imprint":
+                    curve = self._range_test(trainer, pl_module)  # the drawn head's own curve
+            imprinted = self.plan.get("head_init") == "imprint"
+            if self.budget and imprinted:
                 self._ties_to_earlier(trainer)
             if self.lr == "auto":
-                pl_module.hparams.lr = test["lr"]
+                rate = lowest_loss_rate(*curve, IMPRINTED_DIVISOR if imprinted else LR_DIVISOR)
+                pl_module.hparams.lr = rate["lr"]
                 trainer.strategy.setup_optimizers(trainer)  # every group and the schedule at the chosen rate
-                rate = test
             else:
                 rate = {"lr": float(pl_module.hparams.lr), "why": "given"}
         self.plan.update({k if k != "why" else "lr_from": v for k, v in rate.items()})
@@ -183,12 +181,12 @@ class FinetuneDefaults(Callback):
                 callback.min_delta = 0.0
         self.plan["ties_go_to"] = "the earlier epoch (an imprinted head)"
 
-    def _range_test(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+    @staticmethod
+    def _range_test(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[list[float], list[float]]:
         """Lightning's LR range test over ``LR_STEPS`` steps (it stops when the smoothed loss reaches 4× its
-        lowest; the weights and the random state are restored after) and the rate :func:`lowest_loss_rate`
-        takes from its curve: its lowest-loss rate / ``IMPRINTED_DIVISOR`` for an imprinted head, / ``LR_DIVISOR``
-        for a drawn one (``auto`` decides which on the imprinted curve, then re-divides its lowest if it keeps
-        it)."""
+        lowest; the weights and the random state are restored after): its rates and smoothed losses, for
+        :func:`lowest_loss_rate` (divided by ``IMPRINTED_DIVISOR`` for an imprinted head, ``LR_DIVISOR`` for a
+        drawn one)."""
         from lightning.pytorch.tuner.lr_finder import _lr_find
         from lightning.pytorch.utilities.seed import isolate_rng
 
@@ -207,9 +205,7 @@ class FinetuneDefaults(Callback):
                 )
         finally:
             trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch = epochs, every
-        divisor = IMPRINTED_DIVISOR if self.plan.get("head_init") == "imprint" else LR_DIVISOR
-        self._curve = (finder.results["lr"], finder.results["loss"])
-        return lowest_loss_rate(*self._curve, divisor)
+        return finder.results["lr"], finder.results["loss"]
 
     def _keep_or_redraw(self, trainer, pl_module, drawn: dict[str, torch.Tensor], test: dict) -> dict[str, Any]:
         """``head_init="auto"``: keep the imprinted head when the range test's lowest loss comes at a rate of at
