@@ -47,13 +47,8 @@ def dataset(name: str):
     """((train images, labels), (test images, labels), class names): uint8 (N, 1, 28, 28)."""
     from zoo.data.fashion_mnist import load_split
 
-    if name in ("fmnist10", "fmnist25", "fmnist100"):
-        per_class = int(name[len("fmnist") :])
-        images, labels = load_split("test")
-        pool, test = slice(0, 5000), slice(5000, 10000)
-        picked = torch.cat([(labels[pool] == c).nonzero().flatten()[:per_class] for c in range(10)])
-        train = images[pool][picked].unsqueeze(1), labels[pool][picked]
-        return train, (images[test].unsqueeze(1), labels[test]), [f"garment{c}" for c in range(10)]
+    if name in TEST_POOL:
+        return _test_pool(name)
     if name == "digits":
         return _digits(25, None)
     if name == "digits10":
@@ -78,24 +73,34 @@ def dataset(name: str):
             (look(test_images[5000:]), test_labels[5000:]),
             [f"look{c}" for c in range(10)],
         )
-    if name in ("fmnist50b", "fmnist0to4own10", "fmnistnoise25"):
-        return _test_pool(name)
     if name == "digitsinv25":
         return _digits(25, 5, invert=True)
     raise ValueError(name)
 
 
+# the sets drawn from the first 5,000 test images (the weights never saw them), per class the range of each
+# class's images taken, the classes, the names' prefix; the last 5,000 test images score
+TEST_POOL = {f"fmnist{n}": (0, n, 10, "garment") for n in (10, 25, 100)}
+TEST_POOL.update(
+    {
+        "fmnist50b": (100, 150, 10, "fmnist50b_"),
+        "fmnist0to4own10": (150, 160, 5, "fmnist0to4own10_"),
+        "fmnistnoise25": (160, 185, 10, "fmnistnoise25_"),
+    }
+)
+
+
 def _test_pool(name: str):
-    """Sets from the first 5,000 test images, per class the ones after those ``fmnist100`` takes (the weights
-    never saw them, and no other set trains on them), scored on the last 5,000: ``fmnist50b`` the 101st-150th
-    of each class; ``fmnist0to4own10`` the 151st-160th of classes 0-4 (the ``*_0to4`` weights' own classes);
-    ``fmnistnoise25`` the 161st-185th, with Gaussian noise (σ = 0.15 of the range, a fixed draw) on every
-    image, the test images' too."""
+    """A set of :data:`TEST_POOL`: ``fmnist10`` / ``25`` / ``100`` take each class's first images, the sets
+    built later the ones after those (no other set trains on them): ``fmnist50b`` the 101st-150th of each
+    class; ``fmnist0to4own10`` the 151st-160th of classes 0-4 (the ``*_0to4`` weights' own classes), scored on
+    those classes; ``fmnistnoise25`` the 161st-185th, with Gaussian noise (σ = 0.15 of the range, a fixed draw)
+    on every image, the test images' too."""
     from zoo.data.fashion_mnist import load_split
 
     images, labels = load_split("test")
     pool, test = slice(0, 5000), slice(5000, 10000)
-    start, stop, classes = {"fmnist50b": (100, 150, 10), "fmnist0to4own10": (150, 160, 5)}.get(name, (160, 185, 10))
+    start, stop, classes, prefix = TEST_POOL[name]
     picked = torch.cat([(labels[pool] == c).nonzero().flatten()[start:stop] for c in range(classes)])
     x, y = images[pool][picked].unsqueeze(1), labels[pool][picked]
     tx, ty = images[test].unsqueeze(1), labels[test]
@@ -106,7 +111,7 @@ def _test_pool(name: str):
         noise = torch.Generator().manual_seed(25)
         noisy = lambda v: (v.float() + 0.15 * 255 * torch.randn(v.shape, generator=noise)).round().clamp(0, 255)  # noqa: E731
         x, tx = noisy(x).byte(), noisy(tx).byte()
-    return (x, y), (tx, ty), [f"{name}_{c}" for c in range(classes)]
+    return (x, y), (tx, ty), [f"{prefix}{c}" for c in range(classes)]
 
 
 def weights_for(model_name: str, data: str) -> str:
