@@ -10,10 +10,15 @@ import torch
 
 TUNING = ("fmnist10", "fmnist25", "fmnist100", "digits")
 HELD_OUT = ("digits10", "fmnist5to9", "fmnistinv10")
-# held out from the head rule's threshold too (HEAD_KEEP_LR, chosen on the seven sets above): built after it
+# held out from the first head rule's threshold too (the range test's, chosen on the seven sets above): built after it
 HEAD_HELD_OUT = ("fmnist50b", "fmnist0to4own10", "fmnistnoise25", "digitsinv25")
-DATASETS = TUNING + HELD_OUT + HEAD_HELD_OUT
+# built after the budget's cap became 200 epochs, to check it and the head's rule (a second head rule, from the
+# features' class separation, was chosen on the eleven sets above and withdrawn after these): classes the sources
+# know, merged; two looks they never saw (one of 80 training images)
+CAP_HELD_OUT = ("fmnistcoarse24", "fmnistblur25", "fmnistrot10")
+DATASETS = TUNING + HELD_OUT + HEAD_HELD_OUT + CAP_HELD_OUT
 PER_CLASS = {"fmnist10": 10, "fmnist25": 25, "fmnist100": 100, "digits": 25, "digits10": 10, "fmnist5to9": 25}
+PER_CLASS.update({"fmnistcoarse24": 24, "fmnistblur25": 25, "fmnistrot10": 10})
 PER_CLASS.update({"fmnistinv10": 10, "fmnist50b": 50, "fmnist0to4own10": 10, "fmnistnoise25": 25, "digitsinv25": 25})
 # the weights a dataset is fine-tuned from, when not the model named: fmnist5to9's classes are new to *_0to4
 SOURCE = {"fmnist5to9": {"lenet5.fmnist": "lenet5_relu.fmnist_0to4", "resnet20.fmnist": "resnet20.fmnist_0to4"}}
@@ -75,7 +80,53 @@ def dataset(name: str):
         )
     if name == "digitsinv25":
         return _digits(25, 5, invert=True)
+    if name in ("fmnistblur25", "fmnistrot10"):
+        return _new_look(name)
+    if name == "fmnistcoarse24":
+        return _coarse()
     raise ValueError(name)
+
+
+def _new_look(name: str):
+    """``fmnistblur25``: 25 per class of the training split (seed 11), Gaussian-blurred (5×5 kernel, σ = 1.5);
+    ``fmnistrot10``: 10 per class (seed 13), turned 90° the other way from ``fmnistinv10`` and not inverted; each
+    scored on the last 5,000 test images given the same look."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from zoo.data.fashion_mnist import load_split
+
+    images, labels = load_split("train")
+    test_images, test_labels = load_split("test")
+    if name == "fmnistblur25":
+        picked, look = _draw(labels, range(10), 25, 11), lambda x: TF.gaussian_blur(x.unsqueeze(1), [5, 5], [1.5, 1.5])
+    else:
+        picked, look = _draw(labels, range(10), 10, 13), lambda x: torch.rot90(x, -1, dims=(-2, -1)).unsqueeze(1)
+    return (
+        (look(images[picked]).contiguous(), labels[picked]),
+        (look(test_images[5000:]).contiguous(), test_labels[5000:]),
+        [f"{name}_{c}" for c in range(10)],
+    )
+
+
+# fmnistcoarse24's four classes, from Fashion-MNIST's ten: tops, trousers and dresses, footwear, bags
+COARSE = ((0, 2, 4, 6), (1, 3), (5, 7, 9), (8,))
+
+
+def _coarse():
+    """24 images per coarse class (:data:`COARSE`; an equal share of each of its garments) from test images 0-4,999
+    past every other set's (each garment's 186th on), scored on the last 5,000 test images, coarsened alike."""
+    from zoo.data.fashion_mnist import load_split
+
+    images, labels = load_split("test")
+    coarse = torch.zeros(10, dtype=torch.long)
+    for group, members in enumerate(COARSE):
+        coarse[list(members)] = group
+    picked = torch.cat([(labels[:5000] == c).nonzero().flatten()[185 : 185 + 24 // len(m)] for m in COARSE for c in m])
+    return (
+        (images[picked].unsqueeze(1), coarse[labels[picked]]),
+        (images[5000:].unsqueeze(1), coarse[labels[5000:]]),
+        ["tops", "trousers_dresses", "footwear", "bags"],
+    )
 
 
 # the sets drawn from the first 5,000 test images (the weights never saw them), per class the range of each
