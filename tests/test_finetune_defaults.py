@@ -20,15 +20,17 @@ from zoo.finetuning import LatestBest
 
 
 def test_budget_worked_by_hand() -> None:
-    # 80 images, batch 32: ceil(80/32) = 3 steps an epoch; 600 / 3 = 200 epochs, capped at 100; patience 100 // 4
+    # 80 images, batch 32: ceil(80/32) = 3 steps an epoch; 600 / 3 = 200 epochs; patience 200 // 4
     small = defaults.budget(80, 32)
-    assert (small["max_epochs"], small["steps"], small["patience"]) == (100, 300, 25)
+    assert (small["max_epochs"], small["steps"], small["patience"]) == (200, 600, 50)
+    # 40 images: 2 steps an epoch, 300 epochs capped at 200 (400 steps)
+    assert (defaults.budget(40, 32)["max_epochs"], defaults.budget(40, 32)["steps"]) == (200, 400)
     # 800 images: 25 steps an epoch, 600 / 25 = 24 epochs; patience max(10, 24 // 4) = 10
     middle = defaults.budget(800, 32)
     assert (middle["max_epochs"], middle["steps"], middle["patience"]) == (24, 600, 10)
     # 60,000 images: 1,875 steps an epoch, the floor of 10 epochs
     assert defaults.budget(60_000, 32)["max_epochs"] == 10
-    assert "3 step(s) an epoch" in small["why"] and "100 epochs (300 steps)" in small["why"]
+    assert "3 step(s) an epoch" in small["why"] and "200 epochs (600 steps)" in small["why"]
 
 
 def test_rate_from_the_range_test_curve() -> None:
@@ -71,13 +73,13 @@ def test_defaults_choose_print_use_and_record(fmnist_root, capsys, monkeypatch) 
     )
     plan = model.card_metrics["finetune_plan"]
     printed = capsys.readouterr().out
-    # 36 images, 20% held out per class: 3 × 10 = 30 train, batch 32 → 1 step an epoch → 100 epochs
-    assert plan["max_epochs"] == 100 and plan["early_stopping_patience"] == 25
+    # 36 images, 20% held out per class: 3 × 10 = 30 train, batch 32 → 1 step an epoch → 600 epochs, capped at 200
+    assert plan["max_epochs"] == 200 and plan["early_stopping_patience"] == 50
     assert "LR range test" in plan["lr_from"] and defaults.LR_FLOOR <= plan["lr"] <= defaults.LR_CEIL
     divisor = defaults.IMPRINTED_DIVISOR if plan["head_init"] == "imprint" else defaults.LR_DIVISOR
     expected = min(defaults.LR_CEIL, max(defaults.LR_FLOOR, plan["lowest_loss_lr"] / divisor))
     assert plan["lr"] == pytest.approx(expected, rel=1e-2) and f"/ {divisor:g} within" in plan["lr_from"]
-    assert "fine-tuning: max_epochs 100 (30 training images" in printed and f"lr {plan['lr']:g}" in printed
+    assert "fine-tuning: max_epochs 200 (30 training images" in printed and f"lr {plan['lr']:g}" in printed
     # the optimizer's rate is the chosen one, from the first training step (the range test's steps not counted)
     assert record.rates and all(rate == pytest.approx(plan["lr"]) for rate in record.rates)
     assert 1 <= model.card_metrics["best_epoch"] <= model.card_metrics["epochs"] <= 100
