@@ -82,7 +82,7 @@ def test_defaults_choose_print_use_and_record(fmnist_root, capsys, monkeypatch) 
     assert "fine-tuning: max_epochs 200 (30 training images" in printed and f"lr {plan['lr']:g}" in printed
     # the optimizer's rate is the chosen one, from the first training step (the range test's steps not counted)
     assert record.rates and all(rate == pytest.approx(plan["lr"]) for rate in record.rates)
-    assert 1 <= model.card_metrics["best_epoch"] <= model.card_metrics["epochs"] <= 100
+    assert 1 <= model.card_metrics["best_epoch"] <= model.card_metrics["epochs"] <= plan["max_epochs"]
 
 
 def test_a_given_rate_and_length_are_kept_without_a_range_test(fmnist_root, monkeypatch, capsys) -> None:
