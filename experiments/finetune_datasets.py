@@ -68,43 +68,45 @@ def dataset(name: str):
             (test_images[keep].unsqueeze(1), test_labels[keep] - 5),
             [f"new{c}" for c in range(5)],
         )
-    if name == "fmnistinv10":
-        images, labels = load_split("train")
-        test_images, test_labels = load_split("test")
-        look = lambda x: torch.rot90(255 - x, 1, dims=(-2, -1)).unsqueeze(1).contiguous()  # noqa: E731
-        picked = _draw(labels, range(10), 10, 3)
-        return (
-            (look(images[picked]), labels[picked]),
-            (look(test_images[5000:]), test_labels[5000:]),
-            [f"look{c}" for c in range(10)],
-        )
     if name == "digitsinv25":
         return _digits(25, 5, invert=True)
-    if name in ("fmnistblur25", "fmnistrot10"):
+    if name in LOOKS:
         return _new_look(name)
     if name == "fmnistcoarse24":
         return _coarse()
     raise ValueError(name)
 
 
-def _new_look(name: str):
-    """``fmnistblur25``: 25 per class of the training split (seed 11), Gaussian-blurred (5×5 kernel, σ = 1.5);
-    ``fmnistrot10``: 10 per class (seed 13), turned 90° the other way from ``fmnistinv10`` and not inverted; each
-    scored on the last 5,000 test images given the same look."""
+# the sets of training-split images given a look the sources never saw: per class, the draw's seed, the look
+# (uint8 (N, 28, 28) → (N, 1, 28, 28)), the names' prefix; scored on the last 5,000 test images given the same look
+LOOKS = {
+    # inverted and turned a quarter anticlockwise
+    "fmnistinv10": (10, 3, lambda x: torch.rot90(255 - x, 1, dims=(-2, -1)).unsqueeze(1), "look"),
+    # Gaussian-blurred, 5×5 kernel, σ = 1.5
+    "fmnistblur25": (25, 11, lambda x: _blur(x.unsqueeze(1)), "fmnistblur25_"),
+    # turned a quarter clockwise (the other way from fmnistinv10), not inverted
+    "fmnistrot10": (10, 13, lambda x: torch.rot90(x, -1, dims=(-2, -1)).unsqueeze(1), "fmnistrot10_"),
+}
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
     from torchvision.transforms.v2 import functional as TF
 
+    return TF.gaussian_blur(x, [5, 5], [1.5, 1.5])
+
+
+def _new_look(name: str):
+    """A set of :data:`LOOKS`: that many training-split images per class (drawn with that seed), given the look."""
     from zoo.data.fashion_mnist import load_split
 
+    per_class, seed, look, prefix = LOOKS[name]
     images, labels = load_split("train")
     test_images, test_labels = load_split("test")
-    if name == "fmnistblur25":
-        picked, look = _draw(labels, range(10), 25, 11), lambda x: TF.gaussian_blur(x.unsqueeze(1), [5, 5], [1.5, 1.5])
-    else:
-        picked, look = _draw(labels, range(10), 10, 13), lambda x: torch.rot90(x, -1, dims=(-2, -1)).unsqueeze(1)
+    picked = _draw(labels, range(10), per_class, seed)
     return (
         (look(images[picked]).contiguous(), labels[picked]),
         (look(test_images[5000:]).contiguous(), test_labels[5000:]),
-        [f"{name}_{c}" for c in range(10)],
+        [f"{prefix}{c}" for c in range(10)],
     )
 
 
