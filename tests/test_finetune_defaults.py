@@ -280,3 +280,41 @@ def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsy
     assert _lr_option(None, ["--config", str(recipe)]) == "given" and _lr_option(None, []) == "auto"
     with pytest.raises(zoo.errors.ZooError, match="--lr must be a positive number or auto"):
         _lr_option("fast", [])
+
+
+def test_repeated_range_tests_see_other_batches_and_leave_the_run_as_it_was(fmnist_root) -> None:
+    """``_range_test(draws=3)`` (experiments/finetune_head_draws.py): the first draw is the single test the defaults
+    run, the later ones other curves; the weights and the random state after it are those before it."""
+    from zoo.finetune_defaults import FinetuneDefaults
+
+    seen = {}
+
+    class Probe(L.Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            before = {k: v.clone() for k, v in pl_module.state_dict().items()}
+            rng = torch.get_rng_state()
+            single = FinetuneDefaults._range_test(trainer, pl_module)
+            assert torch.equal(torch.get_rng_state(), rng)
+            seen["draws"] = FinetuneDefaults._range_test(trainer, pl_module, 3)
+            assert torch.equal(torch.get_rng_state(), rng)
+            after = pl_module.state_dict()
+            assert all(torch.equal(before[k], after[k]) for k in before)
+            seen["single"] = single[0]
+            raise _Stop  # nothing is trained
+
+    class _Stop(Exception):
+        pass
+
+    with pytest.raises(_Stop):
+        zoo.finetune(
+            "lenet5.fmnist",
+            _tensors(),
+            classes=["top", "trouser", "sneaker"],
+            lr=1e-3,
+            max_epochs=1,
+            head_init="random",
+            trainer={"callbacks": [Probe()]},
+        )
+    (first, *later), single = seen["draws"], seen["single"]
+    assert len(later) == 2 and first[1] == single[1]
+    assert all(curve[1] != first[1] for curve in later)

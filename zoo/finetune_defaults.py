@@ -151,11 +151,11 @@ class FinetuneDefaults(Callback):
             rate = {"lr": float(pl_module.hparams.lr), "why": "the checkpoint's"}
         else:
             drawn = self._start_head(trainer, pl_module)
-            curve = self._range_test(trainer, pl_module) if self.lr == "auto" or drawn is not None else None
+            curve = self._range_test(trainer, pl_module)[0] if self.lr == "auto" or drawn is not None else None
             if drawn is not None:  # "auto": an imprinted start is kept when its range test bottoms out early
                 self.plan.update(self._keep_or_redraw(trainer, pl_module, drawn, lowest_loss_rate(*curve)))
                 if self.plan["head_init"] == "random" and self.lr == "auto":
-                    curve = self._range_test(trainer, pl_module)  # the drawn head's own curve
+                    curve = self._range_test(trainer, pl_module)[0]  # the drawn head's own curve
             imprinted = self.plan.get("head_init") == "imprint"
             if self.budget and imprinted:
                 self._ties_to_earlier(trainer)
@@ -185,30 +185,34 @@ class FinetuneDefaults(Callback):
         self.plan["ties_go_to"] = "the earlier epoch (an imprinted head)"
 
     @staticmethod
-    def _range_test(trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[list[float], list[float]]:
+    def _range_test(trainer: L.Trainer, pl_module: L.LightningModule, draws: int = 1) -> list[tuple[list, list]]:
         """Lightning's LR range test over ``LR_STEPS`` steps (it stops when the smoothed loss reaches 4× its
-        lowest; the weights and the random state are restored after): its rates and smoothed losses, for
-        :func:`lowest_loss_rate` (divided by ``IMPRINTED_DIVISOR`` for an imprinted head, ``LR_DIVISOR`` for a
-        drawn one)."""
+        lowest), ``draws`` times in a row: the weights are restored after each, the random state after the last,
+        so each draw sees other batches and the run itself goes on as without them. Each draw's rates and
+        smoothed losses, for :func:`lowest_loss_rate` (divided by ``IMPRINTED_DIVISOR`` for an imprinted head,
+        ``LR_DIVISOR`` for a drawn one). The defaults take one draw; ``experiments/finetune_head_draws.py`` more."""
         from lightning.pytorch.tuner.lr_finder import _lr_find
         from lightning.pytorch.utilities.seed import isolate_rng
 
         epochs, every = trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch
         trainer.fit_loop.max_epochs = 10_000  # a small set has few batches an epoch: the test spans many
         trainer.check_val_every_n_epoch = 10_000  # and no validation between them: only the training loss counts
+        curves = []
         try:
             with isolate_rng():
-                finder = _lr_find(
-                    trainer,
-                    pl_module,
-                    min_lr=LR_MIN,
-                    max_lr=LR_MAX,
-                    num_training=LR_STEPS,
-                    update_attr=False,
-                )
+                for _ in range(draws):
+                    finder = _lr_find(
+                        trainer,
+                        pl_module,
+                        min_lr=LR_MIN,
+                        max_lr=LR_MAX,
+                        num_training=LR_STEPS,
+                        update_attr=False,
+                    )
+                    curves.append((finder.results["lr"], finder.results["loss"]))
         finally:
             trainer.fit_loop.max_epochs, trainer.check_val_every_n_epoch = epochs, every
-        return finder.results["lr"], finder.results["loss"]
+        return curves
 
     def _keep_or_redraw(self, trainer, pl_module, drawn: dict[str, torch.Tensor], test: dict) -> dict[str, Any]:
         """``head_init="auto"``: keep the imprinted head when the range test's lowest loss comes at a rate of at
