@@ -78,6 +78,7 @@ from finetune_datasets import (
     DATASETS,
     HEAD_HELD_OUT,
     HELD_OUT,
+    MEDIAN_HELD_OUT,
     PER_CLASS,
     TUNING,
     dataset,
@@ -211,11 +212,9 @@ GROUPS = {
 
 
 def _group(data: str) -> str:
-    if data in TUNING + HELD_OUT:
-        return "tuning" if data in TUNING else "held_out"
-    if data in HEAD_HELD_OUT + CAP_HELD_OUT:
-        return "head_held_out" if data in HEAD_HELD_OUT else "cap_held_out"
-    return "median_held_out"
+    """The key of :data:`GROUPS` whose sets ``data`` is one of."""
+    sets = (TUNING, HELD_OUT, HEAD_HELD_OUT, CAP_HELD_OUT, MEDIAN_HELD_OUT)
+    return next(group for group, members in zip(GROUPS, sets) if data in members)
 
 
 def repeats(runs: list[dict], grid_best: dict | None) -> dict[str, list[dict]] | None:
