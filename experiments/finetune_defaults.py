@@ -33,7 +33,8 @@ spreads wide about its mean and still imprints well), while the range test's rul
 kept apart (``docs/finetune_defaults_withdrawn_head_rule.json``). Deciding on the median of several range tests
 was probed next (``experiments/finetune_head_draws.py``) and not adopted; two sets were built after that probe,
 with the rules unchanged: ``fmnistsmall15`` (shrunk into a corner) and ``fmnisttops20`` (the four tops, the
-sources' own classes they confuse most). The grid runs take the head as the defaults do; the ``random`` and ``imprint`` variants always draw / always imprint it (``head_table``).
+sources' own classes they confuse most). The grid runs take the head as the defaults do; the ``random`` and
+``imprint`` variants always draw / always imprint it (``head_table``).
 
 Per model and dataset: the defaults (``lr="auto"``, step budget, early stopping, ``head_init="auto"``) against a
 grid of rates × epoch budgets (AdamW, cosine, ``full``), and the same architecture from random weights (``zoo.create``)

@@ -126,7 +126,8 @@ def table(records: list[dict], measured: list[dict]) -> str:
             low = rule(r)
             keep = low is not None and low <= fd.HEAD_KEEP_LR
             if keep != (better[(r["model"], r["dataset"])] == "imprint"):
-                wrong.append(f"{r['model']} {r['dataset']} seed {r['seed']} ({low:.3g})")
+                found = f"{low:.3g}" if low is not None else "no finite loss"
+                wrong.append(f"{r['model']} {r['dataset']} seed {r['seed']} ({found})")
         rows.append(f"| {name} | {len(wrong)} | {'; '.join(wrong) or '–'} |")
     return "\n".join(rows)
 
