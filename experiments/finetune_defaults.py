@@ -34,7 +34,11 @@ kept apart (``docs/finetune_defaults_withdrawn_head_rule.json``). Deciding on th
 was probed next (``experiments/finetune_head_draws.py``) and not adopted; two sets were built after that probe,
 with the rules unchanged: ``fmnistsmall15`` (shrunk into a corner) and ``fmnisttops20`` (the four tops, the
 sources' own classes they confuse most). The grid runs take the head as the defaults do; the ``random`` and
-``imprint`` variants always draw / always imprint it (``head_table``).
+``imprint`` variants always draw / always imprint it (``head_table``). Two probes of one rule each
+(``PROBES``: ``--variant NAME --what defaults --output docs/finetune_probes.json``, the rule patched for their
+runs) were then run and not adopted: twice the step budget (``budget1200``, every pair at seeds 1-3) and ties to
+the later epoch for an imprinted head too (``ties_later``, LeNet-5's imprinted pairs); ``docs/finetuning.md``
+gives their numbers.
 
 Per model and dataset: the defaults (``lr="auto"``, step budget, early stopping, ``head_init="auto"``) against a
 grid of rates × epoch budgets (AdamW, cosine, ``full``), and the same architecture from random weights (``zoo.create``)
@@ -99,6 +103,14 @@ SEED = 1  # the tables' seed for runs from the weights (2 and 3 repeat them); ne
 VARIANTS = {"lpft": {"strategy": "freeze_unfreeze", "unfreeze_epoch": LPFT_EPOCHS, "backbone_lr_factor": 1.0}}
 # the new head always starts as the nearest class mean / as drawn (the defaults' "auto" chooses: zoo.finetune_defaults)
 VARIANTS.update({"imprint": {"head_init": "imprint"}, "random": {"head_init": "random"}})
+# probes of the defaults' rules, run as ``--variant NAME --what defaults`` into their own ``--output``: each patches
+# one rule of zoo.finetune_defaults for the run (kept apart: the table and the tests read the shipped rules' runs)
+PROBES = {
+    # an imprinted head's run keeps the later of two equally scored epochs, as a drawn head's does
+    "ties_later": {"target": "zoo.finetune_defaults.FinetuneDefaults._ties_to_earlier", "new": lambda *_: None},
+    # twice the step budget and the epoch cap (a drawn head's run often has its best epoch last)
+    "budget1200": {"target": "zoo.finetune_defaults.STEP_BUDGET", "new": 1200, "also": ("MAX_EPOCHS", 400)},
+}
 MARGIN_ARCH = {"lenet5": "lenet5_relu", "lenet5_relu": "lenet5_relu", "resnet20": "resnet20"}
 
 
@@ -131,8 +143,11 @@ def run(
             source = zoo.create(weights.split(".")[0], num_classes=len(names), class_names=names)
         else:
             source = weights
-        extra = VARIANTS[variant] if variant else {}
-        model = zoo.finetune(source, train, max_epochs=epochs, lr=lr, classes=names, num_workers=0, seed=seed, **extra)
+        extra = VARIANTS.get(variant, {}) if variant else {}
+        with _probe(variant):
+            model = zoo.finetune(
+                source, train, max_epochs=epochs, lr=lr, classes=names, num_workers=0, seed=seed, **extra
+            )
     plan = model.card_metrics.get("finetune_plan", {})
     return {
         "model": weights,
@@ -157,6 +172,24 @@ def run(
         "wall_s": round(time.perf_counter() - started, 1),
         "printed": printed.getvalue().strip(),
     }
+
+
+@contextlib.contextmanager
+def _probe(variant: str | None):
+    """The rule ``PROBES[variant]`` patches, for the duration of one run (nothing for other variants)."""
+    from unittest import mock
+
+    import zoo.finetune_defaults as rules
+
+    probe = PROBES.get(variant or "")
+    if not probe:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch(probe["target"], probe["new"]))
+        if "also" in probe:
+            stack.enter_context(mock.patch.object(rules, *probe["also"]))
+        yield
 
 
 def key(record: dict) -> tuple:
@@ -368,7 +401,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scratch-rates", nargs="+", type=float, default=list(SCRATCH_RATES))
     parser.add_argument("--scratch-epochs", nargs="+", type=int, default=list(SCRATCH_EPOCHS))
     parser.add_argument("--resume", action="store_true", help="skip the runs already in --output")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help="grid runs of a variant (kept out of the table)")
+    parser.add_argument(
+        "--variant", choices=sorted({*VARIANTS, *PROBES}), help="grid runs of a variant (kept out of the table)"
+    )
     parser.add_argument("--fresh", action="store_true", help="measure again even what --resume would skip")
     parser.add_argument("--table", action="store_true", help="print the table of --output and stop")
     args = parser.parse_args(argv)
