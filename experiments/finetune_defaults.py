@@ -34,11 +34,13 @@ kept apart (``docs/finetune_defaults_withdrawn_head_rule.json``). Deciding on th
 was probed next (``experiments/finetune_head_draws.py``) and not adopted; two sets were built after that probe,
 with the rules unchanged: ``fmnistsmall15`` (shrunk into a corner) and ``fmnisttops20`` (the four tops, the
 sources' own classes they confuse most). The grid runs take the head as the defaults do; the ``random`` and
-``imprint`` variants always draw / always imprint it (``head_table``). Two probes of one rule each
+``imprint`` variants always draw / always imprint it (``head_table``). Probes of one rule each then ran
 (``PROBES``: ``--variant NAME --what defaults --output docs/finetune_probes.json``, the rule patched for their
-runs) were then run and not adopted: twice the step budget (``budget1200``, every pair at seeds 1-3) and ties to
-the later epoch for an imprinted head too (``ties_later``, LeNet-5's imprinted pairs); ``docs/finetuning.md``
-gives their numbers.
+runs): twice the step budget (``budget1200``, every pair at seeds 1-3; not adopted) and the validation loss
+as the best epoch's measure (``val_loss_monitor``), adopted for a kept imprinted head: the defaults runs whose
+head was imprinted are that probe's runs (``measured_as``; the probe's patch is the rule's code path, and a
+test runs one again with the rule), and the previous rule's runs with ``lr="auto"``, the head's variants
+with them, are kept in ``docs/finetune_defaults_accuracy_rule.json`` (the head table reads them).
 
 Per model and dataset: the defaults (``lr="auto"``, step budget, early stopping, ``head_init="auto"``) against a
 grid of rates × epoch budgets (AdamW, cosine, ``full``), and the same architecture from random weights (``zoo.create``)
@@ -103,13 +105,15 @@ SEED = 1  # the tables' seed for runs from the weights (2 and 3 repeat them); ne
 VARIANTS = {"lpft": {"strategy": "freeze_unfreeze", "unfreeze_epoch": LPFT_EPOCHS, "backbone_lr_factor": 1.0}}
 # the new head always starts as the nearest class mean / as drawn (the defaults' "auto" chooses: zoo.finetune_defaults)
 VARIANTS.update({"imprint": {"head_init": "imprint"}, "random": {"head_init": "random"}})
-# probes of the defaults' rules, run as ``--variant NAME --what defaults`` into their own ``--output``: each patches
-# one rule of zoo.finetune_defaults for the run (kept apart: the table and the tests read the shipped rules' runs)
+# probes of the defaults' rules, run as ``--variant NAME --what defaults`` into their own ``--output``: each gives
+# the patches (target → new value) of one rule of zoo.finetune_defaults for its runs (kept apart: the table and the
+# tests read the shipped rules' runs)
 PROBES = {
-    # an imprinted head's run keeps the later of two equally scored epochs, as a drawn head's does
-    "ties_later": {"target": "zoo.finetune_defaults.FinetuneDefaults._ties_to_earlier", "new": lambda *_: None},
     # twice the step budget and the epoch cap (a drawn head's run often has its best epoch last)
-    "budget1200": {"target": "zoo.finetune_defaults.STEP_BUDGET", "new": 1200, "also": ("MAX_EPOCHS", 400)},
+    "budget1200": lambda: {"zoo.finetune_defaults.STEP_BUDGET": 1200, "zoo.finetune_defaults.MAX_EPOCHS": 400},
+    # the best epoch (checkpoint and early stopping alike): the lowest validation loss, not the highest accuracy,
+    # for every run (the rule adopted is this for a kept imprinted head alone: zoo.finetune_defaults)
+    "val_loss_monitor": lambda: _val_loss_monitor(),
 }
 MARGIN_ARCH = {"lenet5": "lenet5_relu", "lenet5_relu": "lenet5_relu", "resnet20": "resnet20"}
 
@@ -161,7 +165,7 @@ def run(
         "lr": lr,
         "max_epochs": epochs,
         "head_init": plan.get("head_init", "kept"),
-        **({"ties_go_to": plan["ties_go_to"]} if "ties_go_to" in plan else {}),
+        **({k: plan[k] for k in ("ties_go_to", "best_epoch_by") if k in plan}),
         "chosen_lr": plan.get("lr"),
         "lowest_loss_lr": plan.get("lowest_loss_lr"),
         "chosen_epochs": plan.get("max_epochs"),
@@ -176,20 +180,28 @@ def run(
 
 @contextlib.contextmanager
 def _probe(variant: str | None):
-    """The rule ``PROBES[variant]`` patches, for the duration of one run (nothing for other variants)."""
+    """The patches of ``PROBES[variant]``, for the duration of one run (nothing for other variants)."""
     from unittest import mock
 
-    import zoo.finetune_defaults as rules
-
-    probe = PROBES.get(variant or "")
-    if not probe:
-        yield
-        return
     with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch(probe["target"], probe["new"]))
-        if "also" in probe:
-            stack.enter_context(mock.patch.object(rules, *probe["also"]))
+        for target, new in PROBES[variant]().items() if variant in PROBES else ():
+            stack.enter_context(mock.patch(target, new))
         yield
+
+
+def _val_loss_monitor() -> dict:
+    """The patch of the ``val_loss_monitor`` probe: fine-tuning a classifier monitors ``val_loss`` (lowest best)."""
+    import dataclasses
+
+    from zoo import task_descriptions
+
+    get_task = task_descriptions.get_task
+
+    def by_loss(name):
+        found = get_task(name)
+        return dataclasses.replace(found, monitor="val_loss", mode="min") if found.name == "classification" else found
+
+    return {"zoo.task_descriptions.get_task": by_loss}
 
 
 def key(record: dict) -> tuple:

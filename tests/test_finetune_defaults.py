@@ -250,6 +250,70 @@ def test_ties_go_to_the_later_epoch() -> None:
     assert stopper._evaluate_stopping_criteria(torch.tensor(0.75))[0] is False and stopper.wait_count == 0
 
 
+def test_a_checkpoint_and_early_stopping_told_to_watch_the_loss() -> None:
+    """``monitor_instead`` before the first validation: the checkpoints and early stopping that watched
+    ``val_acc`` now keep the lower loss, a tie not being better (the earlier epoch stays); others are left alone,
+    and a checkpoint already saved refuses the change."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from zoo.callbacks import monitor_instead
+
+    checkpoint, plain = LatestBest(monitor="val_acc", mode="max", save_top_k=1), ModelCheckpoint(monitor="val_acc")
+    last, stopper = (
+        ModelCheckpoint(monitor=None),
+        KeepBestEarlyStopping("val_acc", patience=3, mode="max", min_delta=-1e-7),
+    )
+    assert monitor_instead([checkpoint, plain, last, stopper, RecordRates()], "val_acc", "val_loss", "min") == 3
+    assert (plain.monitor, plain.mode, last.monitor) == ("val_loss", "min", None)
+    one = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision))
+    assert checkpoint.check_monitor_top_k(one, torch.tensor(2.5))  # nothing saved yet: any score is kept
+    checkpoint.best_k_models = {"epoch=0.ckpt": torch.tensor(2.5)}
+    checkpoint.kth_best_model_path, checkpoint.kth_value = "epoch=0.ckpt", torch.tensor(2.5)
+    assert checkpoint.check_monitor_top_k(one, torch.tensor(2.4))
+    assert not checkpoint.check_monitor_top_k(one, torch.tensor(2.5))
+    assert not checkpoint.check_monitor_top_k(one, torch.tensor(2.6))
+    with pytest.raises(RuntimeError, match="before its first checkpoint"):
+        monitor_instead([checkpoint], "val_loss", "val_acc", "max")
+    assert stopper.monitor == "val_loss" and stopper._evaluate_stopping_criteria(torch.tensor(2.5))[0] is False
+    assert stopper.best_score == 2.5 and stopper.wait_count == 0
+    assert stopper._evaluate_stopping_criteria(torch.tensor(2.5))[0] is False and stopper.wait_count == 1
+    assert stopper._evaluate_stopping_criteria(torch.tensor(2.0))[0] is False and stopper.best_score == 2.0
+
+
+class RecordValidation(L.Callback):
+    def __init__(self) -> None:
+        self.scores: list[tuple[float, float]] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:  # not the card's validation after fit
+            self.scores.append(
+                (float(trainer.callback_metrics["val_loss"]), float(trainer.callback_metrics["val_acc"]))
+            )
+
+
+def test_a_kept_imprinted_head_keeps_the_epoch_of_lowest_validation_loss(fmnist_root) -> None:
+    """With the budget, an imprinted head's run keeps the weights of its lowest validation loss (the card's best
+    epoch, read from the losses a callback logged every epoch) and stops ``patience`` epochs after it; the weights
+    it hands back score that loss again. Asked for the drawn head, the run keeps its best accuracy instead."""
+    record = RecordValidation()
+    model = zoo.finetune(
+        "lenet5.fmnist", _tensors(), classes=NAMES3, head_init="imprint", seed=1, trainer={"callbacks": [record]}
+    )
+    plan, losses = model.card_metrics["finetune_plan"], [loss for loss, _ in record.scores]
+    lowest = min(range(len(losses)), key=losses.__getitem__)  # the first epoch of the lowest loss
+    assert plan["best_epoch_by"] == "the lowest validation loss (an imprinted head)"
+    assert model.card_metrics["best_epoch"] == lowest + 1
+    assert len(losses) == min(plan["max_epochs"], lowest + 1 + plan["early_stopping_patience"])
+    assert model.card_metrics["val_loss"] == pytest.approx(losses[lowest], rel=1e-4)
+    record = RecordValidation()
+    drawn = zoo.finetune(
+        "lenet5.fmnist", _tensors(), classes=NAMES3, head_init="random", seed=1, trainer={"callbacks": [record]}
+    )
+    accuracies = [acc for _, acc in record.scores]
+    assert "best_epoch_by" not in drawn.card_metrics["finetune_plan"]
+    assert accuracies[drawn.card_metrics["best_epoch"] - 1] == max(accuracies)
+
+
 def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsys) -> None:
     from PIL import Image
 
@@ -268,12 +332,14 @@ def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsy
     assert (
         plan["head_init"] in ("imprint", "random") and "the imprinted start's LR range test" in plan["head_init_from"]
     )
-    main(
-        ["finetune", "lenet5.fmnist", "--data", "pics", "-o", "imprinted", "--trainer.max_epochs", "1"]
-        + ["--head-init", "imprint", "--lr", "1e-3"]
-    )
-    plan = json.loads((tmp_path / "imprinted" / "metrics.json").read_text())["finetune_plan"]
+    main(["finetune", "lenet5.fmnist", "--data", "pics", "-o", "imprinted", "--head-init", "imprint", "--lr", "1e-3"])
+    metrics = json.loads((tmp_path / "imprinted" / "metrics.json").read_text())
+    plan = metrics["finetune_plan"]
     assert plan["head_init"] == "imprint" and "nearest class mean of 12 training images" in plan["head_init_from"]
+    # with the budget, the command's own checkpoint and early stopping keep the lowest validation loss too: the
+    # weights handed back stopped the run `patience` epochs later
+    assert plan["best_epoch_by"] == "the lowest validation loss (an imprinted head)"
+    assert metrics["epochs"] in (metrics["best_epoch"] + plan["early_stopping_patience"], plan["max_epochs"])
     assert _lr_option("3e-3", []) == "0.003" and _lr_option(None, ["--model.lr", "0.1"]) == "given"
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model:\n  init_args:\n    lr: 0.2\n")

@@ -20,6 +20,13 @@ def _measured() -> list[dict]:
     return json.loads((REPO / "docs" / "finetune_defaults.json").read_text())
 
 
+def _measured_accuracy_rule() -> list[dict]:
+    """The runs from the weights with ``lr="auto"`` under the previous rule, every run keeping its best validation
+    accuracy (an imprinted head's ties to the earlier epoch): the defaults and the always-drawn / always-imprinted
+    variants, which the head's rule and the probes of it were judged on (docs/finetuning.md)."""
+    return json.loads((REPO / "docs" / "finetune_defaults_accuracy_rule.json").read_text())
+
+
 def _experiment():
     import sys
 
@@ -61,6 +68,9 @@ def test_recorded_defaults_are_what_the_code_chooses_now() -> None:
             assert lowest is not None and (r["head_init"] == "imprint") == (lowest <= defaults.HEAD_KEEP_LR), r
         else:
             assert r["head_init"] == r["variant"], r
+        # a kept imprinted head's run keeps the epoch of its lowest validation loss, a drawn head's its best accuracy
+        by_loss = "the lowest validation loss (an imprinted head)"
+        assert r.get("best_epoch_by") == (by_loss if r["head_init"] == "imprint" else None), r
 
 
 def _margins_by_hand() -> dict[tuple[str, int], float]:
@@ -243,7 +253,7 @@ def test_sets_built_last_are_unseen_images_of_real_data() -> None:
 
 def test_what_the_fine_tuning_page_says_of_the_runs() -> None:
     """docs/finetuning.md, recomputed from the raw runs: at seed 1 the defaults are within a point of the grid's
-    best (or ahead) on every pair but eight, and ahead of the best scratch run on every pair that has one."""
+    best (or ahead) on every pair but four, and ahead of the best scratch run on every pair that has one."""
     experiment = _experiment()
     runs = [r for r in _measured() if not r.get("variant")]
     misses, behind_scratch = set(), set()
@@ -259,11 +269,7 @@ def test_what_the_fine_tuning_page_says_of_the_runs() -> None:
             behind_scratch.add((model, data))
     assert misses == {
         ("lenet5.fmnist", "fmnistinv10"),
-        ("lenet5.fmnist", "fmnist50b"),
-        ("lenet5_relu.fmnist_0to4", "fmnist0to4own10"),
-        ("lenet5.fmnist", "fmnistblur25"),
         ("lenet5.fmnist", "fmnistrot10"),
-        ("resnet20.fmnist", "fmnistblur25"),
         ("lenet5.fmnist", "fmnisttops20"),
         ("resnet20.fmnist", "fmnistsmall15"),
     }
@@ -294,7 +300,7 @@ def test_a_drawn_head_at_the_weights_own_seed_replays_their_first_head(fmnist_ro
 def test_over_three_seeds_the_defaults_against_the_grids_best_setting() -> None:
     """docs/finetuning.md's second table, recomputed from the raw runs: every pair was run at seeds 1, 2 and 3,
     with the defaults and with the grid's best setting (picked on seed 1's test score, so the luckiest of ten or fifteen
-    draws), and the defaults' mean is within a point of that setting's mean on every pair but the three the page
+    draws), and the defaults' mean is within a point of that setting's mean on every pair but the two the page
     names."""
     experiment = _experiment()
     runs = [r for r in _measured() if not r.get("variant") and r.get("init", "pretrained") == "pretrained"]
@@ -311,11 +317,7 @@ def test_over_three_seeds_the_defaults_against_the_grids_best_setting() -> None:
         assert set(defaults) == set(grid) == {1, 2, 3}, pair
         if sum(defaults.values()) / 3 < sum(grid.values()) / 3 - 0.01:
             misses.add(pair)
-    assert misses == {
-        ("lenet5.fmnist", "fmnistblur25"),
-        ("resnet20.fmnist", "fmnistnoise25"),
-        ("lenet5.fmnist", "fmnistsmall15"),
-    }
+    assert misses == {("resnet20.fmnist", "fmnistnoise25"), ("lenet5.fmnist", "fmnistsmall15")}
 
 
 def test_the_head_threshold_separates_the_sets_it_was_chosen_on() -> None:
@@ -341,7 +343,11 @@ def test_auto_against_always_imprinting_and_always_drawing() -> None:
     but ResNet-20 on blurred garments (imprinted, 0.8 below the drawn head) and LeNet-5 on the four tops (drawn, 5.3
     below the imprinted head)."""
     experiment = _experiment()
-    runs = [r for r in _measured() if r["seed"] == experiment.SEED and key_of(r)[2:5] == ("pretrained", "auto", None)]
+    runs = [
+        r
+        for r in _measured_accuracy_rule()
+        if r["seed"] == experiment.SEED and key_of(r)[2:5] == ("pretrained", "auto", None)
+    ]
     by_pair: dict[tuple, dict] = {}
     for r in runs:
         by_pair.setdefault((r["model"], r["dataset"]), {})[r.get("variant")] = r
@@ -361,7 +367,7 @@ def test_the_withdrawn_head_rule_as_the_page_says() -> None:
     on the merged garments it drew the head (separations under 1.5) and lost 3.5 and 5.6 points to the range test's
     rule at seed 1; on the turned garments it imprinted ResNet-20 (1.55), 10 points under the drawn head's mean."""
     withdrawn = json.loads((REPO / "docs" / "finetune_defaults_withdrawn_head_rule.json").read_text())
-    now = [r for r in _measured() if r["lr"] == "auto" and not r.get("variant")]
+    now = [r for r in _measured_accuracy_rule() if not r.get("variant")]  # the rule of the withdrawn rule's runs
 
     def runs(records, model, data):
         return {r["seed"]: r for r in records if (r["model"], r["dataset"]) == (model, data)}
@@ -410,7 +416,7 @@ def test_deciding_on_more_draws_as_the_page_says() -> None:
     import numpy as np
 
     scores: dict[tuple, dict] = {}
-    for r in _measured():
+    for r in _measured_accuracy_rule():
         if r["lr"] == "auto" and r.get("variant") in ("random", "imprint") and r["seed"] == 1:
             scores.setdefault((r["model"], r["dataset"]), {})[r["variant"]] = r["test_acc"]
     imprint_better = {
@@ -509,7 +515,9 @@ def test_twice_the_step_budget_as_the_page_says() -> None:
     most 400 epochs; LeNet-5 up, ResNet-20 down (digits at seeds 2 and 3 keeping a mid-schedule epoch)."""
     import math
 
-    runs = [r for r in _measured() if not r.get("variant") and r.get("init", "pretrained") == "pretrained"]
+    pretrained = [r for r in _measured() if not r.get("variant") and r.get("init", "pretrained") == "pretrained"]
+    grid = [r for r in pretrained if r["lr"] != "auto"]
+    runs = grid + [r for r in _measured_accuracy_rule() if not r.get("variant")]  # the rule of the probe's time
     auto = {(r["model"], r["dataset"], r["seed"]): r for r in runs if r["lr"] == "auto"}
     probe = _probe_runs("budget1200")
     assert set(probe) == set(auto) and len(probe) == 90
@@ -541,3 +549,66 @@ def test_twice_the_step_budget_as_the_page_says() -> None:
         assert (round(100 * probe_mean[pair], 1), round(100 * grid_mean[pair], 1)) == (mine, grid)
     change = sum(probe_mean[p] - defaults_mean[p] for p in probe_mean) / len(probe_mean)
     assert round(100 * change, 2) == -0.13
+
+
+@pytest.mark.slow
+def test_a_recorded_imprinted_run_is_what_the_rule_does_now(fmnist_root) -> None:
+    """The defaults runs whose head was imprinted were measured as the ``val_loss_monitor`` probe (docs/
+    finetuning.md): run one again with the rule itself, ``zoo.finetune`` with nothing patched, and it keeps the same
+    epoch and scores the same on the 5,000 test images (LeNet-5, ``fmnistblur25``, seed 2)."""
+    experiment = _experiment()
+    recorded = next(
+        r
+        for r in _measured()
+        if key_of(r)[:7] == ("lenet5.fmnist", "fmnistblur25", "pretrained", "auto", None, None, 2)
+    )
+    assert "val_loss_monitor probe" in recorded["measured_as"]
+    again = experiment.run("lenet5.fmnist", "fmnistblur25", "auto", None, seed=2)
+    assert again["best_epoch_by"] == recorded["best_epoch_by"] == "the lowest validation loss (an imprinted head)"
+    assert (again["best_epoch"], again["epochs_run"]) == (recorded["best_epoch"], recorded["epochs_run"])
+    assert again["test_acc"] == pytest.approx(recorded["test_acc"], abs=0.005)
+
+
+def test_an_imprinted_head_kept_by_its_loss_as_the_page_says() -> None:
+    """docs/finetuning.md's "An imprinted head keeps its lowest validation loss", recomputed from the runs of both
+    rules: per model, the mean change of the runs whose head was imprinted (the same range tests, heads and rates,
+    only the kept epoch differs), what the loss did to the drawn heads it was probed on, and the three-seed result
+    against the grid under each rule."""
+    current = {
+        key_of(r)[:2] + (r["seed"],): r for r in _measured() if key_of(r)[2:6] == ("pretrained", "auto", None, None)
+    }
+    before = {
+        key_of(r)[:2] + (r["seed"],): r
+        for r in _measured_accuracy_rule()
+        if key_of(r)[2:6] == ("pretrained", "auto", None, None)
+    }
+    probe = _probe_runs("val_loss_monitor")
+    assert set(current) == set(before) and len(current) == 90
+
+    def mean_change(runs: dict, keys: list) -> tuple[int, float]:
+        return len(keys), round(100 * sum(runs[k]["test_acc"] - before[k]["test_acc"] for k in keys) / len(keys), 2)
+
+    imprinted = [k for k, r in before.items() if r["head_init"] == "imprint"]
+    for k, r in current.items():
+        same = ("lowest_loss_lr", "chosen_lr", "head_init", "chosen_epochs")
+        assert [r[f] for f in same] == [before[k][f] for f in same], k
+        if k not in imprinted:
+            assert r == before[k], k  # a drawn head's run is the same run
+    lenet, resnet = ([k for k in imprinted if k[0].startswith(arch)] for arch in ("lenet5", "resnet20"))
+    assert (mean_change(current, lenet), mean_change(current, resnet)) == ((24, 0.55), (26, -0.07))
+    slower = [sum(current[k]["wall_s"] for k in ks) / sum(before[k]["wall_s"] for k in ks) for ks in (lenet, resnet)]
+    assert [round(ratio, 1) for ratio in slower] == [2.1, 1.5]
+    drawn = [k for k in probe if before[k]["head_init"] == "random"]
+    assert len({k[:2] for k in drawn if k[0].startswith("lenet5")}) == 6 and len({k[:2] for k in drawn}) == 8
+    assert mean_change(probe, [k for k in drawn if k[0].startswith("lenet5")]) == (18, -0.7)
+    assert mean_change(probe, [k for k in drawn if k[0].startswith("resnet20")]) == (5, -0.6)
+    grid = [r for r in _measured() if r["lr"] != "auto" and not r.get("variant")]
+    grid = [r for r in grid if r.get("init", "pretrained") == "pretrained"]
+    now, grid_mean = _three_seed_means(grid + list(current.values()))
+    then, _ = _three_seed_means(grid + list(before.values()))
+    within = {name: sum(m[p] >= grid_mean[p] - 0.01 for p in grid_mean) for name, m in (("now", now), ("then", then))}
+    assert within == {"now": 28, "then": 27}
+    assert round(100 * sum(now[p] - then[p] for p in now) / len(now), 2) == 0.13
+    assert round(100 * sum(now[p] - grid_mean[p] for p in now) / len(now), 1) == 0.3  # "0.3 point ahead on average"
+    blur = ("lenet5.fmnist", "fmnistblur25")
+    assert [round(100 * m[blur], 1) for m in (then, now, grid_mean)] == [81.5, 82.9, 82.8]

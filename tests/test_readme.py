@@ -43,8 +43,8 @@ TABLES = [  # (marker, generator, what it is): the blocks this file checks and r
     ),
     (
         "finetune-head",
-        _experiment_table("finetune_defaults", "finetune_defaults.json", "head_table"),
-        "experiments/finetune_defaults.py's head_table() of docs/finetune_defaults.json",
+        _experiment_table("finetune_defaults", "finetune_defaults_accuracy_rule.json", "head_table"),
+        "experiments/finetune_defaults.py's head_table() of docs/finetune_defaults_accuracy_rule.json",
     ),
     (
         "faithfulness",

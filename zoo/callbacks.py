@@ -127,6 +127,34 @@ class KeepBestEarlyStopping(EarlyStopping):
             )
 
 
+def monitor_instead(callbacks: list[Callback], old: str, monitor: str, mode: str) -> int:
+    """Point the best-weights checkpoints and the early stopping among ``callbacks`` that watch ``old`` at
+    ``monitor`` (``mode``: ``"min"`` or ``"max"``) instead, before any validation has been scored: a tie is no
+    improvement (the earlier epoch stays), nothing is kept yet. Returns how many were changed."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    changed = 0
+    for callback in callbacks:
+        if getattr(callback, "monitor", None) != old:
+            continue
+        if isinstance(callback, ModelCheckpoint):
+            if callback.best_k_models:
+                raise RuntimeError("a checkpoint's monitor can change only before its first checkpoint")
+            callback.monitor, callback.mode = monitor, mode
+            callback.kth_value = torch.tensor(torch.inf if mode == "min" else -torch.inf)
+            if hasattr(callback, "ties_to_later"):
+                callback.ties_to_later = False
+        elif isinstance(callback, EarlyStopping):
+            callback.monitor, callback.mode, callback.min_delta = monitor, mode, 0.0
+            callback.best_score = torch.tensor(torch.inf if mode == "min" else -torch.inf)
+            if isinstance(callback, KeepBestEarlyStopping):
+                callback._kept_score, callback.best_epoch, callback._best_state = None, None, None
+        else:
+            continue
+        changed += 1
+    return changed
+
+
 class TrainingHistograms(Callback):
     """Watch gradients and weights in TensorBoard: ``tensorboard --logdir runs``.
 

@@ -15,7 +15,9 @@
   ``"imprint"`` / ``"random"`` always take the one or the other.
   Measured in ``experiments/finetune_defaults.py`` (``docs/finetune_defaults.json``): always imprinting gains
   on the weights' own classes and loses elsewhere; the imprinted start's lowest-loss rate was at most 0.01 on
-  every set of the first kind and at least 0.035 on every set of the second, at three seeds each.
+  every set of the first kind and at least 0.035 on every set of the second, at three seeds each. With the
+  step budget, a kept imprinted head's run keeps (and stops by) the epoch of its lowest validation loss rather
+  than of its highest accuracy (``FinetuneDefaults._best_by_loss``; ``docs/finetuning.md`` has the runs).
 * **Learning rate.** ``lr="auto"`` runs Lightning's LR range test (``Tuner.lr_find``: the rate grows
   exponentially from ``1e-5`` to ``1`` over ``LR_STEPS`` training steps, the weights restored after) and
   takes the rate of the lowest smoothed loss divided by ``LR_DIVISOR`` (Lightning's own suggestion, the
@@ -36,7 +38,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from zoo.callbacks import KeepBestEarlyStopping
+from zoo.callbacks import KeepBestEarlyStopping, monitor_instead
 from zoo.errors import InvalidValueError
 
 STEP_BUDGET = 600  # optimizer steps a fine-tuning run without max_epochs aims at
@@ -158,7 +160,7 @@ class FinetuneDefaults(Callback):
                     curve = self._range_test(trainer, pl_module)[0]  # the drawn head's own curve
             imprinted = self.plan.get("head_init") == "imprint"
             if self.budget and imprinted:
-                self._ties_to_earlier(trainer)
+                self._best_by_loss(trainer)
             if self.lr == "auto":
                 rate = lowest_loss_rate(*curve, IMPRINTED_DIVISOR if imprinted else LR_DIVISOR)
                 pl_module.hparams.lr = rate["lr"]
@@ -173,16 +175,13 @@ class FinetuneDefaults(Callback):
                 flush=True,
             )
 
-    def _ties_to_earlier(self, trainer: L.Trainer) -> None:
-        """With the step budget, a kept imprinted head's run keeps the earlier of two equally scored epochs and
-        counts a tie as no improvement: it starts near its best, so on a small validation set, where scores tie
-        often, a later epoch is one that only moved further away (a drawn head's ties go to the later epoch)."""
-        for callback in trainer.callbacks:
-            if hasattr(callback, "ties_to_later"):
-                callback.ties_to_later = False
-            if isinstance(callback, KeepBestEarlyStopping):
-                callback.min_delta = 0.0
-        self.plan["ties_go_to"] = "the earlier epoch (an imprinted head)"
+    def _best_by_loss(self, trainer: L.Trainer) -> None:
+        """With the step budget, a kept imprinted head's run keeps (and stops by) the epoch of the lowest validation
+        loss, not of the highest accuracy: it starts near its best accuracy, which on a small validation set moves
+        in steps of one image and ties often, while the loss, high at the start (the class means' logits are
+        overconfident), still tells the epochs apart. A drawn head's run keeps the best accuracy."""
+        if monitor_instead(trainer.callbacks, "val_acc", "val_loss", "min"):  # the best-weights checkpoint, stopping
+            self.plan["best_epoch_by"] = "the lowest validation loss (an imprinted head)"
 
     @staticmethod
     def _range_test(trainer: L.Trainer, pl_module: L.LightningModule, draws: int = 1) -> list[tuple[list, list]]:

@@ -227,7 +227,7 @@ class LatestBest(ModelCheckpoint):
     """The best checkpoint, a tie going to the later epoch: on a small validation set accuracy moves in steps of
     1/N, so a strict comparison keeps the first epoch to reach a score and the training after it is lost."""
 
-    ties_to_later = True  # False: a tie keeps the earlier epoch (the defaults' choice for an imprinted head)
+    ties_to_later = True  # False: a tie keeps the earlier epoch (zoo.callbacks.monitor_instead sets it)
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
         if current is not None and self.ties_to_later and self.save_top_k == 1 and self.best_k_models:

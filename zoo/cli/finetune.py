@@ -35,8 +35,8 @@ Fine-tune trained weights on your images (a folder of class sub-folders, or a CS
   --overwrite            replace an existing weight folder at DIR
 
 Without --trainer.max_epochs the run gets a budget of optimizer steps suited to the data's size, with
-early stopping on the task's validation metric (best weights kept); the choices are printed and the
-card's metrics.json records them (finetune_plan).
+early stopping on the task's validation metric (best weights kept; for a kept imprinted head, the lowest
+validation loss); the choices are printed and the card's metrics.json records them (finetune_plan).
 
 Every zoo fit option works too: --trainer.max_epochs 10, --model.lr 3e-4, --model.layer_decay 0.7,
 --data.batch_size 64, --data.val_fraction 0.1, --config recipe.yaml ... (zoo fit --help lists them).
