@@ -91,6 +91,7 @@ from finetune_datasets import (
     dataset,
     weights_for,
 )
+from finetune_probes import PROBES, probe
 
 import zoo
 
@@ -105,16 +106,6 @@ SEED = 1  # the tables' seed for runs from the weights (2 and 3 repeat them); ne
 VARIANTS = {"lpft": {"strategy": "freeze_unfreeze", "unfreeze_epoch": LPFT_EPOCHS, "backbone_lr_factor": 1.0}}
 # the new head always starts as the nearest class mean / as drawn (the defaults' "auto" chooses: zoo.finetune_defaults)
 VARIANTS.update({"imprint": {"head_init": "imprint"}, "random": {"head_init": "random"}})
-# probes of the defaults' rules, run as ``--variant NAME --what defaults`` into their own ``--output``: each gives
-# the patches (target → new value) of one rule of zoo.finetune_defaults for its runs (kept apart: the table and the
-# tests read the shipped rules' runs)
-PROBES = {
-    # twice the step budget and the epoch cap (a drawn head's run often has its best epoch last)
-    "budget1200": lambda: {"zoo.finetune_defaults.STEP_BUDGET": 1200, "zoo.finetune_defaults.MAX_EPOCHS": 400},
-    # the best epoch (checkpoint and early stopping alike): the lowest validation loss, not the highest accuracy,
-    # for every run (the rule adopted is this for a kept imprinted head alone: zoo.finetune_defaults)
-    "val_loss_monitor": lambda: _val_loss_monitor(),
-}
 MARGIN_ARCH = {"lenet5": "lenet5_relu", "lenet5_relu": "lenet5_relu", "resnet20": "resnet20"}
 
 
@@ -148,7 +139,7 @@ def run(
         else:
             source = weights
         extra = VARIANTS.get(variant, {}) if variant else {}
-        with _probe(variant):
+        with probe(variant):
             model = zoo.finetune(
                 source, train, max_epochs=epochs, lr=lr, classes=names, num_workers=0, seed=seed, **extra
             )
@@ -176,32 +167,6 @@ def run(
         "wall_s": round(time.perf_counter() - started, 1),
         "printed": printed.getvalue().strip(),
     }
-
-
-@contextlib.contextmanager
-def _probe(variant: str | None):
-    """The patches of ``PROBES[variant]``, for the duration of one run (nothing for other variants)."""
-    from unittest import mock
-
-    with contextlib.ExitStack() as stack:
-        for target, new in PROBES[variant]().items() if variant in PROBES else ():
-            stack.enter_context(mock.patch(target, new))
-        yield
-
-
-def _val_loss_monitor() -> dict:
-    """The patch of the ``val_loss_monitor`` probe: fine-tuning a classifier monitors ``val_loss`` (lowest best)."""
-    import dataclasses
-
-    from zoo import task_descriptions
-
-    get_task = task_descriptions.get_task
-
-    def by_loss(name):
-        found = get_task(name)
-        return dataclasses.replace(found, monitor="val_loss", mode="min") if found.name == "classification" else found
-
-    return {"zoo.task_descriptions.get_task": by_loss}
 
 
 def key(record: dict) -> tuple:

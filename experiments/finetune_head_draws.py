@@ -10,7 +10,7 @@ see other batches (the weights are restored after each, the random state after t
 draw's lowest-loss rate and smoothed-loss curve in ``docs/finetune_head_draws.json``; ``docs/finetuning.md``
 compares deciding on the first draw, on the median of three or five, and on the lowest point of the mean of
 three or five curves, against the head that scored higher at seed 1 (the ``random`` and ``imprint`` variants
-of ``docs/finetune_defaults.json``).
+of ``docs/finetune_defaults_accuracy_rule.json``, the runs of the time, which kept their best accuracy).
 
     OMP_NUM_THREADS=1 python experiments/finetune_head_draws.py --models lenet5.fmnist resnet20.fmnist --resume
 """
@@ -98,7 +98,7 @@ CLEAR_GAP = 0.005  # a pair whose two starts score within half a point of each o
 
 def better_head(measured: list[dict]) -> dict[tuple[str, str], str]:
     """Per pair, the start that scored higher at seed 1 (the ``random`` / ``imprint`` variants of
-    ``docs/finetune_defaults.json``), where they differ by at least ``CLEAR_GAP``."""
+    ``docs/finetune_defaults_accuracy_rule.json``), where they differ by at least ``CLEAR_GAP``."""
     scores: dict[tuple[str, str], dict[str, float]] = {}
     for r in measured:
         if r["lr"] == "auto" and r.get("variant") in ("random", "imprint") and r["seed"] == 1:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     done = json.loads(args.output.read_text()) if args.output.exists() else []
     if args.table:
-        print(table(done, json.loads((DOCS / "finetune_defaults.json").read_text())))
+        print(table(done, json.loads((DOCS / "finetune_defaults_accuracy_rule.json").read_text())))
         return
     for model_name in args.models:
         for data in args.datasets:
