@@ -121,6 +121,8 @@ def test_an_imprinted_head_kept_by_its_loss_as_the_page_says() -> None:
     assert len({k[:2] for k in drawn if k[0].startswith("lenet5")}) == 6 and len({k[:2] for k in drawn}) == 8
     assert mean_change(probe, [k for k in drawn if k[0].startswith("lenet5")]) == (18, -0.7)
     assert mean_change(probe, [k for k in drawn if k[0].startswith("resnet20")]) == (5, -0.6)
+    best = [sum(runs[k]["best_epoch"] for k in drawn) / len(drawn) for runs in (probe, before)]
+    assert [round(epoch) for epoch in best] == [58, 102]  # a drawn head's best epoch by its loss, by its accuracy
     grid = [r for r in _measured() if r["lr"] != "auto" and not r.get("variant")]
     grid = [r for r in grid if r.get("init", "pretrained") == "pretrained"]
     now, grid_mean = _three_seed_means(grid + list(current.values()))
