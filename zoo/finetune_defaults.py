@@ -160,7 +160,7 @@ class FinetuneDefaults(Callback):
                     curve = self._range_test(trainer, pl_module)[0]  # the drawn head's own curve
             imprinted = self.plan.get("head_init") == "imprint"
             if self.budget and imprinted:
-                self._best_by_loss(trainer)
+                self._best_by_loss(trainer, pl_module.description.monitor)
             if self.lr == "auto":
                 rate = lowest_loss_rate(*curve, IMPRINTED_DIVISOR if imprinted else LR_DIVISOR)
                 pl_module.hparams.lr = rate["lr"]
@@ -175,12 +175,13 @@ class FinetuneDefaults(Callback):
                 flush=True,
             )
 
-    def _best_by_loss(self, trainer: L.Trainer) -> None:
+    def _best_by_loss(self, trainer: L.Trainer, monitor: str) -> None:
         """With the step budget, a kept imprinted head's run keeps (and stops by) the epoch of the lowest validation
         loss, not of the highest accuracy: it starts near its best accuracy, which on a small validation set moves
         in steps of one image and ties often, while the loss, high at the start (the class means' logits are
-        overconfident), still tells the epochs apart. A drawn head's run keeps the best accuracy."""
-        if monitor_instead(trainer.callbacks, "val_acc", "val_loss", "min"):  # the best-weights checkpoint, stopping
+        overconfident), still tells the epochs apart. A drawn head's run keeps the best accuracy (``monitor``, the
+        task's own)."""
+        if monitor_instead(trainer.callbacks, monitor, "val_loss", "min"):  # the best-weights checkpoint, stopping
             self.plan["best_epoch_by"] = "the lowest validation loss (an imprinted head)"
 
     @staticmethod
