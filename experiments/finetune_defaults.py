@@ -156,7 +156,7 @@ def run(
         "lr": lr,
         "max_epochs": epochs,
         "head_init": plan.get("head_init", "kept"),
-        **({k: plan[k] for k in ("ties_go_to", "best_epoch_by") if k in plan}),
+        **({"best_epoch_by": plan["best_epoch_by"]} if "best_epoch_by" in plan else {}),
         "chosen_lr": plan.get("lr"),
         "lowest_loss_lr": plan.get("lowest_loss_lr"),
         "chosen_epochs": plan.get("max_epochs"),
