@@ -157,6 +157,7 @@ def run(
         "max_epochs": epochs,
         "head_init": plan.get("head_init", "kept"),
         **({"best_epoch_by": plan["best_epoch_by"]} if "best_epoch_by" in plan else {}),
+        **({"weights_averaged": plan["weights_averaged"]} if "weights_averaged" in plan else {}),
         "chosen_lr": plan.get("lr"),
         "lowest_loss_lr": plan.get("lowest_loss_lr"),
         "chosen_epochs": plan.get("max_epochs"),

@@ -14,6 +14,10 @@ PROBES = {
     # the best epoch (checkpoint and early stopping alike): the lowest validation loss, not the highest accuracy,
     # for every run (the rule adopted is this for a kept imprinted head alone: zoo.finetune_defaults)
     "val_loss_monitor": lambda: _val_loss_monitor(),
+    # an exponential moving average of the weights (zoo.callbacks.EMA, every step, decay 0.99: a horizon of 100 steps,
+    # a sixth of the step budget): validated, kept and tested are the averaged weights. Adopted for classifiers
+    # (zoo.finetune_defaults.averaging), whose runs it now leaves as the rule makes them
+    "ema": lambda: _ema(0.99),
 }
 
 
@@ -41,3 +45,20 @@ def _val_loss_monitor() -> dict:
         return dataclasses.replace(found, monitor="val_loss", mode="min") if found.name == "classification" else found
 
     return {"zoo.task_descriptions.get_task": by_loss}
+
+
+def _ema(decay: float) -> dict:
+    """The patch of the ``ema`` probe: ``zoo.finetune``'s callbacks get :class:`zoo.callbacks.EMA` at ``decay``, unless
+    they average already (the rule adopted adds the same)."""
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    from zoo import energy
+    from zoo.callbacks import EMA
+
+    tracked = energy.with_energy_tracker
+
+    def with_ema(callbacks, **kwargs):
+        averaged = any(isinstance(c, WeightAveraging) for c in callbacks)
+        return tracked([*callbacks, *([] if averaged else [EMA(decay=decay)])], **kwargs)
+
+    return {"zoo.energy.with_energy_tracker": with_ema}

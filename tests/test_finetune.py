@@ -346,12 +346,13 @@ def test_finetuned_model_saves_and_reloads_with_its_classes(photos: Path, tmp_pa
 
 def test_channels_and_input_size_adapt(photos: Path) -> None:
     """RGB input for a grey network (first conv repeated), and a ViT at twice its size (positions resampled)."""
-    rgb = zoo.finetune("resnet20.fmnist", photos, in_chans=3, max_epochs=1, batch_size=16)
+    quick = dict(max_epochs=1, batch_size=16, lr=1e-3, head_init="random")  # no range test: not what is tested
+    rgb = zoo.finetune("resnet20.fmnist", photos, in_chans=3, **quick)
     assert rgb.input_size == (3, 28, 28) and rgb.net.conv1.weight.shape[1] == 3
     torch.manual_seed(0)
     vit = zoo.create("vit_lite", num_classes=5)
     folder = vit.save_pretrained(photos.parent / "vit_source")
-    big = zoo.finetune(str(folder), photos, model_kwargs={"img_size": 56}, max_epochs=1, batch_size=16)
+    big = zoo.finetune(str(folder), photos, model_kwargs={"img_size": 56}, **quick)
     assert big.input_size == (1, 56, 56) and big.net.embed.pos_embed.shape == (1, 1 + 14 * 14, 128)
     assert big(torch.rand(2, 1, 56, 56)).shape == (2, 5)
 

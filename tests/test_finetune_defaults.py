@@ -314,11 +314,61 @@ def test_a_kept_imprinted_head_keeps_the_epoch_of_lowest_validation_loss(fmnist_
     assert accuracies[drawn.card_metrics["best_epoch"] - 1] == max(accuracies)
 
 
+class RecordWeights(L.Callback):
+    """The parameters after every optimizer step of the run (not the range test's), as a flat vector."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps.append(torch.cat([p.detach().flatten().clone() for p in pl_module.parameters()]))
+
+
+def test_with_the_budget_a_classifier_keeps_a_moving_average_of_its_weights(fmnist_root) -> None:
+    """The weights handed back are the exponential moving average, worked here from the weights after each step
+    (the first step's weights, then ``a ← d·a + (1 − d)·w``), at the last step of the card's best epoch; the plan
+    says so. A given length, or an averaging of the caller's own, adds none."""
+    from zoo.callbacks import EMA
+
+    record = RecordWeights()
+    model = zoo.finetune(
+        "lenet5.fmnist", _tensors(), classes=NAMES3, head_init="random", seed=2, trainer={"callbacks": [record]}
+    )
+    plan, best = model.card_metrics["finetune_plan"], model.card_metrics["best_epoch"]
+    assert plan["weights_averaged"] == (
+        "weights averaged: EMA (decay 0.99: about the last 100 steps), validated, kept and tested"
+    )
+    decay, average = defaults.AVERAGE_DECAY, record.steps[0]
+    steps = len(record.steps) // model.card_metrics["epochs"]  # 30 training images, batch 32: one step an epoch
+    assert steps * model.card_metrics["epochs"] == len(record.steps) == model.card_metrics["epochs"]
+    for weights in record.steps[1 : best * steps]:
+        average = decay * average + (1 - decay) * weights
+    handed = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.allclose(handed, average, atol=1e-5)
+    assert not torch.allclose(handed, record.steps[best * steps - 1], atol=1e-3)  # not the raw weights of that step
+    given = zoo.finetune("lenet5.fmnist", _tensors(4), max_epochs=2, lr=1e-3, head_init="random")
+    assert "weights_averaged" not in given.card_metrics["finetune_plan"]
+    own = EMA(decay=0.5)
+    mine = zoo.finetune("lenet5.fmnist", _tensors(4), lr=1e-3, head_init="random", trainer={"callbacks": [own]})
+    assert mine.card_metrics["finetune_plan"]["weights_averaged"].startswith("weights averaged: EMA (decay 0.5")
+    # which runs average: a classifier with the budget and no averaging of its own; not a detector (not measured)
+    from lightning.pytorch.callbacks import StochasticWeightAveraging
+
+    from zoo.task_descriptions import get_task
+
+    classifier = get_task("classification")
+    added = defaults.averaging(classifier, True, [])
+    assert len(added) == 1 and isinstance(added[0], EMA) and added[0].decay == 0.99
+    assert defaults.averaging(classifier, False, []) == []
+    assert defaults.averaging(classifier, True, [StochasticWeightAveraging(swa_lrs=1e-3)]) == []
+    assert defaults.averaging(get_task("detection"), True, []) == []
+
+
 def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsys) -> None:
     from PIL import Image
 
     from zoo.cli import main
-    from zoo.cli.finetune import _lr_option
+    from zoo.cli.finetune import _averages_given, _lr_option
 
     images, labels = _tensors(5)
     for i, (image, label) in enumerate(zip(images, labels)):
@@ -328,6 +378,7 @@ def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsy
     main(["finetune", "--model", "lenet5.fmnist", "--data", "pics", "-o", "out", "--trainer.max_epochs", "1"])
     plan = json.loads((tmp_path / "out" / "metrics.json").read_text())["finetune_plan"]
     assert plan["max_epochs"] == 1 and plan["max_epochs_from"] == "given" and "LR range test" in plan["lr_from"]
+    assert "weights_averaged" not in plan  # a given length: no average added
     assert "fine-tuning: max_epochs 1 (given); lr" in capsys.readouterr().out
     assert (
         plan["head_init"] in ("imprint", "random") and "the imprinted start's LR range test" in plan["head_init_from"]
@@ -340,6 +391,11 @@ def test_the_command_chooses_too(fmnist_root, tmp_path: Path, monkeypatch, capsy
     # weights handed back stopped the run `patience` epochs later
     assert plan["best_epoch_by"] == "the lowest validation loss (an imprinted head)"
     assert metrics["epochs"] in (metrics["best_epoch"] + plan["early_stopping_patience"], plan["max_epochs"])
+    assert plan["weights_averaged"].startswith("weights averaged: EMA (decay 0.99")  # as zoo.finetune's
+    assert _averages_given(["--trainer.callbacks+=zoo.callbacks.EMA"]) and not _averages_given(["--model.lr=1"])
+    recipe = tmp_path / "averaged.yaml"
+    recipe.write_text("trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.EMAWeightAveraging\n")
+    assert _averages_given(["--config", str(recipe)]) and _averages_given([f"--config={recipe}"])
     assert _lr_option("3e-3", []) == "0.003" and _lr_option(None, ["--model.lr", "0.1"]) == "given"
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model:\n  init_args:\n    lr: 0.2\n")

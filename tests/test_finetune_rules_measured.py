@@ -1,13 +1,21 @@
 """The rules of ``zoo.finetune``'s defaults changed or probed after the head's rule, recomputed from the runs:
-the imprinted head's epoch kept by its validation loss (adopted) and twice the step budget (probed), as
-docs/finetuning.md says (``experiments/finetune_probes.py`` → ``docs/finetune_probes.json``)."""
+the imprinted head's epoch kept by its validation loss (adopted), twice the step budget (probed) and a moving
+average of the weights (adopted), as docs/finetuning.md says (``experiments/finetune_probes.py`` →
+``docs/finetune_probes.json``)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from test_finetune_defaults_measured import REPO, _experiment, _measured, _measured_accuracy_rule, key_of
+from test_finetune_defaults_measured import (
+    REPO,
+    _experiment,
+    _measured,
+    _measured_accuracy_rule,
+    _measured_unaveraged,
+    key_of,
+)
 
 
 def _probe_runs(variant: str) -> dict[tuple, dict]:
@@ -71,19 +79,20 @@ def test_twice_the_step_budget_as_the_page_says() -> None:
 
 
 @pytest.mark.slow
-def test_a_recorded_imprinted_run_is_what_the_rule_does_now(fmnist_root) -> None:
-    """The defaults runs whose head was imprinted were measured as the ``val_loss_monitor`` probe (docs/
-    finetuning.md): run one again with the rule itself, ``zoo.finetune`` with nothing patched, and it keeps the same
-    epoch and scores the same on the 5,000 test images (LeNet-5, ``fmnistblur25``, seed 2)."""
+def test_a_recorded_imprinted_run_is_what_the_rules_do_now(fmnist_root) -> None:
+    """The defaults runs were measured as the ``ema`` probe (docs/finetuning.md), whose imprinted runs went through
+    the loss rule: run one again with the rules themselves, ``zoo.finetune`` with nothing patched, and it keeps the
+    same epoch and scores the same on the 5,000 test images (LeNet-5, ``fmnistblur25``, seed 2)."""
     experiment = _experiment()
     recorded = next(
         r
         for r in _measured()
         if key_of(r)[:7] == ("lenet5.fmnist", "fmnistblur25", "pretrained", "auto", None, None, 2)
     )
-    assert "val_loss_monitor probe" in recorded["measured_as"]
+    assert "ema probe" in recorded["measured_as"]
     again = experiment.run("lenet5.fmnist", "fmnistblur25", "auto", None, seed=2)
     assert again["best_epoch_by"] == recorded["best_epoch_by"] == "the lowest validation loss (an imprinted head)"
+    assert again["weights_averaged"] == recorded["weights_averaged"]
     assert (again["best_epoch"], again["epochs_run"]) == (recorded["best_epoch"], recorded["epochs_run"])
     assert again["test_acc"] == pytest.approx(recorded["test_acc"], abs=0.005)
 
@@ -93,8 +102,10 @@ def test_an_imprinted_head_kept_by_its_loss_as_the_page_says() -> None:
     rules: per model, the mean change of the runs whose head was imprinted (the same range tests, heads and rates,
     only the kept epoch differs), what the loss did to the drawn heads it was probed on, and the three-seed result
     against the grid under each rule."""
-    current = {
-        key_of(r)[:2] + (r["seed"],): r for r in _measured() if key_of(r)[2:6] == ("pretrained", "auto", None, None)
+    current = {  # the loss rule's runs, before the weight average (next test)
+        key_of(r)[:2] + (r["seed"],): r
+        for r in _measured_unaveraged()
+        if key_of(r)[2:6] == ("pretrained", "auto", None, None)
     }
     before = {
         key_of(r)[:2] + (r["seed"],): r
@@ -133,3 +144,66 @@ def test_an_imprinted_head_kept_by_its_loss_as_the_page_says() -> None:
     assert round(100 * sum(now[p] - grid_mean[p] for p in now) / len(now), 1) == 0.3  # "0.3 point ahead on average"
     blur = ("lenet5.fmnist", "fmnistblur25")
     assert [round(100 * m[blur], 1) for m in (then, now, grid_mean)] == [81.5, 82.9, 82.8]
+
+
+def test_the_weight_average_as_the_page_says() -> None:
+    """docs/finetuning.md's "A moving average of the weights", recomputed from the runs with it (the defaults, measured
+    as the ``ema`` probe) and without (docs/finetune_defaults_unaveraged.json): the same range tests, heads, rates,
+    lengths and kept-epoch rule; per model and head the mean change; the three-seed result against the grid, before
+    and after; and the run that lost most."""
+    pick = ("pretrained", "auto", None, None)
+    now = {key_of(r)[:2] + (r["seed"],): r for r in _measured() if key_of(r)[2:6] == pick}
+    before = {key_of(r)[:2] + (r["seed"],): r for r in _measured_unaveraged() if key_of(r)[2:6] == pick}
+    probe = _probe_runs("ema")
+    assert set(now) == set(before) == set(probe) and len(now) == 90
+    for k, r in now.items():
+        same = ("lowest_loss_lr", "chosen_lr", "head_init", "chosen_epochs", "best_epoch_by")
+        assert [r.get(f) for f in same] == [before[k].get(f) for f in same], k
+        recorded = {f: v for f, v in r.items() if f not in ("measured_as", "weights_averaged")}
+        assert recorded == {f: v for f, v in probe[k].items() if f != "variant"}, k  # the probe's runs
+
+    def change(arch: str, head: str) -> tuple[int, float]:
+        keys = [k for k in now if k[0].startswith(arch) and before[k]["head_init"] == head]
+        return len(keys), round(100 * sum(now[k]["test_acc"] - before[k]["test_acc"] for k in keys) / len(keys), 2)
+
+    assert [change(arch, head) for arch in ("lenet5", "resnet20") for head in ("imprint", "random")] == [
+        (24, -0.03),
+        (24, -0.69),
+        (26, 0.41),
+        (16, 0.44),
+    ]
+    grid = [r for r in _measured() if r["lr"] != "auto" and not r.get("variant")]
+    grid = [r for r in grid if r.get("init", "pretrained") == "pretrained"]
+    averaged, grid_mean = _three_seed_means(grid + list(now.values()))
+    unaveraged, _ = _three_seed_means(grid + list(before.values()))
+    within = [sum(m[p] >= grid_mean[p] - 0.01 for p in grid_mean) for m in (averaged, unaveraged)]
+    assert within == [30, 28]
+    ahead = [round(100 * sum(m[p] - grid_mean[p] for p in m) / len(m), 2) for m in (averaged, unaveraged)]
+    assert ahead == [0.27, 0.26]
+    for pair, then, mean, tuned in (
+        (("resnet20.fmnist", "fmnistnoise25"), 80.6, 81.6, 82.5),
+        (("lenet5.fmnist", "fmnistsmall15"), 70.5, 70.9, 71.7),
+        (("lenet5.fmnist", "fmnisttops20"), 67.4, 62.2, 63.0),
+    ):
+        assert [round(100 * m[pair], 1) for m in (unaveraged, averaged, grid_mean)] == [then, mean, tuned], pair
+    assert (min(r["val_images"] for r in now.values()), max(r["val_images"] for r in now.values())) == (10, 200)
+    blur = [before["resnet20.fmnist", "fmnistblur25", seed] for seed in (1, 3)]
+    assert [(r["best_epoch"], r["chosen_epochs"]) for r in blur] == [(5, 86), (4, 86)]
+    noise = [now["resnet20.fmnist", "fmnistnoise25", seed] for seed in (1, 2, 3)]
+    assert [(r["head_init"], round(100 * r["test_acc"], 1)) for r in noise] == [
+        ("random", 83.2),
+        ("random", 82.3),
+        ("imprint", 79.2),
+    ]
+    assert round(100 * before["resnet20.fmnist", "fmnistnoise25", 3]["test_acc"], 1) == 78.0
+    worst = min(now, key=lambda k: now[k]["test_acc"] - before[k]["test_acc"])
+    assert worst == ("lenet5.fmnist", "fmnisttops20", 2) and now[worst]["val_images"] == 16
+    assert now[worst]["val_acc"] == pytest.approx(14 / 16) and now[worst]["chosen_epochs"] == 200
+    assert [(r["best_epoch"], round(100 * r["test_acc"], 1)) for r in (before[worst], now[worst])] == [
+        (59, 66.3),
+        (16, 53.7),
+    ]
+    later = [
+        round(sum(runs[k]["best_epoch"] for k in now if k[0].startswith("resnet20")) / 42, 1) for runs in (before, now)
+    ]
+    assert later == [38.9, 65.1]  # ResNet-20's kept epoch, on average: the average lags the weights

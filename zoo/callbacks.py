@@ -43,6 +43,7 @@ class EMA(EMAWeightAveraging):
         from torch.optim.swa_utils import get_ema_multi_avg_fn
 
         super().__init__(decay=decay, **kwargs)
+        self.decay = decay
         self._kwargs.pop("avg_fn")
         self._kwargs["multi_avg_fn"] = get_ema_multi_avg_fn(decay)
 

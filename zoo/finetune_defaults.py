@@ -18,6 +18,10 @@
   every set of the first kind and at least 0.035 on every set of the second, at three seeds each. With the
   step budget, a kept imprinted head's run keeps (and stops by) the epoch of its lowest validation loss rather
   than of its highest accuracy (``FinetuneDefaults._best_by_loss``; ``docs/finetuning.md`` has the runs).
+* **Weight average.** With the step budget, a task whose description says so (``finetune_average``: a
+  classifier) validates, keeps and tests an exponential moving average of its weights (:class:`zoo.callbacks.EMA`
+  at ``AVERAGE_DECAY``, every step) rather than the weights of one step: on a validation set of a few dozen images
+  the best epoch of the raw weights is partly chance. A run given its own averaging keeps it (:func:`averaging`).
 * **Learning rate.** ``lr="auto"`` runs Lightning's LR range test (``Tuner.lr_find``: the rate grows
   exponentially from ``1e-5`` to ``1`` over ``LR_STEPS`` training steps, the weights restored after) and
   takes the rate of the lowest smoothed loss divided by ``LR_DIVISOR`` (Lightning's own suggestion, the
@@ -35,7 +39,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, StochasticWeightAveraging, WeightAveraging
 from torch import nn
 
 from zoo.callbacks import KeepBestEarlyStopping, monitor_instead
@@ -58,6 +62,9 @@ LR_DIVISOR = 30.0
 # test's minimum for LeNet-5 (ResNet-20's minimum sits so low that /30 is already at the floor), and fell with
 # every step up; /30 cost LeNet-5 0.4-1.0 point there
 IMPRINTED_DIVISOR = 100.0
+# the weight average of a budgeted run: a horizon of 1 / (1 - decay) = 100 steps, a sixth of STEP_BUDGET. Probed
+# (experiments/finetune_probes.py "ema") on every pair at seeds 1-3 against the runs without it (docs/finetuning.md)
+AVERAGE_DECAY = 0.99
 SKIP_BEGIN = 10  # the first points of the smoothed curve are its warm-up, not the loss
 LR_FLOOR, LR_CEIL = 1e-4, 0.1
 
@@ -107,6 +114,19 @@ def lowest_loss_rate(lrs: list[float], losses: list[float], divisor: float = LR_
     return {"lr": float(f"{lr:.3g}"), "lowest_loss_lr": float(f"{lowest:.3g}"), "why": why}
 
 
+AVERAGING = (WeightAveraging, StochasticWeightAveraging)  # Lightning's callbacks that average a run's weights
+
+
+def averaging(description: Any, budget: bool, callbacks: list) -> list[Callback]:
+    """The weight average a fine-tuning run adds to ``callbacks`` (module doc): :class:`zoo.callbacks.EMA` at
+    ``AVERAGE_DECAY`` when the run has the step budget, its task's ``description`` averages, and none of
+    ``callbacks`` averages already; else nothing."""
+    from zoo.callbacks import EMA
+
+    given = any(isinstance(c, AVERAGING) for c in callbacks)
+    return [EMA(decay=AVERAGE_DECAY)] if budget and description.finetune_average and not given else []
+
+
 class FinetuneDefaults(Callback):
     """Choose what was not given when ``fit`` starts: ``max_epochs`` from the step budget (and the patience of
     the trainer's :class:`~zoo.callbacks.KeepBestEarlyStopping`, turned on), a new head's start, and ``lr`` from
@@ -147,6 +167,9 @@ class FinetuneDefaults(Callback):
         self.plan = {"max_epochs": length["max_epochs"], "max_epochs_from": length["why"]}
         if length.get("patience"):
             self.plan["early_stopping_patience"] = length["patience"]
+        average = _average_of(trainer.callbacks)
+        if average:
+            self.plan["weights_averaged"] = average
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.fit_loop.restarting:  # a resumed run keeps its checkpoint's head and rate
@@ -169,9 +192,10 @@ class FinetuneDefaults(Callback):
                 rate = {"lr": float(pl_module.hparams.lr), "why": "given"}
         self.plan.update({k if k != "why" else "lr_from": v for k, v in rate.items()})
         if trainer.is_global_zero:
+            averaged = f"; {self.plan['weights_averaged']}" if "weights_averaged" in self.plan else ""
             print(
                 f"fine-tuning: max_epochs {self.plan['max_epochs']} ({self.plan['max_epochs_from']}); "
-                f"lr {rate['lr']:g} ({rate['why']})",
+                f"lr {rate['lr']:g} ({rate['why']}){averaged}",
                 flush=True,
             )
 
@@ -265,6 +289,16 @@ class FinetuneDefaults(Callback):
                 print(f"fine-tuning: head {self._imprinted['head_init_from']}", flush=True)
             return None
         return drawn
+
+
+def _average_of(callbacks: list) -> str | None:
+    """How the run averages its weights, in words (None: it does not)."""
+    found = next((c for c in callbacks if isinstance(c, AVERAGING)), None)
+    if found is None:
+        return None
+    decay = getattr(found, "decay", None)  # zoo.callbacks.EMA's
+    horizon = f" (decay {decay:g}: about the last {round(1 / (1 - decay))} steps)" if decay else ""
+    return f"weights averaged: {type(found).__name__}{horizon}, validated, kept and tested"
 
 
 HEAD_INITS = ("auto", "imprint", "random")

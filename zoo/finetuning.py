@@ -38,7 +38,7 @@ from torch import nn
 
 from zoo.callbacks import KeepBestEarlyStopping, use_best_weights
 from zoo.errors import InvalidValueError, UnknownArgumentError, ZooError
-from zoo.finetune_defaults import MIN_EPOCHS, FinetuneDefaults
+from zoo.finetune_defaults import MIN_EPOCHS, FinetuneDefaults, averaging
 from zoo.layers.network import split_stages
 from zoo.tasks.inputs import check_choices, check_numbers
 
@@ -142,7 +142,7 @@ def finetune(
             data has exactly the model's classes).
         strategy: see the module doc; ``unfreeze_epoch`` / ``epochs_per_stage`` tune two of them.
         max_epochs: the run's length; default: a budget of optimizer steps suited to the data's size, with
-            early stopping (:mod:`zoo.finetune_defaults`).
+            early stopping and, for a classifier, a moving average of the weights (:mod:`zoo.finetune_defaults`).
         lr: the learning rate; ``"auto"`` (default): Lightning's LR range test on the data.
         head_init: ``"auto"`` (default): a classifier's new head starts as the nearest class mean of the training
             images' features when the LR range test of that start bottoms out at a low rate, else as the network
@@ -202,7 +202,10 @@ def finetune(
         num_sanity_val_steps=0,
     )
     settings.update(trainer or {})
-    settings["callbacks"] = [callback, checkpoint, stopping, chosen, *settings.get("callbacks", [])]
+    given = settings.get("callbacks", [])
+    # with the step budget a classifier's run averages its weights (unless given an averaging of its own)
+    average = averaging(description, max_epochs is None, given)
+    settings["callbacks"] = [callback, checkpoint, stopping, chosen, *average, *given]
     settings["callbacks"] = with_energy_tracker(settings["callbacks"], training_type="fine-tuning")  # zoo.energy
     with tempfile.TemporaryDirectory(prefix="zoo-finetune-") as scratch:
         checkpoint.dirpath = checkpoint.dirpath or scratch  # the best epoch's weights, gone after the run

@@ -77,6 +77,9 @@ class TaskDescription:
     default_datamodule: Callable[..., Any] | None = None  # (model, root, batch_size) -> the default test data
     aliases: tuple[str, ...] = field(default=())  # other names users type: ("multi-label",)
     model_index_scale: float = 100.0  # the model-index value is the first row's number times this (100: percent)
+    # a fine-tuning run with the step budget validates, keeps and tests an exponential moving average of its weights
+    # (zoo.finetune_defaults.averaging): measured on classification alone (docs/finetuning.md)
+    finetune_average: bool = False
     # `zoo classify`'s answer: (model, images, top_k) -> [(label, probability), ...] per image; None: the top-k
     classify: Callable[..., Any] | None = None
 

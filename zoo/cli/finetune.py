@@ -36,7 +36,9 @@ Fine-tune trained weights on your images (a folder of class sub-folders, or a CS
 
 Without --trainer.max_epochs the run gets a budget of optimizer steps suited to the data's size, with
 early stopping on the task's validation metric (best weights kept; for a kept imprinted head, the lowest
-validation loss); the choices are printed and the card's metrics.json records them (finetune_plan).
+validation loss), and a classifier validates, keeps and tests a moving average of its weights (zoo.callbacks.EMA,
+unless the recipe has its own averaging); the choices are printed and the card's metrics.json records them
+(finetune_plan).
 
 Every zoo fit option works too: --trainer.max_epochs 10, --model.lr 3e-4, --model.layer_decay 0.7,
 --data.batch_size 64, --data.val_fraction 0.1, --config recipe.yaml ... (zoo fit --help lists them).
@@ -120,6 +122,8 @@ def cmd_finetune(argv: list[str]) -> None:
         f"--trainer.callbacks.lr={lr}",
         f"--trainer.callbacks.budget={str(budget).lower()}",
         f"--trainer.callbacks.head_init={head_init}",
+        # with the budget a classifier's run averages its weights, as zoo.finetune's does, unless told to average
+        *(_average_args() if budget and description.finetune_average and not _averages_given(argv) else []),
     ]
     from zoo.cli.recipe import run_lightning
 
@@ -143,6 +147,27 @@ def _check_validation(argv: list[str], data: str, description: Any) -> None:
                 f"{key} 0 leaves no validation images, and zoo finetune keeps the weights that validate best; "
                 "give a fraction such as 0.2 (the default), or put validation images in a val/ folder"
             )
+
+
+def _average_args() -> list[str]:
+    """The budget's weight average as flags: what :func:`zoo.finetune_defaults.averaging` adds for the API."""
+    from zoo.finetune_defaults import AVERAGE_DECAY
+
+    return ["--trainer.callbacks+=zoo.callbacks.EMA", f"--trainer.callbacks.decay={AVERAGE_DECAY}"]
+
+
+def _averages_given(argv: list[str]) -> bool:
+    """Whether the command line or its ``--config`` recipe(s) name a weight averaging callback (``zoo.callbacks.EMA``,
+    Lightning's ``EMAWeightAveraging``, ``WeightAveraging`` or ``StochasticWeightAveraging``)."""
+    import re
+
+    texts = list(argv)
+    for index, item in enumerate(argv):
+        path = item.split("=", 1)[1] if item.startswith("--config=") else None
+        path = path or (argv[index + 1] if item == "--config" and index + 1 < len(argv) else None)
+        if path and Path(path).is_file():
+            texts.append(Path(path).read_text())
+    return any(re.search(r"\b(EMA|\w*WeightAveraging)\b", text) for text in texts)
 
 
 def _given(argv: list[str], section: str, key: str) -> bool:

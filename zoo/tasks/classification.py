@@ -263,5 +263,6 @@ DESCRIPTION = register_task(
         datamodule=_train_data,
         eval_datamodule=_eval_data,
         default_datamodule=_default_data,
+        finetune_average=True,
     )
 )
