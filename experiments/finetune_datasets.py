@@ -20,10 +20,13 @@ CAP_HELD_OUT = ("fmnistcoarse24", "fmnistblur25", "fmnistrot10")
 # finetune_head_draws.py; the rules unchanged): a look the sources never saw (shrunk into a corner) and four of their
 # own classes, the four tops, which they confuse most, in a new order
 MEDIAN_HELD_OUT = ("fmnistsmall15", "fmnisttops20")
-DATASETS = TUNING + HELD_OUT + HEAD_HELD_OUT + CAP_HELD_OUT + MEDIAN_HELD_OUT
+# built after the budgeted runs came to average their weights (zoo.finetune_defaults.AVERAGE_DECAY), to check it: two
+# looks the sources never saw, dimmed (a third of the contrast) and zoomed in (parts of the garment cut off)
+AVERAGE_HELD_OUT = ("fmnistdim20", "fmnistzoom25")
+DATASETS = TUNING + HELD_OUT + HEAD_HELD_OUT + CAP_HELD_OUT + MEDIAN_HELD_OUT + AVERAGE_HELD_OUT
 PER_CLASS = {"fmnist10": 10, "fmnist25": 25, "fmnist100": 100, "digits": 25, "digits10": 10, "fmnist5to9": 25}
 PER_CLASS.update({"fmnistcoarse24": 24, "fmnistblur25": 25, "fmnistrot10": 10})
-PER_CLASS.update({"fmnistsmall15": 15, "fmnisttops20": 20})
+PER_CLASS.update({"fmnistsmall15": 15, "fmnisttops20": 20, "fmnistdim20": 20, "fmnistzoom25": 25})
 PER_CLASS.update({"fmnistinv10": 10, "fmnist50b": 50, "fmnist0to4own10": 10, "fmnistnoise25": 25, "digitsinv25": 25})
 # the weights a dataset is fine-tuned from, when not the model named: fmnist5to9's classes are new to *_0to4
 SOURCE = {"fmnist5to9": {"lenet5.fmnist": "lenet5_relu.fmnist_0to4", "resnet20.fmnist": "resnet20.fmnist_0to4"}}
@@ -95,6 +98,10 @@ LOOKS = {
     "fmnistrot10": (10, 13, lambda x: torch.rot90(x, -1, dims=(-2, -1)).unsqueeze(1), "fmnistrot10_"),
     # shrunk to 16 px (area-averaged) in the top-left corner of a black 28-px image
     "fmnistsmall15": (15, 17, lambda x: _shrink(x.unsqueeze(1)), "fmnistsmall15_"),
+    # dimmed: 40 + 0.35 × the pixel, so black is 40 and white 129
+    "fmnistdim20": (20, 19, lambda x: (40 + 0.35 * x.float()).round().byte().unsqueeze(1), "fmnistdim20_"),
+    # zoomed in 1.5×: the central 18 px, resized (antialiased) back to 28
+    "fmnistzoom25": (25, 23, lambda x: _zoom(x.unsqueeze(1)), "fmnistzoom25_"),
 }
 
 
@@ -103,6 +110,12 @@ def _shrink(x: torch.Tensor) -> torch.Tensor:
 
     small = F.interpolate(x.float(), size=(16, 16), mode="area").round().clamp(0, 255).byte()
     return F.pad(small, (0, 12, 0, 12))
+
+
+def _zoom(x: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.resize(TF.center_crop(x, [18, 18]), [28, 28], antialias=True)
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:

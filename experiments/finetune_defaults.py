@@ -40,7 +40,11 @@ runs): twice the step budget (``budget1200``, every pair at seeds 1-3; not adopt
 as the best epoch's measure (``val_loss_monitor``), adopted for a kept imprinted head: the defaults runs whose
 head was imprinted are that probe's runs (``measured_as``; the probe's patch is the rule's code path, and a
 test runs one again with the rule), and the previous rule's runs with ``lr="auto"``, the head's variants
-with them, are kept in ``docs/finetune_defaults_accuracy_rule.json`` (the head table reads them).
+with them, are kept in ``docs/finetune_defaults_accuracy_rule.json`` (the head table reads them). A moving average
+of the weights (``ema``, every pair at seeds 1-3) was adopted for classifiers next: the defaults runs are that
+probe's runs, the loss rule's before it are in ``docs/finetune_defaults_unaveraged.json``, and two sets were
+built after it to check it (``AVERAGE_HELD_OUT``: ``fmnistdim20``, dimmed, and ``fmnistzoom25``, zoomed in),
+their defaults run with the rules themselves.
 
 Per model and dataset: the defaults (``lr="auto"``, step budget, early stopping, ``head_init="auto"``) against a
 grid of rates × epoch budgets (AdamW, cosine, ``full``), and the same architecture from random weights (``zoo.create``)
@@ -81,6 +85,7 @@ from pathlib import Path
 
 import torch
 from finetune_datasets import (
+    AVERAGE_HELD_OUT,
     CAP_HELD_OUT,
     DATASETS,
     HEAD_HELD_OUT,
@@ -220,12 +225,13 @@ GROUPS = {
     "head_held_out": "Sets built after the divisor and the head's threshold, to check them",
     "cap_held_out": "Sets built after the 200-epoch cap, to check it and the head's rule",
     "median_held_out": "Sets built after the repeated range tests were probed (the rules unchanged), to check them again",
+    "average_held_out": "Sets built after the weight average was adopted, to check it",
 }
 
 
 def _group(data: str) -> str:
     """The key of :data:`GROUPS` whose sets ``data`` is one of."""
-    sets = (TUNING, HELD_OUT, HEAD_HELD_OUT, CAP_HELD_OUT, MEDIAN_HELD_OUT)
+    sets = (TUNING, HELD_OUT, HEAD_HELD_OUT, CAP_HELD_OUT, MEDIAN_HELD_OUT, AVERAGE_HELD_OUT)
     return next(group for group, members in zip(GROUPS, sets) if data in members)
 
 
