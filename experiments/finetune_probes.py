@@ -50,15 +50,14 @@ def _val_loss_monitor() -> dict:
 def _ema(decay: float) -> dict:
     """The patch of the ``ema`` probe: ``zoo.finetune``'s callbacks get :class:`zoo.callbacks.EMA` at ``decay``, unless
     they average already (the rule adopted adds the same)."""
-    from lightning.pytorch.callbacks import WeightAveraging
-
     from zoo import energy
     from zoo.callbacks import EMA
+    from zoo.finetune_defaults import AVERAGING
 
     tracked = energy.with_energy_tracker
 
     def with_ema(callbacks, **kwargs):
-        averaged = any(isinstance(c, WeightAveraging) for c in callbacks)
+        averaged = any(isinstance(c, AVERAGING) for c in callbacks)
         return tracked([*callbacks, *([] if averaged else [EMA(decay=decay)])], **kwargs)
 
     return {"zoo.energy.with_energy_tracker": with_ema}

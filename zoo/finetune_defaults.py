@@ -297,7 +297,7 @@ def _average_of(callbacks: list) -> str | None:
     if found is None:
         return None
     decay = getattr(found, "decay", None)  # zoo.callbacks.EMA's
-    horizon = f" (decay {decay:g}: about the last {round(1 / (1 - decay))} steps)" if decay else ""
+    horizon = f" (decay {decay:g}: about the last {round(1 / (1 - decay))} steps)" if decay and decay < 1 else ""
     return f"weights averaged: {type(found).__name__}{horizon}, validated, kept and tested"
 
 

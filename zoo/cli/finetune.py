@@ -161,13 +161,22 @@ def _averages_given(argv: list[str]) -> bool:
     Lightning's ``EMAWeightAveraging``, ``WeightAveraging`` or ``StochasticWeightAveraging``)."""
     import re
 
-    texts = list(argv)
-    for index, item in enumerate(argv):
-        path = item.split("=", 1)[1] if item.startswith("--config=") else None
-        path = path or (argv[index + 1] if item == "--config" and index + 1 < len(argv) else None)
-        if path and Path(path).is_file():
-            texts.append(Path(path).read_text())
+    texts = [*argv, *(path.read_text() for path in _recipes(argv))]
     return any(re.search(r"\b(EMA|\w*WeightAveraging)\b", text) for text in texts)
+
+
+def _recipes(argv: list[str]) -> list[Path]:
+    """The ``--config FILE`` / ``--config=FILE`` recipes of the command line that exist."""
+    found = []
+    for index, item in enumerate(argv):
+        path = (
+            item.split("=", 1)[1]
+            if item.startswith("--config=")
+            else (argv[index + 1] if item == "--config" and index + 1 < len(argv) else None)
+        )
+        if path and Path(path).is_file():
+            found.append(Path(path))
+    return found
 
 
 def _given(argv: list[str], section: str, key: str) -> bool:
@@ -179,17 +188,11 @@ def _given(argv: list[str], section: str, key: str) -> bool:
         item == flag or item.startswith(flag + "=") or item.startswith(f"--{section}.init_args.{key}") for item in argv
     ):
         return True
-    for index, item in enumerate(argv):
-        path = (
-            item.split("=", 1)[1]
-            if item.startswith("--config=")
-            else (argv[index + 1] if item == "--config" and index + 1 < len(argv) else None)
-        )
-        if path and Path(path).is_file():
-            recipe = yaml.safe_load(Path(path).read_text()) or {}
-            part = recipe.get(section) or {}
-            if isinstance(part, dict) and (key in part or key in (part.get("init_args") or {})):
-                return True
+    for path in _recipes(argv):
+        recipe = yaml.safe_load(path.read_text()) or {}
+        part = recipe.get(section) or {}
+        if isinstance(part, dict) and (key in part or key in (part.get("init_args") or {})):
+            return True
     return False
 
 
